@@ -1,0 +1,76 @@
+"""Dense [T, M] arrays of one bench, the simulator's view of a trace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from traces.errors import TraceError
+from traces.io import Trace
+
+COST_NAMES = ("energy_j", "latency_s", "cost_usd", "tokens")
+
+
+@dataclass(frozen=True)
+class BenchArrays:
+    """One bench; requests in trace order, models in zoo (cost) order.
+
+    satisfied: [T, M] float64 in {0, 1}
+    costs:     name -> [T, M] float64 for every cost column with no null in this bench
+    features:  [T, F] float32 or None (synthetic traces carry their own)
+    """
+
+    bench: str
+    models: tuple[str, ...]
+    doc_ids: np.ndarray  # [T] str
+    texts: list[str]  # [T]
+    satisfied: np.ndarray
+    costs: dict[str, np.ndarray]
+    features: np.ndarray | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.satisfied.shape
+
+    def cost(self, name: str) -> np.ndarray:
+        if name not in self.costs:
+            have = ", ".join(self.costs) or "none"
+            raise TraceError(f"bench {self.bench}: cost column {name!r} is empty or incomplete (complete: {have})")
+        return self.costs[name]
+
+
+def to_arrays(trace: Trace, bench: str) -> BenchArrays:
+    """Sort rows by (request first appearance, zoo order) and reshape; no Python loop over rows."""
+    models = trace.zoo.names
+    df = trace.df.filter(pl.col("bench") == bench)
+    if df.is_empty():
+        raise TraceError(f"unknown bench {bench!r} (available: {', '.join(trace.benches)})")
+    order = df.select("doc_id").unique(maintain_order=True).with_row_index("_req")
+    rank = pl.DataFrame({"model": list(models), "_m": np.arange(len(models))})
+    df = df.join(order, on="doc_id").join(rank, on="model").sort(["_req", "_m"])
+    T, M = order.height, len(models)
+
+    def dense(expr: pl.Expr) -> np.ndarray:
+        return df.select(expr.cast(pl.Float64)).to_series().to_numpy().reshape(T, M)
+
+    costs = {}
+    for name in ("energy_j", "latency_s", "cost_usd"):
+        if df[name].null_count() == 0:
+            costs[name] = dense(pl.col(name))
+    if df["prompt_tokens"].null_count() == 0 and df["completion_tokens"].null_count() == 0:
+        costs["tokens"] = dense(pl.col("prompt_tokens") + pl.col("completion_tokens"))
+    first = df.filter(pl.col("_m") == 0)
+    features = None
+    if "features" in df.columns and first["features"].null_count() == 0:
+        features = np.stack(first["features"].to_numpy()).astype(np.float32)
+    return BenchArrays(
+        bench=bench,
+        models=models,
+        doc_ids=first["doc_id"].to_numpy(),
+        texts=first["text"].to_list(),
+        satisfied=dense(pl.col("satisfied")),
+        costs=costs,
+        features=features,
+    )

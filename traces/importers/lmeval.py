@@ -1,0 +1,122 @@
+"""lm-eval-harness `--log_samples` outputs (samples_<task>_<date>.jsonl): one folder per model, merged."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+
+from traces.errors import TraceError
+from traces.importers.common import read_table
+from traces.io import Trace
+from traces.zoo import Zoo
+
+METRIC_PREFERENCE = ("acc_norm", "acc", "exact_match")  # "auto" takes the first one a task logs
+SAMPLES = re.compile(r"samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-\.]+)\.jsonl$")
+
+
+def _context(arguments: object) -> str:
+    """The rendered request: first request's first argument, in either of lm-eval's layouts."""
+    if isinstance(arguments, dict):  # {"gen_args_0": {"arg_0": ctx, ...}, ...}
+        return str(arguments["gen_args_0"]["arg_0"])
+    return str(arguments[0][0])  # [[ctx, continuation], ...]
+
+
+def read_samples(path: Path, metric: str = "auto", filter_key: str | None = None) -> tuple[pl.DataFrame, str]:
+    """One samples file -> (doc_id, text, satisfied) rows and the metric used."""
+    rows = []
+    with path.open() as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise TraceError(f"{path}: line {lineno} is not valid JSON (truncated file?)") from None
+    if not rows:
+        raise TraceError(f"{path}: no samples")
+    filters = list(dict.fromkeys(r.get("filter", "none") for r in rows))
+    key = filter_key or filters[0]
+    if key not in filters:
+        raise TraceError(f"{path}: no samples for filter {key!r} (has: {', '.join(filters)})")
+    rows = [r for r in rows if r.get("filter", "none") == key]
+    if metric == "auto":
+        metric = next((m for m in METRIC_PREFERENCE if m in rows[0]), "")
+        if not metric:
+            raise TraceError(f"{path}: none of {', '.join(METRIC_PREFERENCE)} logged; pick one with --metric")
+    missing = next((i for i, r in enumerate(rows) if metric not in r), None)
+    if missing is not None:
+        raise TraceError(f"{path}: sample {missing} has no metric {metric!r}")
+    df = pl.DataFrame(
+        {
+            "doc_id": [str(r["doc_id"]) for r in rows],
+            "text": [_context(r["arguments"]) for r in rows],
+            "satisfied": [float(r[metric]) for r in rows],
+        }
+    )
+    return df, metric
+
+
+def _samples_by_task(folder: Path) -> dict[str, Path]:
+    """Newest samples file per task below a model's output folder."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.rglob("samples_*.jsonl")):
+        m = SAMPLES.search(p.name)
+        if m and (m["task"] not in found or p.name > found[m["task"]].name):
+            found[m["task"]] = p
+    if not found:
+        raise TraceError(f"{folder}: no lm-eval samples_<task>_<date>.jsonl files (run lm-eval with --log_samples)")
+    return found
+
+
+def _apply_costs(long: pl.DataFrame, costs: Path, report: list[str]) -> pl.DataFrame:
+    """Per-request costs (keyed by model and doc_id) are imported; per-model constants are estimates."""
+    table = read_table(costs)
+    cols = [c for c in ("energy_j", "latency_s", "cost_usd") if c in table.columns]
+    if "model" not in table.columns or not cols:
+        raise TraceError(f"{costs}: cost table needs a 'model' column and one of energy_j, latency_s, cost_usd")
+    per_request = "doc_id" in table.columns
+    on = ["model", "doc_id"] if per_request else ["model"]
+    table = table.select([pl.col(c).cast(pl.String) for c in on] + [pl.col(c).cast(pl.Float64) for c in cols])
+    long = long.join(table, on=on, how="left")
+    label = "imported" if per_request else "estimated"
+    src = {"energy_j": "energy_source", "latency_s": "latency_source", "cost_usd": "cost_usd_source"}
+    long = long.with_columns(
+        pl.when(pl.col(c).is_null()).then(pl.lit("none")).otherwise(pl.lit(label)).alias(src[c]) for c in cols
+    )
+    report.append(f"{costs}: {', '.join(cols)} {'per request' if per_request else 'per model'} ({label})")
+    return long
+
+
+def import_lmeval(
+    folders: list[Path],
+    names: list[str] | None,
+    tasks: list[str] | None = None,
+    metric: str = "auto",
+    filter_key: str | None = None,
+    costs: Path | None = None,
+) -> tuple[Trace, list[str]]:
+    """Folders are given cheapest model first; names default to the folder names."""
+    names = names or [f.name for f in folders]
+    if len(names) != len(folders):
+        raise TraceError(f"{len(names)} model names for {len(folders)} folders")
+    report: list[str] = []
+    per_model = [_samples_by_task(f) for f in folders]
+    common = set.intersection(*(set(p) for p in per_model))
+    tasks = tasks or sorted(common)
+    for name, found in zip(names, per_model, strict=True):
+        missing = [t for t in tasks if t not in found]
+        if missing:
+            raise TraceError(f"model {name}: no samples for task {missing[0]!r} (has: {', '.join(sorted(found))})")
+    frames = []
+    for task in tasks:
+        for name, found in zip(names, per_model, strict=True):
+            df, used = read_samples(found[task], metric, filter_key)
+            frames.append(df.with_columns(pl.lit(task).alias("bench"), pl.lit(name).alias("model")))
+            report.append(f"{found[task]}: {df.height} samples of {task} for {name}, satisfied = {used}")
+    long = pl.concat(frames)
+    if costs is not None:
+        long = _apply_costs(long, costs, report)
+    trace = Trace(long, Zoo.from_names(names), provenance={"importer": "lmeval", "metric": metric})
+    return trace, report

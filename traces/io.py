@@ -1,0 +1,118 @@
+"""Reading and writing trace files: Parquet with the zoo and provenance in the file's metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from traces.errors import TraceError
+from traces.schema import META_KEY, SCHEMA_VERSION, conform, validate
+from traces.zoo import Zoo
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pk")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A validated trace: the long table plus its zoo (cost order) and provenance."""
+
+    df: pl.DataFrame
+    zoo: Zoo
+    synthetic: bool = False
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def benches(self) -> list[str]:
+        return self.df["bench"].unique(maintain_order=True).to_list()
+
+
+def refuse_pickle(path: Path) -> None:
+    """Loading a pickle runs arbitrary code, so no path in this project ever unpickles."""
+    is_pickle = path.suffix.lower() in PICKLE_SUFFIXES
+    if not is_pickle and path.is_file():
+        with path.open("rb") as f:
+            head = f.read(2)
+        is_pickle = len(head) == 2 and head[0] == 0x80 and head[1] <= 5
+    if is_pickle:
+        raise TraceError(
+            f"{path}: refusing to load a pickle (unpickling runs arbitrary code); convert it where you trust it, "
+            f"e.g. python -c \"import pandas as p; p.read_pickle('{path.name}').to_parquet('{path.stem}.parquet')\""
+        )
+
+
+def write_trace(trace: Trace, path: str | Path) -> Path:
+    """Validate, then write atomically (temp file + rename) so a crash never leaves half a trace."""
+    path = Path(path)
+    df = conform(trace.df)
+    validate(df, str(path), trace.zoo.names)
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "zoo": json.loads(trace.zoo.to_json()),
+        "synthetic": trace.synthetic,
+        "provenance": trace.provenance,
+    }
+    table = df.to_arrow()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Read and validate one trace file; every problem is a one-line TraceError."""
+    path = Path(path)
+    refuse_pickle(path)
+    if not path.is_file():
+        raise TraceError(f"{path}: trace file not found")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise TraceError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise TraceError(f"{path}: no trace metadata; write traces with `traces import` or traces.io.write_trace")
+    meta = json.loads(raw)
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise TraceError(f"{path}: trace schema v{version}, this version reads v{SCHEMA_VERSION}; re-import the source")
+    zoo = Zoo.from_json(json.dumps(meta["zoo"]))
+    df = pl.from_arrow(table)
+    validate(df, str(path), zoo.names)
+    return Trace(conform(df), zoo, bool(meta.get("synthetic")), meta.get("provenance", {}))
+
+
+def trace_files(path: str | Path) -> list[Path]:
+    """A trace path is a .parquet file or a folder of them."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+        if not files:
+            raise TraceError(f"{path}: folder holds no .parquet trace files")
+        return files
+    return [path]
+
+
+def load_bench(path: str | Path, bench: str) -> Trace:
+    """Find `bench` in a trace file or folder; the error lists the benches that exist."""
+    seen: list[str] = []
+    for f in trace_files(path):
+        trace = read_trace(f)
+        if bench in trace.benches:
+            return Trace(trace.df.filter(pl.col("bench") == bench), trace.zoo, trace.synthetic, trace.provenance)
+        seen += trace.benches
+    raise TraceError(f"{path}: unknown bench {bench!r} (available: {', '.join(seen) or 'none'})")
