@@ -38,7 +38,9 @@ def _finish(trace: Trace, report: list[str], out: Path) -> None:
 @imports.command("messplus")
 def import_messplus_cmd(
     paths: Annotated[list[Path], typer.Argument(help="JSON lists, folders of CSV batches, or folders of either.")],
-    out: Annotated[Path | None, typer.Option(help="Trace file to write [default: data/traces/messplus.parquet].")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Trace file to write [default: data/traces/messplus.parquet].")
+    ] = None,
     models: Models = None,
     zoo: ZooFile = None,
 ) -> None:
@@ -53,10 +55,18 @@ def import_messplus_cmd(
 def import_lmeval_cmd(
     folders: Annotated[list[Path], typer.Argument(help="One lm-eval --output_path folder per model, cheapest first.")],
     out: Annotated[Path | None, typer.Option(help="Trace file to write [default: data/traces/lmeval.parquet].")] = None,
-    task: Annotated[list[str] | None, typer.Option(help="Task(s) to import [default: all tasks every model has].")] = None,
-    metric: Annotated[str, typer.Option(help="Per-sample metric read as satisfied: auto = acc_norm, else acc, else exact_match.")] = "auto",
-    filter_key: Annotated[str | None, typer.Option("--filter", help="lm-eval filter to read [default: the first logged].")] = None,
-    costs: Annotated[Path | None, typer.Option(help="CSV/Parquet with model[,doc_id] and energy_j/latency_s/cost_usd.")] = None,
+    task: Annotated[
+        list[str] | None, typer.Option(help="Task(s) to import [default: all tasks every model has].")
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Per-sample metric read as satisfied: auto = acc_norm, else acc, else exact_match.")
+    ] = "auto",
+    filter_key: Annotated[
+        str | None, typer.Option("--filter", help="lm-eval filter to read [default: the first logged].")
+    ] = None,
+    costs: Annotated[
+        Path | None, typer.Option(help="CSV/Parquet with model[,doc_id] and energy_j/latency_s/cost_usd.")
+    ] = None,
     models: Models = None,
     zoo: ZooFile = None,
 ) -> None:
@@ -70,12 +80,17 @@ def import_lmeval_cmd(
 @imports.command("wide")
 def import_wide_cmd(
     path: Annotated[Path, typer.Argument(help="CSV or Parquet table, one correctness column per model.")],
-    out: Annotated[Path | None, typer.Option(help="Trace file to write [default: data/traces/<file stem>.parquet].")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Trace file to write [default: data/traces/<file stem>.parquet].")
+    ] = None,
     id_col: Annotated[str, typer.Option(help="Request id column.")] = "sample_id",
     text_col: Annotated[str, typer.Option(help="Request text column.")] = "prompt",
     bench_col: Annotated[str, typer.Option(help="Benchmark name column.")] = "eval_name",
     bench: Annotated[str | None, typer.Option(help="Benchmark name for every row (overrides --bench-col).")] = None,
-    models: Annotated[str | None, typer.Option("--models", help="Comma list of models to keep, cheapest first [default: all, by mean cost].")] = None,
+    models: Annotated[
+        str | None,
+        typer.Option("--models", help="Comma list of models to keep, cheapest first [default: all, by mean cost]."),
+    ] = None,
     zoo: ZooFile = None,
 ) -> None:
     """RouterBench-style wide tables with '<model>|total_cost' dollar columns."""
@@ -112,7 +127,10 @@ def _info_table(path: Path, trace: Trace) -> Table:
     for col in ("bench", "requests", "model", "accuracy %", *[f"mean {c}" for c in cost_cols], "sources"):
         table.add_column(col, justify="right" if col not in ("bench", "model", "sources") else "left")
     rank = pl.DataFrame({"model": list(trace.zoo.names), "_m": range(len(trace.zoo.names))})
-    src = [pl.col(c).unique().drop_nulls().sort().str.join("/").alias(c) for c in ("energy_source", "latency_source", "cost_usd_source")]
+    src = [
+        pl.col(c).unique().drop_nulls().sort().str.join("/").alias(c)
+        for c in ("energy_source", "latency_source", "cost_usd_source")
+    ]
     stats = (
         df.group_by(["bench", "model"], maintain_order=True)
         .agg(pl.len().alias("n"), pl.col("satisfied").mean().alias("acc"), *[pl.col(c).mean() for c in cost_cols], *src)

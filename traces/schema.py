@@ -57,7 +57,9 @@ def validate(df: pl.DataFrame, where: str, models: tuple[str, ...] | None = None
     """Raise a one-line TraceError naming file, column and row for the first problem found."""
     for name in REQUIRED:
         if name not in df.columns:
-            raise TraceError(f"{where}: missing column {name!r} (trace schema v{SCHEMA_VERSION} needs {', '.join(REQUIRED)})")
+            raise TraceError(
+                f"{where}: missing column {name!r} (trace schema v{SCHEMA_VERSION} needs {', '.join(REQUIRED)})"
+            )
     for name in REQUIRED[:4]:
         row = _first_row(df, pl.col(name).is_null())
         if row is not None:
@@ -83,11 +85,15 @@ def validate(df: pl.DataFrame, where: str, models: tuple[str, ...] | None = None
         if name in df.columns:
             row = _first_row(df, pl.col(name).is_not_null() & ~pl.col(name).is_in(SOURCES))
             if row is not None:
-                raise TraceError(f"{where}: column {name!r} row {row}: {df[name][row]!r} is not one of {', '.join(SOURCES)}")
+                raise TraceError(
+                    f"{where}: column {name!r} row {row}: {df[name][row]!r} is not one of {', '.join(SOURCES)}"
+                )
     if models is not None:
         row = _first_row(df, ~pl.col("model").is_in(models))
         if row is not None:
-            raise TraceError(f"{where}: column 'model' row {row}: unknown model {df['model'][row]!r} (zoo: {', '.join(models)})")
+            raise TraceError(
+                f"{where}: column 'model' row {row}: unknown model {df['model'][row]!r} (zoo: {', '.join(models)})"
+            )
     key = ["bench", "doc_id", "model"]
     row = _first_row(df, pl.struct(key).is_duplicated())
     if row is not None:

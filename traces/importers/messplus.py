@@ -50,7 +50,9 @@ def _tiers(df: pl.DataFrame, where: str) -> list[str]:
         raise TraceError(f"{where}: missing columns 'label_<tier>' (MESS+ format)")
     unknown = [t for t in found if t not in TIERS]
     if unknown:
-        raise TraceError(f"{where}: unknown tier {unknown[0]!r} in column 'label_{unknown[0]}' (known: {', '.join(TIERS)})")
+        raise TraceError(
+            f"{where}: unknown tier {unknown[0]!r} in column 'label_{unknown[0]}' (known: {', '.join(TIERS)})"
+        )
     return sorted(found, key=TIERS.index)
 
 

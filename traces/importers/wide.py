@@ -44,7 +44,11 @@ def import_wide(
     for col in (id_col, text_col):
         if col not in df.columns:
             raise TraceError(f"{where}: missing column {col!r} (set it with --id-col / --text-col)")
-    found = [c.removesuffix(COST_SUFFIX) for c in df.columns if c.endswith(COST_SUFFIX) and c.removesuffix(COST_SUFFIX) in df.columns]
+    found = [
+        c.removesuffix(COST_SUFFIX)
+        for c in df.columns
+        if c.endswith(COST_SUFFIX) and c.removesuffix(COST_SUFFIX) in df.columns
+    ]
     if not found:
         raise TraceError(f"{where}: no model columns (need '<model>' and '<model>{COST_SUFFIX}' pairs)")
     if names:
@@ -73,7 +77,9 @@ def import_wide(
         detail = ", ".join(f"{m}: {n}" for m, n in per_model.iter_rows())
         drop = empty.select(["bench", "doc_id"]).unique()
         long = long.join(drop, on=["bench", "doc_id"], how="anti")
-        report.append(f"{where}: empty cells after merging repeats ({detail}); dropped {drop.height} incomplete requests")
+        report.append(
+            f"{where}: empty cells after merging repeats ({detail}); dropped {drop.height} incomplete requests"
+        )
     if long.is_empty():
         raise TraceError(f"{where}: no request has every model's correctness and cost")
     if not names:  # cost order: cheapest mean cost first
