@@ -1,0 +1,63 @@
+"""All randomness of one seed, drawn up front so that no run depends on which runs came before it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Shapes: T requests in the trace, S = T - n_calib scored (stream) requests, h input dim, M models.
+
+    order:      [T]  permutation of the trace; order[:n_calib] is the calibration split, the rest the stream
+    explore_u:  [S]  uniforms; position i explores iff explore_u[i] < p_{i+1}
+    feedback_u: [S]  uniforms; position i has feedback iff feedback_u[i] < f
+    keep:       [S, epochs, h]  dropout keep-masks for training on position i
+    W1 [h, h], b1 [h], W2 [M, h], b2 [M]: head initialisation (torch's default Linear init)
+    choice_u:   [S]  uniforms for randomised baselines (educated guessing)
+    """
+
+    order: np.ndarray
+    n_calib: int
+    explore_u: np.ndarray
+    feedback_u: np.ndarray
+    keep: np.ndarray
+    W1: np.ndarray
+    b1: np.ndarray
+    W2: np.ndarray
+    b2: np.ndarray
+    choice_u: np.ndarray
+
+    @property
+    def stream(self) -> np.ndarray:
+        """[S] trace rows in the order they arrive."""
+        return self.order[self.n_calib :]
+
+    @property
+    def calib(self) -> np.ndarray:
+        return self.order[: self.n_calib]
+
+
+def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: float) -> Draws:
+    rs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
+    S = T - n_calib
+    bound = 1.0 / np.sqrt(h)  # kaiming_uniform(a=sqrt(5)) and bias init of nn.Linear both give U(-1/sqrt(fan_in), ..)
+    return Draws(
+        order=rs[0].permutation(T),
+        n_calib=n_calib,
+        explore_u=rs[1].random(S),
+        feedback_u=rs[2].random(S),
+        keep=rs[3].random((S, epochs, h), dtype=np.float32) >= dropout,
+        W1=rs[4].uniform(-bound, bound, (h, h)),
+        b1=rs[4].uniform(-bound, bound, h),
+        W2=rs[4].uniform(-bound, bound, (M, h)),
+        b2=rs[4].uniform(-bound, bound, M),
+        choice_u=rs[5].random(S),
+    )
+
+
+def explore_prob(S: int, c: float, k: float) -> np.ndarray:
+    """[S] p_t = min(1, c / t**k) for t = 1..S."""
+    return np.minimum(1.0, c / np.arange(1, S + 1, dtype=np.float64) ** k)

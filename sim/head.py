@@ -1,0 +1,47 @@
+"""The MESS+ satisfaction predictor head as a plain torch module, used by the reference simulator."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sim.config import PredictorConfig
+from sim.draws import Draws
+
+
+class Head(nn.Module):
+    """Linear(h,h) -> LayerNorm -> ReLU -> Dropout -> Linear(h,M) -> sigmoid.
+
+    Dropout takes an explicit keep-mask so that its randomness comes from the seed's draws, not torch's global RNG.
+    """
+
+    def __init__(self, h: int, M: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(h, h)
+        self.norm = nn.LayerNorm(h)
+        self.fc2 = nn.Linear(h, M)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        r = torch.relu(self.norm(self.fc1(x)))
+        if keep is not None:
+            r = r * keep / (1.0 - self.dropout)
+        return torch.sigmoid(self.fc2(r))
+
+    @classmethod
+    def from_draws(cls, d: Draws, dropout: float, dtype: torch.dtype) -> Head:
+        M, h = d.W2.shape
+        head = cls(h, M, dropout).to(dtype)
+        with torch.no_grad():
+            for p, v in (
+                (head.fc1.weight, d.W1),
+                (head.fc1.bias, d.b1),
+                (head.fc2.weight, d.W2),
+                (head.fc2.bias, d.b2),
+            ):
+                p.copy_(torch.tensor(v))
+        return head
+
+
+def optimizer(head: Head, cfg: PredictorConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(head.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

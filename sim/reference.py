@@ -1,0 +1,95 @@
+"""The executable spec: MESS+ one request at a time, in plain Python and torch. Slow on purpose; every fast path
+must reproduce it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sim.config import PredictorConfig, RunConfig
+from sim.draws import Draws, explore_prob
+from sim.head import Head, optimizer
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Per-step record of one run over the S stream positions (all arrays [S], or [S, M] for shat).
+
+    q is the decision queue after the step's update, q_full the full-information queue.
+    loss is the BCE of the pre-update prediction against the request's full label vector.
+    """
+
+    chosen: np.ndarray
+    explored: np.ndarray
+    satisfied: np.ndarray
+    cost: np.ndarray
+    q: np.ndarray
+    q_full: np.ndarray
+    shat: np.ndarray
+    loss: np.ndarray
+
+
+def cost_estimate(mode: str, e: np.ndarray, seen_sum: np.ndarray, n_seen: int, last: np.ndarray | None) -> np.ndarray:
+    """The cost vector the router believes at decision time."""
+    if mode == "true":
+        return e
+    if n_seen == 0:
+        return np.ones_like(e)  # the reference code's value before the first exploration
+    return seen_sum / n_seen if mode == "mean" else last
+
+
+def simulate_reference(
+    X: np.ndarray, S: np.ndarray, E: np.ndarray, d: Draws, run: RunConfig, pred: PredictorConfig, dtype=torch.float64
+) -> Steps:
+    """X [T, h] request inputs, S [T, M] satisfaction, E [T, M] cost; requests arrive in the order `d.stream`."""
+    stream = d.stream
+    n, M = len(stream), S.shape[1]
+    head = Head.from_draws(d, pred.dropout, dtype)
+    opt = optimizer(head, pred)
+    p_explore = explore_prob(n, run.c, run.k)
+    out = {k: np.zeros(n) for k in ("chosen", "explored", "satisfied", "cost", "q", "q_full", "loss")}
+    shats = np.zeros((n, M))
+    q = q_full = 0.0
+    seen_sum, n_seen, last = np.zeros(M), 0, None
+    for i, r in enumerate(stream):
+        x = torch.tensor(X[r], dtype=dtype)
+        y = torch.tensor(S[r], dtype=dtype)
+        head.eval()
+        with torch.no_grad():
+            shat_t = head(x)
+        shat = shat_t.double().numpy()
+        explored = d.explore_u[i] < p_explore[i]
+        if explored:
+            head.train()
+            for epoch in range(pred.epochs):
+                opt.zero_grad()
+                keep = torch.tensor(d.keep[i, epoch], dtype=dtype)
+                F.binary_cross_entropy(head(x, keep), y).backward()
+                opt.step()
+            chosen, cost = M - 1, E[r].sum()
+            seen_sum, n_seen, last = seen_sum + E[r], n_seen + 1, E[r]
+        else:
+            ehat = cost_estimate(run.cost_estimate, E[r], seen_sum, n_seen, last)
+            chosen = int(np.argmin(run.V * ehat + q * (run.alpha - shat)))  # first minimum: the cheaper model
+            cost = E[r, chosen]
+        sat = S[r, chosen]
+        q_full = max(0.0, q_full + run.alpha - sat)
+        if d.feedback_u[i] < run.feedback:
+            q = max(0.0, q + run.alpha - sat)
+        out["chosen"][i], out["explored"][i], out["satisfied"][i], out["cost"][i] = chosen, explored, sat, cost
+        out["q"][i], out["q_full"][i] = q, q_full
+        out["loss"][i] = F.binary_cross_entropy(shat_t, y).item()
+        shats[i] = shat
+    return Steps(
+        chosen=out["chosen"].astype(np.int64),
+        explored=out["explored"].astype(bool),
+        satisfied=out["satisfied"],
+        cost=out["cost"],
+        q=out["q"],
+        q_full=out["q_full"],
+        shat=shats,
+        loss=out["loss"],
+    )
