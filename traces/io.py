@@ -58,8 +58,15 @@ def write_trace(trace: Trace, path: str | Path) -> Path:
         "synthetic": trace.synthetic,
         "provenance": trace.provenance,
     }
+    return write_parquet(df, path, {META_KEY: meta})
+
+
+def write_parquet(df: pl.DataFrame, path: str | Path, metadata: dict[bytes, dict]) -> Path:
+    """Write with JSON key-value metadata, atomically (temp file + rename): a crash never leaves half a file."""
+    path = Path(path)
     table = df.to_arrow()
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    extra = {k: json.dumps(v, sort_keys=True).encode() for k, v in metadata.items()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -1,0 +1,105 @@
+"""The paper's baselines and the bounds every method is judged against.
+
+Routers that learn (RouteLLM-, RouterDC-style) and educated guessing see only the calibration split; every method
+is scored on the same stream. Shapes: S stream requests, n calibration requests, h inputs, M models (cost order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def mix_lp(acc: np.ndarray, cost: np.ndarray, alpha: float) -> np.ndarray:
+    """[M] probabilities minimising expected cost s.t. expected accuracy >= alpha (exact).
+
+    A linear program with two constraints has an optimal vertex with at most two non-zeros, so the optimum is the
+    best single model that meets alpha or the best two-model mix that meets it with equality. If no model reaches
+    alpha, the most accurate one is returned.
+    """
+    M = len(acc)
+    best, best_cost = None, np.inf
+    for i in range(M):
+        if acc[i] >= alpha and cost[i] < best_cost:
+            best, best_cost = np.eye(M)[i], cost[i]
+        for j in range(M):
+            if acc[i] < alpha < acc[j]:
+                w = (alpha - acc[i]) / (acc[j] - acc[i])
+                c = (1 - w) * cost[i] + w * cost[j]
+                if c < best_cost:
+                    best, best_cost = (1 - w) * np.eye(M)[i] + w * np.eye(M)[j], c
+    return best if best is not None else np.eye(M)[int(np.argmax(acc))]
+
+
+def educated(S_cal: np.ndarray, E_cal: np.ndarray, alpha: float, u: np.ndarray) -> np.ndarray:
+    """[S] a random model per request, drawn from the LP mix over calibration accuracies and costs."""
+    p = mix_lp(S_cal.mean(0), E_cal.mean(0), alpha)
+    return np.minimum(np.searchsorted(np.cumsum(p), u, side="right"), len(p) - 1)
+
+
+def fit_logistic(X: np.ndarray, Y: np.ndarray, l2: float = 1e-2, iters: int = 100):
+    """L2-regularised logistic regression, Y [n, K] in {0, 1}; returns a function X -> [., K] probabilities."""
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    Xt = torch.tensor((X - mu) / sd, dtype=torch.float64)
+    Yt = torch.tensor(Y, dtype=torch.float64)
+    W = torch.zeros(X.shape[1], Y.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(Y.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(Xt @ W + b, Yt) + l2 * (W * W).sum() / 2
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    W_, b_ = W.detach().numpy(), b.detach().numpy()
+    return lambda Z: 1.0 / (1.0 + np.exp(-(((Z - mu) / sd) @ W_ + b_)))
+
+
+def routellm(X_cal, S_cal, X, alpha: float) -> np.ndarray:
+    """[S] weak (0) or strong (M-1): a classifier predicts whether the weak model suffices; its threshold is the
+    lowest one that still meets alpha on the calibration split."""
+    M = S_cal.shape[1]
+    weak_ok = (S_cal[:, 0] >= S_cal[:, -1]).astype(float)[:, None]
+    predict = fit_logistic(X_cal, weak_ok)
+    p_cal = predict(X_cal)[:, 0]
+    order = np.argsort(-p_cal, kind="stable")  # most confident "weak suffices" first
+    gain = (S_cal[order, 0] - S_cal[order, -1]).cumsum()  # satisfaction change of sending the top-k to weak
+    sat_k = (S_cal[:, -1].sum() + np.concatenate([[0.0], gain])) / len(p_cal)  # k = 0..n
+    ok = np.flatnonzero(sat_k >= alpha)
+    k = int(ok.max()) if len(ok) else 0
+    threshold = p_cal[order[k - 1]] if k > 0 else np.inf
+    return np.where(predict(X)[:, 0] >= threshold, 0, M - 1)
+
+
+def routerdc(X_cal, S_cal, X) -> np.ndarray:
+    """[S] the model with the highest predicted success (first, i.e. cheapest, on ties)."""
+    return np.argmax(fit_logistic(X_cal, S_cal)(X), axis=1)
+
+
+def oracle(S: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """[S] per request the cheapest model that satisfies it, else the cheapest model."""
+    return np.argmin(np.where(S > 0, E, E + E.max() * 2 + 1), axis=1)
+
+
+def opt_cost(S: np.ndarray, E: np.ndarray, alpha: float) -> float:
+    """E_OPT: minimum mean cost with mean satisfaction >= alpha, one (fractional) model per request; inf if
+    infeasible. Exact: start every request at its cheapest model, then upgrade the requests whose cheapest
+    satisfying model costs the least extra, fractionally for the last one."""
+    n = len(S)
+    base = np.argmin(E, axis=1)
+    rows = np.arange(n)
+    cost0 = E[rows, base]
+    sat0 = S[rows, base]
+    o = oracle(S, E)
+    upgradable = (sat0 == 0) & (S[rows, o] > 0)
+    need = alpha * n - sat0.sum()
+    if need <= 0:
+        return float(cost0.mean())
+    extra = np.sort(E[rows, o][upgradable] - cost0[upgradable])
+    if need > len(extra) + 1e-9:
+        return float("inf")
+    whole = int(np.floor(need))
+    total = cost0.sum() + extra[:whole].sum() + (need - whole) * (extra[whole] if whole < len(extra) else 0.0)
+    return float(total / n)

@@ -1,0 +1,186 @@
+"""`sim`: replay traces under a grid of configurations (`sim sweep`) and precompute embeddings (`sim embed`)."""
+
+from __future__ import annotations
+
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sim.config import COST_ESTIMATES, METHODS, SweepConfig
+from traces.errors import TraceError, run_cli
+from traces.io import read_trace, trace_files
+
+DEMO = files("traces") / "data" / "demo.parquet"
+app = typer.Typer(help="Replay measured traces under routing policies.", no_args_is_help=True)
+console = Console(width=150)
+
+
+@app.callback()
+def _root() -> None:
+    """Replay measured traces under routing policies."""
+
+
+def floats(text: str, name: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise TraceError(f"{name}: expected a comma list of numbers, got {text!r}") from None
+
+
+def words(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def progress_bar(p: Progress):
+    def start(label: str, total: int):
+        task = p.add_task(label, total=max(total, 1))
+        return lambda n: p.advance(task, n)
+
+    return start
+
+
+def summary_table(runs: pl.DataFrame, unit: str) -> Table:
+    """Mean +- std over seeds per bench, method and configuration."""
+    keys = ["bench", "method", "alpha", "V", "c", "k", "feedback", "cost_estimate"]
+    agg = (
+        runs.group_by(keys, maintain_order=True)
+        .agg(
+            pl.len().alias("n"),
+            (100 * pl.col("satisfaction")).mean().alias("sat"),
+            (100 * pl.col("satisfaction")).std().alias("sat_sd"),
+            pl.col("cost_per_request").mean().alias("cost"),
+            pl.col("cost_per_request").std().alias("cost_sd"),
+            pl.col("cost_vs_opt").mean().alias("vs_opt"),
+            pl.col("sla_met").sum().alias("met"),
+        )
+        .sort(["bench", "alpha"], maintain_order=True)
+    )
+    table = Table(title="sweep summary: mean ± std over seeds", title_justify="left")
+    for col in (
+        "bench",
+        "method",
+        "alpha",
+        "V",
+        "c",
+        "satisfaction %",
+        f"cost/request ({unit})",
+        "cost / E_OPT",
+        "SLA",
+    ):
+        table.add_column(col, justify="left" if col in ("bench", "method") else "right")
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for r in agg.iter_rows(named=True):
+        sla = (
+            f"[green]met {r['met']}/{r['n']}[/]"
+            if r["met"] == r["n"]
+            else f"[red]missed {r['n'] - r['met']}/{r['n']}[/]"
+        )
+        table.add_row(
+            r["bench"],
+            r["method"],
+            fmt(r["alpha"], ".3f"),
+            fmt(r["V"], "g"),
+            fmt(r["c"], "g"),
+            f"{fmt(r['sat'], '.2f')} ± {fmt(r['sat_sd'] or 0.0, '.2f')}",
+            f"{fmt(r['cost'], '.4g')} ± {fmt(r['cost_sd'] or 0.0, '.3g')}",
+            fmt(r["vs_opt"], ".2f"),
+            sla,
+        )
+    return table
+
+
+@app.command()
+def sweep(
+    traces: Annotated[
+        Path, typer.Option(help="Trace file or folder [default: the bundled synthetic demo zoo].")
+    ] = Path(str(DEMO)),
+    bench: Annotated[
+        str | None, typer.Option(help="Comma list of benches [default: every bench in the trace].")
+    ] = None,
+    alpha: Annotated[
+        str, typer.Option(help="SLA targets, comma list; 'mid' = halfway between the cheapest and the best model.")
+    ] = "mid",
+    V: Annotated[str, typer.Option("--V", help="Cost weights V, comma list.")] = "1e-3",
+    c: Annotated[str, typer.Option(help="Exploration scales c (p_t = min(1, c/t^k)), comma list.")] = "0.1",
+    k: Annotated[
+        str, typer.Option(help="Exploration decays k, comma list (paper code: 0.25; paper text: 0.5).")
+    ] = "0.25",
+    feedback: Annotated[str, typer.Option(help="Feedback rates: share of requests that update the queue.")] = "1.0",
+    cost_estimate: Annotated[
+        str, typer.Option(help=f"Cost known at decision time, comma list of {'/'.join(COST_ESTIMATES)}.")
+    ] = "true",
+    seeds: Annotated[str, typer.Option(help="Seeds, comma list; each draws its own request order.")] = "42,43,44",
+    methods: Annotated[str, typer.Option(help=f"Comma list of {', '.join(METHODS)}.")] = ",".join(METHODS),
+    cost: Annotated[str, typer.Option(help="Cost minimised: energy_j, latency_s, cost_usd or tokens.")] = "energy_j",
+    calib_frac: Annotated[
+        float, typer.Option(help="Share of each seed's order held out to fit baselines; never scored.")
+    ] = 0.2,
+    epochs: Annotated[int, typer.Option(help="SGD passes over each explored request.")] = 3,
+    lr: Annotated[float | None, typer.Option(help="Predictor learning rate [default: bench preset].")] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum [default: bench preset].")] = None,
+    weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 0.01,
+    encoder: Annotated[
+        str,
+        typer.Option(help="Predictor input: auto (trace features, else minilm), features, minilm, or an HF id/path."),
+    ] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="Predictor arithmetic: float32 or float64.")] = "float32",
+    steps_every: Annotated[int, typer.Option(help="Keep every n-th step in steps.parquet (and the last).")] = 1,
+    out: Annotated[Path, typer.Option(help="Output folder for runs.parquet and steps.parquet.")] = Path(
+        "results/sweep"
+    ),
+) -> None:
+    """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen baselines."""
+    from sim.sweep import run_sweep
+
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype not in ("float32", "float64"):
+        raise TraceError(f"--dtype must be float32 or float64, not {dtype!r}")
+    benches = words(bench) if bench else tuple(b for f in trace_files(traces) for b in read_trace(f).benches)
+    cfg = SweepConfig(
+        benches=benches,
+        alphas=tuple("mid" if a == "mid" else floats(a, "--alpha")[0] for a in words(alpha)),
+        Vs=floats(V, "--V"),
+        cs=floats(c, "--c"),
+        ks=floats(k, "--k"),
+        feedbacks=floats(feedback, "--feedback"),
+        cost_estimates=words(cost_estimate),
+        seeds=tuple(int(s) for s in floats(seeds, "--seeds")),
+        methods=words(methods),
+        cost=cost,
+        calib_frac=calib_frac,
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        encoder=encoder,
+        device=device,
+        dtype=dtype,
+        steps_every=steps_every,
+    )
+    t0 = time.perf_counter()
+    cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with Progress(*cols, TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as p:
+        results = run_sweep(cfg, traces, progress_bar(p))
+    runs_path, steps_path = results.write(out)
+    console.print(summary_table(results.runs, cost))
+    for w in results.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    n_mess = results.runs.filter(pl.col("method") == "messplus").height
+    console.print(
+        f"{results.runs.height} runs ({n_mess} MESS+) in {time.perf_counter() - t0:.1f} s -> {runs_path}, {steps_path}"
+    )
+
+
+def main() -> None:
+    run_cli(app)

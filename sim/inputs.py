@@ -1,0 +1,21 @@
+"""What the predictor reads for each request: a trace's own features, or a frozen encoder's embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from traces.dense import BenchArrays
+from traces.errors import TraceError
+
+
+def request_inputs(arrays: BenchArrays, encoder: str, device: str = "cpu") -> tuple[np.ndarray, str]:
+    """[T, h] float32 inputs and the id of what produced them (recorded with every result)."""
+    if encoder in ("auto", "features"):
+        if arrays.features is not None:
+            return arrays.features, "features"
+        if encoder == "features":
+            raise TraceError(f"bench {arrays.bench}: the trace carries no features; choose an encoder with --encoder")
+        encoder = "minilm"
+    from sim.embed import embed_texts
+
+    return embed_texts(arrays.texts, encoder, arrays.bench, device=device)

@@ -1,0 +1,77 @@
+"""From per-step choices to the runs and steps tables (shared by every method)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """R runs over S positions on one seed's stream. All arrays [R, S]."""
+
+    chosen: np.ndarray  # int64 model index whose answer was returned
+    explored: np.ndarray  # bool
+    sat: np.ndarray  # float 0/1
+    cost: np.ndarray  # float, the cost column's unit
+    q: np.ndarray  # decision queue after the step
+    q_full: np.ndarray  # full-information queue after the step
+    loss: np.ndarray | None = None  # predictor BCE before the step's update (MESS+ only)
+
+
+def lindley(x: np.ndarray) -> np.ndarray:
+    """[R, S] Q_t = max(0, Q_{t-1} + x_t) from Q_0 = 0, in closed form (walk minus its running minimum)."""
+    w = np.cumsum(x, axis=1)
+    return w - np.minimum(np.minimum.accumulate(w, axis=1), 0.0)
+
+
+def outcome(chosen, explored, S: np.ndarray, E: np.ndarray, alpha: np.ndarray, q=None, q_full=None, loss=None):
+    """chosen/explored [R, S]; S/E [R, S, M] each run's stream satisfaction and cost. Exploring costs every model."""
+    sat = np.take_along_axis(S, chosen[..., None], axis=2)[..., 0]
+    cost = np.where(explored, E.sum(2), np.take_along_axis(E, chosen[..., None], axis=2)[..., 0])
+    if q_full is None:
+        q_full = lindley(alpha[:, None] - sat)
+    return Outcome(chosen, explored, sat, cost, q if q is not None else q_full, q_full, loss)
+
+
+def summary(o: Outcome, alpha: np.ndarray, M: int) -> dict[str, np.ndarray]:
+    """Per-run figures, each [R] (call_ratio [R, M]: share of requests answered by each model)."""
+    S = o.sat.shape[1]
+    t = np.arange(1, S + 1)
+    running = np.cumsum(o.sat, axis=1) / t
+    below = running < alpha[:, None] - 1e-12
+    last_below = np.where(below.any(1), S - 1 - np.argmax(below[:, ::-1], axis=1), -1)
+    first_ok = np.where(below[:, -1], -1, last_below + 2)  # 1-based; -1: never settles above alpha
+    calls = np.stack([(o.chosen == m).sum(1) for m in range(M)], axis=1) / S
+    return {
+        "satisfaction": running[:, -1],
+        "sla_met": running[:, -1] >= alpha - 1e-12,
+        "total_cost": o.cost.sum(1),
+        "cost_per_request": o.cost.mean(1),
+        "call_ratio": calls,
+        "n_explore": o.explored.sum(1),
+        "sla_first_ok": first_ok,
+        "q_final": o.q[:, -1],
+        "q_full_final": o.q_full[:, -1],
+    }
+
+
+def steps(o: Outcome, run_ids: np.ndarray, every: int) -> dict[str, np.ndarray]:
+    """Flattened per-step columns, keeping every `every`-th position and the last."""
+    R, S = o.sat.shape
+    t = np.arange(1, S + 1)
+    keep = (t % every == 0) | (t == S)
+    n = np.arange(1, S + 1)
+    cols = {
+        "run_id": np.repeat(run_ids, keep.sum()),
+        "t": np.tile(t[keep], R),
+        "chosen": o.chosen[:, keep].ravel().astype(np.int16),
+        "explored": o.explored[:, keep].ravel(),
+        "running_satisfaction": (np.cumsum(o.sat, 1) / n)[:, keep].ravel(),
+        "running_cost": (np.cumsum(o.cost, 1) / n)[:, keep].ravel(),
+        "q": o.q[:, keep].ravel(),
+        "q_full": o.q_full[:, keep].ravel(),
+        "loss": (o.loss[:, keep] if o.loss is not None else np.full((R, keep.sum()), np.nan)).ravel(),
+    }
+    return cols

@@ -1,0 +1,306 @@
+"""`sim sweep`: replay one trace under a grid of configurations, for MESS+ and every baseline, into two tables.
+
+Flow: load each bench -> draw each seed's randomness -> train every predictor trajectory at once
+(sim.predictor) -> advance every MESS+ run's queue together per bench (sim.engine) -> baselines -> tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from sim import baselines
+from sim.config import COST_ESTIMATES, METHODS, SweepConfig
+from sim.draws import Draws, draw, explore_prob
+from sim.engine import cost_estimates, replay_queues
+from sim.inputs import request_inputs
+from sim.metrics import outcome, steps, summary
+from sim.predictor import Group, predict_groups
+from traces.dense import BenchArrays, to_arrays
+from traces.errors import TraceError
+from traces.io import load_bench, write_parquet
+
+RESULTS_KEY = b"messplus_results"
+RESULTS_VERSION = 1
+CALIBRATED = ("educated", "routellm", "routerdc")
+
+
+@dataclass(frozen=True)
+class Bench:
+    arrays: BenchArrays
+    X: np.ndarray  # [T, h] predictor inputs
+    encoder: str
+    E: np.ndarray  # [T, M] the minimised cost
+    alphas: tuple[float, ...]
+    draws: dict[int, Draws]
+
+
+@dataclass(frozen=True)
+class Results:
+    runs: pl.DataFrame
+    steps: pl.DataFrame
+    warnings: list[str]
+    meta: dict
+
+    def write(self, out: Path) -> tuple[Path, Path]:
+        meta = {RESULTS_KEY: self.meta}
+        return write_parquet(self.runs, out / "runs.parquet", meta), write_parquet(
+            self.steps, out / "steps.parquet", meta
+        )
+
+
+def check(cfg: SweepConfig) -> None:
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown:
+        raise TraceError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
+    bad = [m for m in cfg.cost_estimates if m not in COST_ESTIMATES]
+    if bad:
+        raise TraceError(f"unknown --cost-estimate {bad[0]!r} (choose from {', '.join(COST_ESTIMATES)})")
+    for name, values, lo, hi in (("--feedback", cfg.feedbacks, 0.0, 1.0), ("--calib-frac", [cfg.calib_frac], 0.0, 0.9)):
+        if any(not lo <= v <= hi for v in values):
+            raise TraceError(f"{name} must lie in [{lo}, {hi}]")
+    if any(isinstance(a, float) and not 0 < a <= 1 for a in cfg.alphas):
+        raise TraceError("--alpha must lie in (0, 1] or be 'mid'")
+    if any(c <= 0 for c in cfg.cs) or any(k < 0 for k in cfg.ks) or any(v < 0 for v in cfg.Vs):
+        raise TraceError("--c must be > 0, --k and --V >= 0")
+    if cfg.calib_frac == 0 and set(cfg.methods) & set(CALIBRATED):
+        raise TraceError(f"{', '.join(CALIBRATED)} need a calibration split: set --calib-frac > 0 or drop them")
+
+
+def load(cfg: SweepConfig, traces: Path, bench: str) -> Bench:
+    arrays = to_arrays(load_bench(traces, bench), bench)
+    X, encoder = request_inputs(arrays, cfg.encoder, cfg.device)
+    acc = arrays.satisfied.mean(0)
+    alphas = tuple(float((acc[0] + acc.max()) / 2) if a == "mid" else float(a) for a in cfg.alphas)
+    T, M = arrays.shape
+    n_calib = round(cfg.calib_frac * T)
+    if T - n_calib < 2:
+        raise TraceError(f"bench {bench}: {T} requests leave no stream after a {cfg.calib_frac} calibration split")
+    draws = {s: draw(s, T, n_calib, X.shape[1], M, cfg.epochs, cfg.dropout) for s in cfg.seeds}
+    return Bench(arrays, X, encoder, arrays.cost(cfg.cost), alphas, draws)
+
+
+def mess_groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tuple], list[Group]]:
+    """One predictor trajectory per (seed, c, k): the keys and the groups to train."""
+    X = torch.as_tensor(b.X, dtype=dtype, device=cfg.device)
+    keys, groups = [], []
+    for seed in cfg.seeds:
+        d = b.draws[seed]
+        P0 = X @ torch.as_tensor(d.W1, dtype=dtype, device=cfg.device).T
+        for c, k in itertools.product(cfg.cs, cfg.ks):
+            explored = d.explore_u < explore_prob(len(d.stream), c, k)
+            g = Group(
+                X, P0, b.arrays.satisfied, d.stream, explored, d.keep, d.b1, d.W2, d.b2, cfg.predictor(b.arrays.bench)
+            )
+            keys.append((seed, c, k))
+            groups.append(g)
+    return keys, groups
+
+
+def bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[..., M] -> [...] mean binary cross-entropy, log clamped at -100 as torch does."""
+    with np.errstate(divide="ignore"):
+        return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100)).mean(-1)
+
+
+def mess_runs(cfg: SweepConfig, b: Bench, keys: list[tuple], groups: list[Group], shats: list[np.ndarray]):
+    """Every MESS+ run of one bench, advanced together. Yields (config rows, Outcome, alpha [R])."""
+    grid = list(itertools.product(range(len(keys)), cfg.cost_estimates, b.alphas, cfg.Vs, cfg.feedbacks))
+    gi = np.array([g for g, *_ in grid])
+    alpha = np.array([a for _, _, a, _, _ in grid])
+    V = np.array([v for *_, v, _ in grid])
+    S_runs = np.stack([b.arrays.satisfied[groups[g].stream] for g in gi])  # [R, S, M]
+    E_runs = np.stack([b.E[groups[g].stream] for g in gi])
+    ehat = {
+        (g, m): cost_estimates(b.E[groups[g].stream], groups[g].explored, m)
+        for g in set(gi)
+        for m in cfg.cost_estimates
+    }
+    explored = np.stack([groups[g].explored for g in gi])  # [R, S]
+    fb = np.stack([b.draws[keys[g][0]].feedback_u < f for g, *_, f in grid])
+    shat = np.stack([shats[g] for g in gi])
+    chosen, q, q_full = replay_queues(
+        shat.transpose(1, 0, 2),
+        np.stack([ehat[g, m] for g, m, *_ in grid]).transpose(1, 0, 2),
+        S_runs.transpose(1, 0, 2),
+        explored.T,
+        fb.T,
+        alpha,
+        V,
+    )
+    loss = bce(shat, S_runs)
+    rows = [
+        {
+            "method": "messplus",
+            "seed": keys[g][0],
+            "c": keys[g][1],
+            "k": keys[g][2],
+            "cost_estimate": m,
+            "V": v,
+            "feedback": f,
+        }
+        for g, m, _, v, f in grid
+    ]
+    return rows, outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, loss), alpha
+
+
+def baseline_runs(cfg: SweepConfig, b: Bench, seed: int):
+    """Every baseline on one seed's stream, for each alpha. Yields (config rows, Outcome, alpha [R])."""
+    d = b.draws[seed]
+    S, E, X = b.arrays.satisfied, b.E, b.X
+    Ss, Es, Xs = S[d.stream], E[d.stream], X[d.stream]
+    Sc, Ec, Xc = S[d.calib], E[d.calib], X[d.calib]
+    rows, choices, alphas = [], [], []
+
+    def add(method: str, alpha: float, chosen: np.ndarray) -> None:
+        rows.append({"method": method, "seed": seed})
+        choices.append(chosen)
+        alphas.append(alpha)
+
+    dc = baselines.routerdc(Xc, Sc, Xs) if "routerdc" in cfg.methods else None
+    for alpha in b.alphas:
+        if "single" in cfg.methods:
+            for m, name in enumerate(b.arrays.models):
+                add(f"single:{name}", alpha, np.full(len(Ss), m))
+        if "educated" in cfg.methods:
+            add("educated", alpha, baselines.educated(Sc, Ec, alpha, d.choice_u))
+        if "routellm" in cfg.methods:
+            add("routellm", alpha, baselines.routellm(Xc, Sc, Xs, alpha))
+        if dc is not None:
+            add("routerdc", alpha, dc)
+        if "oracle" in cfg.methods:
+            add("oracle", alpha, baselines.oracle(Ss, Es))
+    if not rows:
+        return [], None, None
+    chosen = np.stack(choices)
+    R = len(rows)
+    alpha = np.array(alphas)
+    o = outcome(
+        chosen,
+        np.zeros_like(chosen, dtype=bool),
+        np.broadcast_to(Ss, (R, *Ss.shape)),
+        np.broadcast_to(Es, (R, *Es.shape)),
+        alpha,
+    )
+    return rows, o, alpha
+
+
+def run_sweep(
+    cfg: SweepConfig, traces: Path, progress: Callable[[str, int], Callable[[int], None]] | None = None
+) -> Results:
+    """progress(label, total) returns an advance(n) callback; None runs silently."""
+    check(cfg)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
+    benches = {name: load(cfg, traces, name) for name in cfg.benches}
+    keyed = {name: mess_groups(cfg, b, dtype) if "messplus" in cfg.methods else ([], []) for name, b in benches.items()}
+    all_groups = [g for _, groups in keyed.values() for g in groups]
+    n_steps = max((int(g.explored.sum()) * cfg.epochs for g in all_groups), default=0)
+    advance = progress("training predictors", n_steps) if progress else None
+    flat = iter(predict_groups(all_groups, cfg.device, dtype, advance))
+    shats = {name: [next(flat) for _ in groups] for name, (_, groups) in keyed.items()}
+
+    run_rows, step_cols, warnings = [], [], []
+    for name, b in benches.items():
+        M = len(b.arrays.models)
+        parts = []
+        if "messplus" in cfg.methods:
+            parts.append(mess_runs(cfg, b, *keyed[name], shats[name]))
+        parts += [baseline_runs(cfg, b, seed) for seed in cfg.seeds]
+        opt = {
+            (s, a): baselines.opt_cost(b.arrays.satisfied[b.draws[s].stream], b.E[b.draws[s].stream], a)
+            for s in cfg.seeds
+            for a in b.alphas
+        }
+        reach = {s: b.arrays.satisfied[b.draws[s].stream].max(1).mean() for s in cfg.seeds}
+        for a in b.alphas:
+            worst = min(reach.values())
+            if a > worst:
+                warnings.append(
+                    f"bench {name}: alpha {a:.4f} is above what even the per-request oracle reaches ({worst:.4f}); no method can meet it"
+                )
+        for rows, o, alpha in parts:
+            if not rows:
+                continue
+            base = len(run_rows)
+            ids = np.arange(base, base + len(rows))
+            figures = summary(o, alpha, M)
+            for i, row in enumerate(rows):
+                e_opt = opt[row["seed"], alpha[i]]
+                run_rows.append(
+                    {
+                        "run_id": int(ids[i]),
+                        "bench": name,
+                        **row,
+                        "alpha": float(alpha[i]),
+                        **{key: val[i] for key, val in figures.items()},
+                        "opt_cost_per_request": e_opt,
+                        "n_requests": o.sat.shape[1],
+                    }
+                )
+            step_cols.append(steps(o, ids, cfg.steps_every))
+        if "opt" in cfg.methods:
+            for (s, a), e_opt in opt.items():
+                feasible = np.isfinite(e_opt)
+                n = len(b.draws[s].stream)
+                run_rows.append(
+                    {"run_id": len(run_rows), "bench": name, "method": "opt", "seed": s, "alpha": a,
+                     "satisfaction": a if feasible else None, "sla_met": bool(feasible),
+                     "total_cost": e_opt * n if feasible else None, "cost_per_request": e_opt if feasible else None,
+                     "opt_cost_per_request": e_opt, "n_requests": n}
+                )  # fmt: skip
+    runs = finish_runs(run_rows, cfg, benches)
+    steps_df = pl.DataFrame({k: np.concatenate([c[k] for c in step_cols]) for k in step_cols[0]}).with_columns(
+        pl.col("loss").fill_nan(None)
+    )
+    meta = {
+        "results_version": RESULTS_VERSION,
+        "messplus_version": version("messplus"),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "traces": str(traces),
+        "models": list(next(iter(benches.values())).arrays.models),
+        "encoders": {n: b.encoder for n, b in benches.items()},
+        "alphas": {n: list(b.alphas) for n, b in benches.items()},
+        "warnings": warnings,
+    }
+    return Results(runs, steps_df, warnings, meta)
+
+
+RUN_SCHEMA = {
+    "run_id": pl.Int64, "bench": pl.String, "method": pl.String, "seed": pl.Int64, "alpha": pl.Float64,
+    "V": pl.Float64, "c": pl.Float64, "k": pl.Float64, "feedback": pl.Float64, "cost_estimate": pl.String,
+    "cost": pl.String, "encoder": pl.String, "lr": pl.Float64, "momentum": pl.Float64, "epochs": pl.Int64,
+    "n_requests": pl.Int64, "n_calib": pl.Int64,
+    "satisfaction": pl.Float64, "sla_met": pl.Boolean, "total_cost": pl.Float64, "cost_per_request": pl.Float64,
+    "opt_cost_per_request": pl.Float64, "cost_vs_opt": pl.Float64, "call_ratio": pl.List(pl.Float64),
+    "n_explore": pl.Int64, "sla_first_ok": pl.Int64, "q_final": pl.Float64, "q_full_final": pl.Float64,
+}  # fmt: skip
+
+
+def finish_runs(rows: list[dict], cfg: SweepConfig, benches: dict[str, Bench]) -> pl.DataFrame:
+    """Typed runs table: configuration columns, then results; NaN/inf never stand for missing."""
+    for r in rows:
+        b = benches[r["bench"]]
+        mess = r["method"] == "messplus"
+        pred = cfg.predictor(r["bench"])
+        r.update(cost=cfg.cost, encoder=b.encoder, n_calib=b.draws[r["seed"]].n_calib)
+        if mess:
+            r.update(lr=pred.lr, momentum=pred.momentum, epochs=pred.epochs)
+        if "call_ratio" in r:
+            r["call_ratio"] = [float(x) for x in r["call_ratio"]]
+        if r.get("sla_first_ok", 0) == -1:
+            r["sla_first_ok"] = None
+        e_opt = r["opt_cost_per_request"]
+        r["opt_cost_per_request"] = e_opt if np.isfinite(e_opt) else None
+        cpr = r.get("cost_per_request")
+        r["cost_vs_opt"] = cpr / e_opt if cpr is not None and np.isfinite(e_opt) and e_opt > 0 else None
+    return pl.DataFrame(
+        [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows],
+        schema_overrides=RUN_SCHEMA,
+    ).select(list(RUN_SCHEMA))
