@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -27,6 +27,11 @@ class Trace:
     zoo: Zoo
     synthetic: bool = False
     provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Validate before conforming: the casts to schema types must never hide a bad value."""
+        validate(self.df, self.provenance.get("source", "trace"), self.zoo.names)
+        object.__setattr__(self, "df", conform(self.df))
 
     @property
     def benches(self) -> list[str]:
@@ -50,8 +55,7 @@ def refuse_pickle(path: Path) -> None:
 def write_trace(trace: Trace, path: str | Path) -> Path:
     """Validate, then write atomically (temp file + rename) so a crash never leaves half a trace."""
     path = Path(path)
-    df = conform(trace.df)
-    validate(df, str(path), trace.zoo.names)
+    df = trace.df
     meta = {
         "schema_version": SCHEMA_VERSION,
         "zoo": json.loads(trace.zoo.to_json()),
@@ -98,9 +102,8 @@ def read_trace(path: str | Path) -> Trace:
     if version != SCHEMA_VERSION:
         raise TraceError(f"{path}: trace schema v{version}, this version reads v{SCHEMA_VERSION}; re-import the source")
     zoo = Zoo.from_json(json.dumps(meta["zoo"]))
-    df = pl.from_arrow(table)
-    validate(df, str(path), zoo.names)
-    return Trace(conform(df), zoo, bool(meta.get("synthetic")), meta.get("provenance", {}))
+    provenance = {**meta.get("provenance", {}), "source": str(path)}
+    return Trace(pl.from_arrow(table), zoo, bool(meta.get("synthetic")), provenance)
 
 
 def trace_files(path: str | Path) -> list[Path]:
@@ -120,6 +123,6 @@ def load_bench(path: str | Path, bench: str) -> Trace:
     for f in trace_files(path):
         trace = read_trace(f)
         if bench in trace.benches:
-            return Trace(trace.df.filter(pl.col("bench") == bench), trace.zoo, trace.synthetic, trace.provenance)
+            return replace(trace, df=trace.df.filter(pl.col("bench") == bench))
         seen += trace.benches
     raise TraceError(f"{path}: unknown bench {bench!r} (available: {', '.join(seen) or 'none'})")

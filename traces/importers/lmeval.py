@@ -118,5 +118,9 @@ def import_lmeval(
     long = pl.concat(frames)
     if costs is not None:
         long = _apply_costs(long, costs, report)
-    trace = Trace(long, Zoo.from_names(names), provenance={"importer": "lmeval", "metric": metric})
+    trace = Trace(
+        long,
+        Zoo.from_names(names),
+        provenance={"importer": "lmeval", "metric": metric, "source": ", ".join(map(str, folders))},
+    )
     return trace, report

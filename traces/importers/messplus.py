@@ -109,5 +109,9 @@ def import_messplus(paths: list[Path], names: list[str] | None) -> tuple[Trace, 
                 raise TraceError(f"{src}: tiers {got} differ from earlier files' {zoo_names}")
             zoo_names = got
             frames.append(long)
-    trace = Trace(pl.concat(frames), Zoo.from_names(zoo_names), provenance={"importer": "messplus"})
+    trace = Trace(
+        pl.concat(frames),
+        Zoo.from_names(zoo_names),
+        provenance={"importer": "messplus", "source": ", ".join(map(str, paths))},
+    )
     return trace, report

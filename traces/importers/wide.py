@@ -87,4 +87,4 @@ def import_wide(
     long = long.with_columns(pl.lit("imported").alias("cost_usd_source"))
     n_req = long.select(["bench", "doc_id"]).unique().height
     report.append(f"{where}: {n_req} requests x {len(names)} models, models in cost order: {', '.join(names)}")
-    return Trace(long, Zoo.from_names(names), provenance={"importer": "wide", "source": path.name}), report
+    return Trace(long, Zoo.from_names(names), provenance={"importer": "wide", "source": str(path)}), report

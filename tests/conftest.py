@@ -1,0 +1,33 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from traces.io import write_trace
+from traces.synth import synth_trace
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "traces"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"real traces not present at {SHARED} (they live in ../shared beside the project, not in it)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def small_trace(tmp_path_factory) -> Path:
+    """The synthetic zoo at 15% of the paper's request counts: every bench, fast to replay."""
+    path = tmp_path_factory.mktemp("traces") / "small.parquet"
+    write_trace(synth_trace(scale=0.15), path)
+    return path
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a console script as a user would, through its module."""
+    tool, *rest = args
+    code = f"import sys; from {tool}.cli import main; sys.argv = {[tool, *rest]!r}; main()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)

@@ -1,0 +1,176 @@
+import csv
+import json
+import math
+import pickle
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from traces.dense import to_arrays
+from traces.errors import TraceError
+from traces.importers.lmeval import import_lmeval
+from traces.importers.messplus import import_messplus
+from traces.importers.wide import import_wide
+from traces.io import read_trace, write_trace
+
+TIERS = ("xsmall", "small", "medium", "large")
+
+
+def messplus_records(n=4, repeat=(1,)):
+    recs = []
+    for i in list(range(n)) + list(repeat):
+        r = {"Unnamed: 0": float("nan"), "doc_id": float(i), "input_text": f"question {i}", "benchmark_name": "toy"}
+        for j, t in enumerate(TIERS):
+            r[f"label_{t}"] = float((i + j) % 2)
+            r[f"acc_{t}"] = r[f"label_{t}"]
+            r[f"energy_consumption_{t}"] = 10.0 * (j + 1) + (5.0 if i in repeat and len(recs) >= n else 0.0)
+            r[f"inference_time_{t}"] = 0.1 * (j + 1)
+        recs.append(r)
+    return recs
+
+
+def test_messplus_json_with_nan_tokens_dedupes_and_averages(tmp_path):
+    path = tmp_path / "toy.json"
+    path.write_text(json.dumps(messplus_records()))  # json.dumps writes bare NaN, like the published files
+    assert "NaN" in path.read_text()
+    trace, report = import_messplus([path], ["s", "m", "l", "xl"])
+    assert trace.zoo.names == ("s", "m", "l", "xl")
+    arrays = to_arrays(trace, "toy")
+    assert arrays.shape == (4, 4)
+    assert arrays.cost("energy_j")[1, 0] == pytest.approx(12.5)  # (10 + 15) / 2 for the repeated doc 1
+    assert arrays.cost("energy_j")[0, 0] == pytest.approx(10.0)
+    assert any("1 requests appeared more than once" in line for line in report)
+    assert set(trace.df["energy_source"].unique()) == {"imported"}
+
+
+def test_messplus_csv_batches_match_json(tmp_path):
+    recs = messplus_records(repeat=())
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    for k, part in enumerate((recs[:2], recs[2:])):
+        pl.DataFrame(part).write_csv(folder / f"batch_{k}.csv")
+    (tmp_path / "toy.json").write_text(json.dumps(recs))
+    from_csv = import_messplus([folder], None)[0]
+    from_json = import_messplus([tmp_path / "toy.json"], None)[0]
+    assert from_csv.zoo.names == TIERS
+    a, b = to_arrays(from_csv, "toy"), to_arrays(from_json, "toy")
+    np.testing.assert_array_equal(a.satisfied, b.satisfied)
+    np.testing.assert_allclose(a.cost("energy_j"), b.cost("energy_j"))
+
+
+def test_messplus_disagreeing_repeats_are_an_error(tmp_path):
+    recs = messplus_records()
+    recs[-1]["label_large"] = 1.0 - recs[-1]["label_large"]
+    (tmp_path / "toy.json").write_text(json.dumps(recs))
+    with pytest.raises(TraceError, match="doc_id 1: repeated rows disagree on whether 'large' satisfied it"):
+        import_messplus([tmp_path / "toy.json"], None)
+
+
+def test_wide_table_multiline_cells_duplicates_and_empty_cells(tmp_path):
+    path = tmp_path / "wide.csv"
+    header = ["", "sample_id", "prompt", "eval_name", "big", "tiny", "big|total_cost", "tiny|total_cost"]
+    rows = [
+        [0, "q0", "['line one\\nline two']", "e", 1, 0, 0.2, 0.01],  # a list literal with an escaped newline
+        [1, "q1", "plain\nspans lines", "e", 1, 1, 0.2, 0.01],  # a quoted field over two lines
+        [2, "q2", "half row", "e", 1, "", 0.2, 0.01],  # merged with the next row
+        [3, "q2", "half row", "e", "", 0, 0.4, 0.03],
+        [4, "q3", "no tiny", "e", 0, "", 0.2, ""],  # stays incomplete: dropped
+    ]
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    trace, report = import_wide(path, None)
+    assert trace.zoo.names == ("tiny", "big")  # cost order
+    arrays = to_arrays(trace, "e")
+    assert arrays.doc_ids.tolist() == ["q0", "q1", "q2"]
+    assert arrays.texts[:2] == ["line one\nline two", "plain\nspans lines"]
+    np.testing.assert_allclose(arrays.cost("cost_usd")[2], [0.02, 0.3])
+    assert any("dropped 1 incomplete requests" in line for line in report)
+
+
+def write_lmeval_samples(folder: Path, task: str, correct: list[int]) -> None:
+    folder.mkdir(parents=True)
+    with (folder / f"samples_{task}_2026-01-01T00-00-00.000000.jsonl").open("w") as f:
+        for i, c in enumerate(correct):
+            args = {"gen_args_0": {"arg_0": f"Question {i}?", "arg_1": " yes"}}
+            f.write(json.dumps({"doc_id": i, "arguments": args, "filter": "none", "acc": c, "acc_norm": 1 - c}) + "\n")
+
+
+def test_lmeval_samples_merge_with_metric_choice_and_cost_table(tmp_path):
+    write_lmeval_samples(tmp_path / "small" / "org__small", "toy", [1, 0, 0])
+    write_lmeval_samples(tmp_path / "large", "toy", [1, 1, 0])
+    costs = tmp_path / "costs.csv"
+    pl.DataFrame({"model": ["small", "large"], "energy_j": [5.0, 50.0]}).write_csv(costs)
+    trace, _ = import_lmeval([tmp_path / "small", tmp_path / "large"], None, metric="acc", costs=costs)
+    arrays = to_arrays(trace, "toy")
+    np.testing.assert_array_equal(arrays.satisfied, [[1, 1], [0, 1], [0, 0]])
+    assert arrays.texts[1] == "Question 1?"
+    assert set(trace.df["energy_source"].unique()) == {"estimated"}  # per-model constants are estimates
+    auto, _ = import_lmeval([tmp_path / "small", tmp_path / "large"], None)
+    assert to_arrays(auto, "toy").satisfied[0, 0] == 0  # auto prefers acc_norm
+    assert auto.df["energy_j"].null_count() == auto.df.height  # no cost table, no energy
+
+
+def test_pickles_are_refused_with_a_conversion_hint(tmp_path):
+    path = tmp_path / "trace.csv"  # the content, not the name, gives it away
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(TraceError, match=r"refusing to load a pickle.*to_parquet"):
+        import_wide(path, None)
+
+
+# --- the real published traces in ../shared ---------------------------------------------------------------
+
+
+def source_figures_messplus(path: Path) -> dict[str, tuple[float, float]]:
+    """Per tier: mean label and mean energy over unique doc_ids (repeats averaged), straight from the JSON."""
+    records = json.loads(path.read_text())
+    by_doc = defaultdict(list)
+    for r in records:
+        by_doc[r["doc_id"]].append(r)
+    out = {}
+    for t in TIERS:
+        labels = [rs[0][f"label_{t}"] for rs in by_doc.values()]
+        energy = [sum(r[f"energy_consumption_{t}"] for r in rs) / len(rs) for rs in by_doc.values()]
+        out[t] = (sum(labels) / len(labels), sum(energy) / len(energy))
+    return out
+
+
+def test_every_shared_messplus_trace_imports_with_source_figures(shared, tmp_path):
+    files = sorted((shared / "qwen2-zoo").glob("*.json"))
+    assert len(files) == 8
+    trace, report = import_messplus(files, None)
+    back = read_trace(write_trace(trace, tmp_path / "qwen2.parquet"))
+    for f in files:
+        arrays = to_arrays(back, f.stem)
+        expect = source_figures_messplus(f)
+        for m, t in enumerate(TIERS):
+            assert arrays.satisfied[:, m].mean() == pytest.approx(expect[t][0], abs=1e-12)
+            assert arrays.cost("energy_j")[:, m].mean() == pytest.approx(expect[t][1], rel=1e-12)
+    assert any("social_iqa.json: 1954 requests appeared more than once" in line for line in report)
+
+
+def test_shared_routerbench_table_imports_with_source_figures(shared, tmp_path):
+    path = shared / "routerbench-11" / "arc_challenge_test.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    models = [c[: -len("|total_cost")] for c in rows[0] if c.endswith("|total_cost")]
+    merged: dict[str, dict] = defaultdict(dict)
+    for r in rows:  # the documented rule: merge repeats cell by cell, then keep complete requests
+        for m in models:
+            for col in (m, m + "|total_cost"):
+                if r[col] != "":
+                    merged[r["sample_id"]].setdefault(col, []).append(float(r[col]))
+    complete = {k: v for k, v in merged.items() if all(m in v and m + "|total_cost" in v for m in models)}
+    trace, _ = import_wide(path, None)
+    back = read_trace(write_trace(trace, tmp_path / "rb.parquet"))
+    arrays = to_arrays(back, "arc-challenge")
+    assert arrays.shape == (len(complete), 11)
+    for j, m in enumerate(arrays.models):
+        acc = sum(v[m][0] for v in complete.values()) / len(complete)
+        cost = sum(sum(v[m + "|total_cost"]) / len(v[m + "|total_cost"]) for v in complete.values()) / len(complete)
+        assert arrays.satisfied[:, j].mean() == pytest.approx(acc, abs=1e-12)
+        assert arrays.cost("cost_usd")[:, j].mean() == pytest.approx(cost, rel=1e-9)
+    means = arrays.cost("cost_usd").mean(0)
+    assert np.all(np.diff(means) >= 0) and not math.isnan(means.sum())  # zoo in cost order
