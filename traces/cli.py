@@ -122,7 +122,7 @@ def synth(
 def _info_table(path: Path, trace: Trace) -> Table:
     df = trace.df
     cost_cols = [c for c in ("energy_j", "latency_s", "cost_usd") if df[c].null_count() < df.height]
-    flag = " [synthetic]" if trace.synthetic else ""
+    flag = " (synthetic trace)" if trace.synthetic else ""
     table = Table(title=f"{path}{flag}", title_justify="left", caption="sources: e=energy l=latency c=cost_usd")
     for col in ("bench", "requests", "model", "accuracy %", *[f"mean {c}" for c in cost_cols], "sources"):
         table.add_column(col, justify="right" if col not in ("bench", "model", "sources") else "left")

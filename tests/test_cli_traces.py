@@ -1,0 +1,93 @@
+import json
+import pickle
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import cli
+from traces.schema import META_KEY
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for f in fragments:
+        assert f in lines[0]
+
+
+def corrupt(small_trace, tmp_path, mutate):
+    """A trace file whose data is changed behind the writer's back (metadata kept)."""
+    table = pq.read_table(small_trace)
+    df = mutate(pl.from_arrow(table))
+    path = tmp_path / "bad.parquet"
+    pq.write_table(df.to_arrow().replace_schema_metadata(table.schema.metadata), path)
+    return path
+
+
+def test_truncated_parquet(small_trace, tmp_path):
+    path = tmp_path / "cut.parquet"
+    path.write_bytes(small_trace.read_bytes()[:5000])
+    assert_one_line_error(cli("traces", "info", str(path)), "cut.parquet", "not a readable Parquet file")
+
+
+def test_missing_column(small_trace, tmp_path):
+    path = corrupt(small_trace, tmp_path, lambda df: df.drop("model"))
+    assert_one_line_error(cli("traces", "validate", str(path)), "bad.parquet", "missing column 'model'")
+
+
+def test_nan_in_satisfied(small_trace, tmp_path):
+    nan_row = lambda df: df.with_columns(  # noqa: E731
+        pl.when(pl.int_range(pl.len()) == 7).then(float("nan")).otherwise(pl.col("satisfied")).alias("satisfied")
+    )
+    path = corrupt(small_trace, tmp_path, nan_row)
+    assert_one_line_error(cli("traces", "validate", str(path)), "bad.parquet", "column 'satisfied' row 7", "not 0 or 1")
+
+
+def test_unknown_model_in_zoo_file(shared, tmp_path):
+    zoo = tmp_path / "zoo.toml"
+    zoo.write_text('[[models]]\nname = "claude-v1"\n[[models]]\nname = "gpt-5"\n')
+    src = shared / "routerbench-11" / "arc_challenge_test.csv"
+    result = cli("traces", "import", "wide", str(src), "--zoo", str(zoo), "--out", str(tmp_path / "o.parquet"))
+    assert_one_line_error(result, "unknown model 'gpt-5'")
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_unknown_model_in_trace_metadata(small_trace, tmp_path):
+    table = pq.read_table(small_trace)
+    meta = json.loads(table.schema.metadata[META_KEY])
+    meta["zoo"] = meta["zoo"][:2]
+    path = tmp_path / "bad.parquet"
+    pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(meta)}), path)
+    assert_one_line_error(cli("traces", "info", str(path)), "unknown model 'llama-3.3-70b'")
+
+
+@pytest.mark.parametrize("name", ["trace.pkl", "trace.parquet"])
+def test_pickle(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps([1, 2, 3]))
+    assert_one_line_error(cli("traces", "info", str(path)), "refusing to load a pickle", "to_parquet")
+
+
+def test_info_prints_requests_models_accuracy_and_cost(small_trace):
+    result = cli("traces", "info", str(small_trace))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "(synthetic trace)" in out and "boolq" in out and "llama-3.3-70b" in out
+    df = pl.read_parquet(small_trace).filter(pl.col("bench") == "boolq")
+    acc = 100 * df.filter(pl.col("model") == "llama-3.1-8b")["satisfied"].mean()
+    energy = df.filter(pl.col("model") == "llama-3.1-8b")["energy_j"].mean()
+    n = df["doc_id"].n_unique()
+    assert f"{acc:.2f}" in out and f"{energy:.4g}" in out and str(n) in out
+    assert "e:synthetic" in out
+
+
+def test_import_all_shared_traces_via_cli(shared, tmp_path):
+    out = tmp_path / "q.parquet"
+    result = cli("traces", "import", "messplus", str(shared / "qwen2-zoo"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "averaged energy_j, latency_s" in result.stdout
+    info = cli("traces", "info", str(out))
+    assert "social_iqa" in info.stdout and "1954" in info.stdout and "e:imported" in info.stdout
