@@ -1,0 +1,55 @@
+import polars as pl
+import pyarrow.parquet as pq
+
+from sim.sweep import RESULTS_KEY
+from tests.conftest import cli
+from tests.test_cli_traces import assert_one_line_error
+
+
+def sweep(tmp_path, small_trace, out, *extra):
+    args = ["sim", "sweep", "--traces", str(small_trace), "--bench", "logiqa,piqa", "--seeds", "1,2", "--out", str(out)]
+    return cli(*args, *extra, cwd=tmp_path)
+
+
+def test_sweep_writes_parquet_prints_summary_and_is_byte_identical(tmp_path, small_trace):
+    a, b = tmp_path / "a", tmp_path / "b"
+    r1 = sweep(tmp_path, small_trace, a, "--V", "1e-3,1e-4", "--c", "0.1,1")
+    assert r1.returncode == 0, r1.stderr
+    assert "sweep summary" in r1.stdout and "messplus" in r1.stdout and "routerdc" in r1.stdout
+    assert sweep(tmp_path, small_trace, b, "--V", "1e-3,1e-4", "--c", "0.1,1").returncode == 0
+    for name in ("runs.parquet", "steps.parquet"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    runs = pl.read_parquet(a / "runs.parquet")
+    mess = runs.filter(pl.col("method") == "messplus")
+    assert mess.height == 2 * 2 * 2 * 2  # benches x seeds x V x c
+    assert set(runs["method"]) >= {"educated", "routellm", "routerdc", "oracle", "opt", "single:llama-3.2-1b"}
+    opt = runs.filter(pl.col("method") == "opt").select("bench", "seed", "cost_per_request")
+    joined = mess.join(opt, on=["bench", "seed"], suffix="_opt")
+    assert ((joined["cost_vs_opt"] - joined["cost_per_request"] / joined["cost_per_request_opt"]).abs() < 1e-9).all()
+    assert (runs.group_by("bench", "seed").agg(pl.col("n_requests").n_unique())["n_requests"] == 1).all()
+    meta = pq.read_schema(a / "runs.parquet").metadata[RESULTS_KEY].decode()
+    assert '"messplus_version"' in meta and '"Vs": [0.001, 0.0001]' in meta
+
+
+def test_impossible_alpha_warns_instead_of_crashing(tmp_path, small_trace):
+    r = sweep(tmp_path, small_trace, tmp_path / "o", "--alpha", "0.99", "--methods", "messplus,oracle")
+    assert r.returncode == 0, r.stderr
+    assert "above what even the per-request oracle reaches" in r.stdout
+
+
+def test_bad_sweep_options_are_one_line_errors(tmp_path, small_trace):
+    assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "messplus,magic"), "unknown method 'magic'")
+    bad_bench = cli("sim", "sweep", "--traces", str(small_trace), "--bench", "mmlu", cwd=tmp_path)
+    assert_one_line_error(bad_bench, "unknown bench 'mmlu'", "available: arc_challenge")
+    assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "o", "--V", "fast"), "--V: expected a comma list")
+    assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "o", "--cost", "cost_usd"), "cost column 'cost_usd'")
+
+
+def test_steps_downsampling_keeps_the_last_step(tmp_path, small_trace):
+    r = sweep(tmp_path, small_trace, tmp_path / "o", "--steps-every", "25", "--methods", "messplus")
+    assert r.returncode == 0, r.stderr
+    steps = pl.read_parquet(tmp_path / "o" / "steps.parquet")
+    runs = pl.read_parquet(tmp_path / "o" / "runs.parquet")
+    last = steps.group_by("run_id").agg(pl.col("t").max()).join(runs.select("run_id", "n_requests"), on="run_id")
+    assert (last["t"] == last["n_requests"]).all()
+    assert (steps.filter(pl.col("t") != pl.col("t").max().over("run_id"))["t"] % 25 == 0).all()
