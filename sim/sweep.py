@@ -74,9 +74,11 @@ def check(cfg: SweepConfig) -> None:
         raise TraceError(f"{', '.join(CALIBRATED)} need a calibration split: set --calib-frac > 0 or drop them")
 
 
-def load(cfg: SweepConfig, traces: Path, bench: str) -> Bench:
+def load(cfg: SweepConfig, traces: Path, bench: str, given: tuple[np.ndarray, str] | None = None) -> Bench:
     arrays = to_arrays(load_bench(traces, bench), bench)
-    X, encoder = request_inputs(arrays, cfg.encoder, cfg.device)
+    X, encoder = given if given is not None else request_inputs(arrays, cfg.encoder, cfg.device)
+    if X.shape[0] != arrays.shape[0]:
+        raise TraceError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")
     acc = arrays.satisfied.mean(0)
     alphas = tuple(float((acc[0] + acc.max()) / 2) if a == "mid" else float(a) for a in cfg.alphas)
     T, M = arrays.shape
@@ -193,12 +195,16 @@ def baseline_runs(cfg: SweepConfig, b: Bench, seed: int):
 
 
 def run_sweep(
-    cfg: SweepConfig, traces: Path, progress: Callable[[str, int], Callable[[int], None]] | None = None
+    cfg: SweepConfig,
+    traces: Path,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    inputs: dict[str, tuple[np.ndarray, str]] | None = None,
 ) -> Results:
-    """progress(label, total) returns an advance(n) callback; None runs silently."""
+    """progress(label, total) returns an advance(n) callback; None runs silently.
+    inputs: optional per-bench ([T, h] predictor inputs, their id) used instead of cfg.encoder."""
     check(cfg)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
-    benches = {name: load(cfg, traces, name) for name in cfg.benches}
+    benches = {name: load(cfg, traces, name, (inputs or {}).get(name)) for name in cfg.benches}
     keyed = {name: mess_groups(cfg, b, dtype) if "messplus" in cfg.methods else ([], []) for name, b in benches.items()}
     all_groups = [g for _, groups in keyed.values() for g in groups]
     n_steps = max((int(g.explored.sum()) * cfg.epochs for g in all_groups), default=0)

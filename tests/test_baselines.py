@@ -30,7 +30,11 @@ def test_opt_cost_matches_brute_force_at_integral_targets():
         reach = S.max(1).sum()
         for target in range(int(reach) + 1):
             best = min(
-                (E[np.arange(7), c].sum() for c in itertools.product(range(3), repeat=7) if S[np.arange(7), c].sum() >= target),
+                (
+                    E[np.arange(7), c].sum()
+                    for c in itertools.product(range(3), repeat=7)
+                    if S[np.arange(7), c].sum() >= target
+                ),
             )
             assert baselines.opt_cost(S, E, target / 7) * 7 == pytest.approx(best)
         assert baselines.opt_cost(S, E, (reach + 0.5) / 7) == np.inf

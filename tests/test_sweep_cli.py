@@ -38,7 +38,9 @@ def test_impossible_alpha_warns_instead_of_crashing(tmp_path, small_trace):
 
 
 def test_bad_sweep_options_are_one_line_errors(tmp_path, small_trace):
-    assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "messplus,magic"), "unknown method 'magic'")
+    assert_one_line_error(
+        sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "messplus,magic"), "unknown method 'magic'"
+    )
     bad_bench = cli("sim", "sweep", "--traces", str(small_trace), "--bench", "mmlu", cwd=tmp_path)
     assert_one_line_error(bad_bench, "unknown bench 'mmlu'", "available: arc_challenge")
     assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "o", "--V", "fast"), "--V: expected a comma list")

@@ -1,0 +1,105 @@
+"""Speed of `sim sweep` on the paper's grid, against the per-request reference. Prints figures; asserts nothing.
+
+Grid: 8 benchmarks x 3 seeds x 3 alpha x 3 c x 3 V = 648 MESS+ runs on 768-dim inputs. Satisfaction and energy
+come from the real Qwen2 traces in ../shared when present (else the bundled synthetic zoo); the inputs are fixed
+random 768-dim vectors standing in for cached ModernBERT embeddings (content does not change the work done).
+
+    python benchmarks/sweep_speed.py [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from sim.config import RunConfig, SweepConfig
+from sim.reference import simulate_reference
+from sim.sweep import load, run_sweep
+from traces.importers.messplus import import_messplus
+from traces.io import read_trace, write_trace
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "qwen2-zoo"
+DEMO = Path(__file__).resolve().parents[1] / "traces" / "data" / "demo.parquet"
+
+
+def trace_path(tmp: Path) -> tuple[Path, str]:
+    if SHARED.is_dir():
+        return write_trace(
+            import_messplus(sorted(SHARED.glob("*.json")), None)[0], tmp / "qwen2.parquet"
+        ), "qwen2-zoo (real)"
+    return DEMO, "synthetic demo (../shared absent)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dim", type=int, default=768)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        path, label = trace_path(Path(tmp))
+        trace = read_trace(path)
+        rng = np.random.default_rng(0)
+        inputs = {}
+        for b in trace.benches:
+            T = trace.df.filter(trace.df["bench"] == b)["doc_id"].n_unique()
+            inputs[b] = (rng.standard_normal((T, args.dim)).astype(np.float32), f"random-{args.dim}")
+        cfg = SweepConfig(
+            benches=tuple(trace.benches),
+            alphas=(0.6, 0.7, 0.8),
+            Vs=(1e-4, 1e-3, 1e-2),
+            cs=(0.1, 0.5, 1.0),
+            seeds=(42, 43, 44),
+            methods=("messplus",),
+        )
+        t0 = time.perf_counter()
+        res = run_sweep(cfg, path, inputs=inputs)
+        fast = time.perf_counter() - t0
+        n_runs = res.runs.height
+        n_req = int(res.runs["n_requests"].sum())
+        explore = res.runs.group_by("c").agg(pl.col("n_explore").mean()).sort("c")
+
+        # the reference on a subset: one run per c on the smallest bench, timed per request
+        small = min(trace.benches, key=lambda b: inputs[b][0].shape[0])
+        b = load(cfg, path, small, inputs[small])
+        per_req = {}
+        for c in cfg.cs:
+            run = RunConfig(alpha=0.7, V=1e-3, c=c, seed=42)
+            t1 = time.perf_counter()
+            simulate_reference(
+                b.X.astype(np.float64),
+                b.arrays.satisfied,
+                b.E,
+                b.draws[42],
+                run,
+                cfg.predictor(small),
+                dtype=torch.float32,
+            )
+            per_req[c] = (time.perf_counter() - t1) / len(b.draws[42].stream)
+        ref_total = sum(per_req[r["c"]] * r["n_requests"] for r in res.runs.iter_rows(named=True))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"trace: {label}; inputs: {args.dim}-dim; torch threads: {args.threads}")
+    print(
+        f"grid: {len(cfg.benches)} benches x 3 seeds x 3 alpha x 3 c x 3 V = {n_runs} MESS+ runs, {n_req:,} request-steps"
+    )
+    print("mean explorations per run by c: " + ", ".join(f"c={c}: {n:.0f}" for c, n in explore.iter_rows()))
+    print(f"fast engine: {fast:.2f} s for the whole grid ({n_req / fast:,.0f} request-steps/s)")
+    print(
+        f"reference: {', '.join(f'c={c}: {1e3 * t:.2f} ms/request' for c, t in per_req.items())} "
+        f"(timed on {small}, {len(b.draws[42].stream)} requests per run)"
+    )
+    print(f"reference, extrapolated to the grid: {ref_total:,.0f} s = {ref_total / 3600:.2f} h")
+    print(f"speed-up: {ref_total / fast:,.0f}x")
+    print(f"peak memory (max RSS): {peak:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
