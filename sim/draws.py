@@ -14,7 +14,7 @@ class Draws:
     order:      [T]  permutation of the trace; order[:n_calib] is the calibration split, the rest the stream
     explore_u:  [S]  uniforms; position i explores iff explore_u[i] < p_{i+1}
     feedback_u: [S]  uniforms; position i has feedback iff feedback_u[i] < f
-    keep:       [S, epochs, h]  dropout keep-masks for training on position i
+    keep_masks(positions) -> [n, epochs, h]: dropout keep-masks for training on those stream positions
     W1 [h, h], b1 [h], W2 [M, h], b2 [M]: head initialisation (torch's default Linear init)
     choice_u:   [S]  uniforms for randomised baselines (educated guessing)
     """
@@ -23,7 +23,9 @@ class Draws:
     n_calib: int
     explore_u: np.ndarray
     feedback_u: np.ndarray
-    keep: np.ndarray
+    mask_key: np.ndarray  # Philox key: a position's masks come from its own counter block
+    epochs: int
+    dropout: float
     W1: np.ndarray
     b1: np.ndarray
     W2: np.ndarray
@@ -39,9 +41,19 @@ class Draws:
     def calib(self) -> np.ndarray:
         return self.order[: self.n_calib]
 
+    def keep_masks(self, positions: np.ndarray) -> np.ndarray:
+        """[n, epochs, h] bool. A pure function of (seed, position), so only trained positions are ever drawn."""
+        h = self.W1.shape[0]
+        out = np.empty((len(positions), self.epochs, h), dtype=bool)
+        for k, i in enumerate(positions):
+            bits = np.random.Philox(key=self.mask_key, counter=[0, 0, 0, int(i)])
+            out[k] = np.random.Generator(bits).random((self.epochs, h), dtype=np.float32) >= self.dropout
+        return out
+
 
 def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: float) -> Draws:
-    rs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
+    seqs = np.random.SeedSequence(seed).spawn(6)
+    rs = [np.random.default_rng(s) for s in seqs]
     S = T - n_calib
     bound = 1.0 / np.sqrt(h)  # kaiming_uniform(a=sqrt(5)) and bias init of nn.Linear both give U(-1/sqrt(fan_in), ..)
     return Draws(
@@ -49,7 +61,9 @@ def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: 
         n_calib=n_calib,
         explore_u=rs[1].random(S),
         feedback_u=rs[2].random(S),
-        keep=rs[3].random((S, epochs, h), dtype=np.float32) >= dropout,
+        mask_key=seqs[3].generate_state(2, np.uint64),
+        epochs=epochs,
+        dropout=dropout,
         W1=rs[4].uniform(-bound, bound, (h, h)),
         b1=rs[4].uniform(-bound, bound, h),
         W2=rs[4].uniform(-bound, bound, (M, h)),

@@ -28,7 +28,7 @@ class Group:
 
     X, P0: [T, h] torch inputs and W1_0 @ x for every request (shared by groups of one bench and seed)
     Y: [T, M] labels; stream: [S] request rows in arrival order; explored: [S] bool
-    keep: [S, epochs, h] dropout keep-masks; b1 [h], W2 [M, h], b2 [M]: initial head (W1_0 is inside P0)
+    keep: [n_explore, epochs, h] dropout keep-masks of the explored positions, in order; b1 [h], W2 [M, h], b2 [M]: initial head (W1_0 is inside P0)
     """
 
     X: torch.Tensor
@@ -62,83 +62,126 @@ def sgd_coefficients(cfg: PredictorConfig, n_max: int) -> tuple[np.ndarray, np.n
 
 
 class _Batch:
-    """Padded per-group state; groups sorted by number of training steps, so the active ones are a prefix."""
+    """Padded per-group state; groups sorted by number of explorations, so the active ones are a prefix.
+
+    Inputs of all benches are stacked into X_all / P0_all [sum T, h]; xrows / prows [G, S_max] map each group's
+    stream positions to rows there. The head's parameters other than W1 live in one flat theta [G, P] with
+    P = 3h + M h + M (b1, LayerNorm weight and bias, W2, b2), so one fused SGD update serves them all.
+    """
 
     def __init__(self, groups: list[Group], device: torch.device, dtype: torch.dtype) -> None:
         t = lambda v: torch.as_tensor(np.asarray(v), dtype=dtype, device=device)  # noqa: E731
         self.groups = groups
         self.E = groups[0].cfg.epochs
-        self.h = groups[0].X.shape[1]
-        G, E, h, M = len(groups), self.E, self.h, groups[0].Y.shape[1]
+        self.h, self.M = groups[0].X.shape[1], groups[0].Y.shape[1]
+        G, E, h, M = len(groups), self.E, self.h, self.M
         self.pos = [np.flatnonzero(g.explored) for g in groups]  # [n_explore] stream positions of explorations
-        self.n_steps = np.array([len(p) * E for p in self.pos])
-        n_exp = max(1, max(len(p) for p in self.pos))
+        self.n_explore = np.array([len(p) for p in self.pos])
+        self.n_steps = self.n_explore * E
         self.n_max = int(self.n_steps.max())
-        self.Xtr = torch.zeros(G, n_exp, h, dtype=dtype, device=device)  # explored inputs
-        self.P0tr = torch.zeros(G, n_exp, h, dtype=dtype, device=device)
-        self.Gram = torch.zeros(G, n_exp, n_exp, dtype=dtype, device=device)
-        self.Ytr = torch.zeros(G, n_exp, M, dtype=dtype, device=device)
-        self.keep = torch.zeros(G, n_exp, E, h, dtype=dtype, device=device)
+        n_exp = max(1, int(self.n_explore.max()))
+        X_at, P0_at = {}, {}  # stack each distinct input tensor once
+        for g in groups:
+            X_at.setdefault(id(g.X), (len(X_at), g.X))
+            P0_at.setdefault(id(g.P0), (len(P0_at), g.P0))
+        x_off = np.cumsum([0] + [len(x) for _, x in X_at.values()])
+        p_off = np.cumsum([0] + [len(p) for _, p in P0_at.values()])
+        self.X_all = torch.cat([x for _, x in X_at.values()])
+        self.P0_all = torch.cat([p for _, p in P0_at.values()])
+        self.S = np.array([len(g.stream) for g in groups])
+        self.xrows = [x_off[X_at[id(g.X)][0]] + g.stream for g in groups]
+        self.prows = [p_off[P0_at[id(g.P0)][0]] + g.stream for g in groups]
+        # padding past a group's own explorations is never read, so it is left uninitialised
+        self.Xtr = torch.empty(G, n_exp, h, dtype=dtype, device=device)  # explored inputs
+        self.P0tr = torch.empty(G, n_exp, h, dtype=dtype, device=device)
+        self.Gram = torch.empty(G, n_exp, n_exp, dtype=dtype, device=device)
+        self.Ytr = torch.empty(G, n_exp, M, dtype=dtype, device=device)
+        self.keep = torch.empty(G, n_exp, E, h, dtype=dtype, device=device)
+        for i, (g, pos) in enumerate(zip(groups, self.pos, strict=True)):
+            n = len(pos)
+            xr = self.X_all[torch.as_tensor(self.xrows[i][pos], device=device)]
+            self.Xtr[i, :n] = xr
+            self.P0tr[i, :n] = self.P0_all[torch.as_tensor(self.prows[i][pos], device=device)]
+            self.Gram[i, :n, :n] = xr @ xr.T
+            self.Ytr[i, :n] = t(g.Y[g.stream[pos]])
+            self.keep[i, :n] = t(g.keep) / (1.0 - g.cfg.dropout)
         coef = [sgd_coefficients(g.cfg, self.n_max) for g in groups]
         self.a, self.cw = t([c[0] for c in coef]), t([c[1] for c in coef])  # [G, n_max + 1]
-        self.lr = t([g.cfg.lr for g in groups])[:, None]
-        self.mu = t([g.cfg.momentum for g in groups])[:, None]
-        self.wd = t([g.cfg.weight_decay for g in groups])[:, None]
-        for i, (g, pos) in enumerate(zip(groups, self.pos, strict=True)):
-            rows = torch.as_tensor(g.stream[pos], device=device)
-            n = len(pos)
-            self.Xtr[i, :n] = g.X[rows]
-            self.P0tr[i, :n] = g.P0[rows]
-            self.Gram[i, :n, :n] = g.X[rows] @ g.X[rows].T
-            self.Ytr[i, :n] = t(g.Y[g.stream[pos]])
-            self.keep[i, :n] = t(g.keep[pos]) / (1.0 - g.cfg.dropout)
-        # head parameters other than W1, and their momentum buffers: [G, ...]
-        self.params = [
-            t([g.b1 for g in groups]),  # b1 [G, h]
-            torch.ones(G, h, dtype=dtype, device=device),  # LayerNorm weight
-            torch.zeros(G, h, dtype=dtype, device=device),  # LayerNorm bias
-            t([g.W2 for g in groups]),  # [G, M, h]
-            t([g.b2 for g in groups]),  # [G, M]
-        ]
-        self.bufs = [torch.zeros_like(p) for p in self.params]
-        self.D = torch.zeros(G, self.n_max, h, dtype=dtype, device=device)  # first-layer gradients delta_j
+        self.lr, self.mu, self.wd = (
+            t([[getattr(g.cfg, f)] for g in groups]) for f in ("lr", "momentum", "weight_decay")
+        )
+        ones, zeros = np.ones((G, h)), np.zeros((G, h))
+        self.theta = t(
+            np.concatenate(
+                [[g.b1 for g in groups], ones, zeros, [g.W2.ravel() for g in groups], [g.b2 for g in groups]], 1
+            )
+        )
+        self.buf = torch.zeros_like(self.theta)
+        self.snaps = [self.theta.clone()]  # snaps[d]: theta of the groups with >= d explorations, after d of them
+        self.D = torch.empty(G, self.n_max, h, dtype=dtype, device=device)  # first-layer gradients delta_j
+
+    def unpack(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """[..., P] -> b1 [..., h], LayerNorm weight and bias [..., h], W2 [..., M, h], b2 [..., M]."""
+        h, M = self.h, self.M
+        b1, w, b, W2, b2 = theta.split([h, h, h, M * h, M], dim=-1)
+        return b1, w, b, W2.unflatten(-1, (M, h)), b2
 
     def train_step(self, n: int) -> None:
-        """Step n (exploration n // E, epoch n % E) for every group that has one."""
+        """Step n (exploration n // E, epoch n % E) for every group that has one; the backward pass by hand."""
         A = int((self.n_steps > n).sum())
         e, epoch = divmod(n, self.E)
-        z = self.a[:A, n, None] * self.P0tr[:A, e] + self.params[0][:A]
+        theta = self.theta[:A]
+        b1, ln_w, ln_b, W2, b2 = self.unpack(theta)
+        z = self.a[:A, n, None] * self.P0tr[:A, e] + b1
         if n > 0:
             j = torch.arange(n, device=z.device)
             coeff = self.cw[:A, n - j] * self.Gram[:A, e, j // self.E]  # [A, n]
             z = z + torch.bmm(coeff[:, None, :], self.D[:A, :n]).squeeze(1)
-        z = z.requires_grad_()
-        ln_w, ln_b, W2, b2 = (p[:A].detach().requires_grad_() for p in self.params[1:])
-        r = torch.relu(F.layer_norm(z, (self.h,)) * ln_w + ln_b) * self.keep[:A, e, epoch]
-        prob = torch.sigmoid(torch.bmm(W2, r[:, :, None]).squeeze(2) + b2)
-        loss = F.binary_cross_entropy(prob, self.Ytr[:A, e], reduction="none").mean(1).sum()
-        dz, *grads = torch.autograd.grad(loss, [z, ln_w, ln_b, W2, b2])
+        # forward: LayerNorm -> affine -> ReLU -> dropout -> Linear -> sigmoid -> mean BCE over M
+        mean = z.mean(1, keepdim=True)
+        rstd = torch.rsqrt(z.var(1, unbiased=False, keepdim=True) + 1e-5)
+        zh = (z - mean) * rstd
+        u = zh * ln_w + ln_b
+        keep = self.keep[:A, e, epoch] * (u > 0)
+        r = u * keep
+        p = torch.sigmoid(torch.bmm(W2, r[:, :, None]).squeeze(2) + b2)
+        # backward, as torch computes it (BCE divides by max(p(1-p), 1e-12))
+        q = p * (1 - p)
+        dz2 = (p - self.Ytr[:A, e]) / torch.clamp(q, min=1e-12) * q / self.M  # [A, M]
+        du = torch.bmm(dz2[:, None, :], W2).squeeze(1) * keep  # [A, h]
+        dzh = du * ln_w
+        dz = rstd * (dzh - dzh.mean(1, keepdim=True) - zh * (dzh * zh).mean(1, keepdim=True))
+        grad = torch.cat([dz, du * zh, du, (dz2[:, :, None] * r[:, None, :]).flatten(1), dz2], 1)
         self.D[:A, n] = dz
-        with torch.no_grad():
-            for p, buf, g in zip(self.params, self.bufs, [dz, *grads], strict=True):
-                shape = (A,) + (1,) * (p.dim() - 1)
-                buf[:A] = self.mu[:A].view(shape) * buf[:A] + g + self.wd[:A].view(shape) * p[:A]
-                p[:A] -= self.lr[:A].view(shape) * buf[:A]
+        self.buf[:A] = self.mu[:A] * self.buf[:A] + grad + self.wd[:A] * theta
+        self.theta[:A] -= self.lr[:A] * self.buf[:A]
+        if epoch == self.E - 1:
+            self.snaps.append(self.theta[:A].clone())
 
-    @torch.no_grad()
-    def predict(self, i: int, n: int, positions: np.ndarray) -> torch.Tensor:
-        """[L, M] eval-mode predictions of group i's head after n steps, for stream positions `positions`."""
-        g = self.groups[i]
-        rows = torch.as_tensor(g.stream[positions], device=self.D.device)
-        b1, ln_w, ln_b, W2, b2 = (p[i] for p in self.params)
-        z = self.a[i, n] * g.P0[rows] + b1
-        if n > 0:
-            e = n // self.E  # explorations done
-            agg = (self.cw[i, n - torch.arange(n, device=z.device), None] * self.D[i, :n]).view(e, self.E, -1).sum(1)
-            z = z + (g.X[rows] @ self.Xtr[i, :e].T) @ agg
-        return torch.sigmoid(torch.relu(F.layer_norm(z, (self.h,)) * ln_w + ln_b) @ W2.T + b2)
+    def predict(self, i: int, chunk: int = 512) -> torch.Tensor:
+        """[S, M] eval-mode predictions of group i at every stream position, each with the head it had then."""
+        E, pos, S = self.E, self.pos[i], int(self.S[i])
+        done = np.searchsorted(pos, np.arange(S))  # explorations strictly before each position
+        theta = torch.stack([self.snaps[d][i] for d in range(len(pos) + 1)])[torch.as_tensor(done)]  # [S, P]
+        b1, ln_w, ln_b, W2, b2 = self.unpack(theta)
+        X = self.X_all[torch.as_tensor(self.xrows[i])]
+        steps = torch.as_tensor(done * E, device=X.device)  # [S] training steps behind each position
+        z = self.a[i, steps, None] * self.P0_all[torch.as_tensor(self.prows[i])] + b1
+        if len(pos):
+            Gx = X @ self.Xtr[i, : len(pos)].T  # [S, n_explore]
+            for lo in range(0, S, chunk):  # positions are in time order, so a chunk needs the first s steps only
+                s = steps[lo : lo + chunk]
+                n = int(s.max())
+                if n:
+                    j = torch.arange(n, device=X.device)
+                    cw = self.cw[i, (s[:, None] - j).clamp(min=0)].view(len(s), n // E, E)  # cw[0] = 0 masks j >= s
+                    C = (cw * Gx[lo : lo + chunk, : n // E, None]).view(len(s), n)
+                    z[lo : lo + chunk] += C @ self.D[i, :n]
+        r = torch.relu(F.layer_norm(z, (self.h,)) * ln_w + ln_b)
+        return torch.sigmoid(torch.einsum("sh,smh->sm", r, W2) + b2)
 
 
+@torch.no_grad()
 def predict_groups(
     groups: list[Group], device: str = "cpu", dtype: torch.dtype = torch.float32, progress=None
 ) -> list[np.ndarray]:
@@ -147,25 +190,9 @@ def predict_groups(
         return []
     order = sorted(range(len(groups)), key=lambda i: -int(groups[i].explored.sum()))
     batch = _Batch([groups[i] for i in order], torch.device(device), dtype)
-    out = [torch.empty(len(g.stream), g.Y.shape[1], dtype=dtype, device=device) for g in batch.groups]
-
-    def stretch(i: int, done: int) -> None:
-        """Positions from just after exploration `done - 1` up to and including exploration `done`."""
-        pos, S = batch.pos[i], len(batch.groups[i].stream)
-        lo = pos[done - 1] + 1 if done > 0 else 0
-        hi = pos[done] + 1 if done < len(pos) else S
-        if hi > lo:
-            out[i][lo:hi] = batch.predict(i, done * batch.E, np.arange(lo, hi))
-
-    for i in range(len(groups)):
-        stretch(i, 0)
     for n in range(batch.n_max):
         batch.train_step(n)
-        if n % batch.E == batch.E - 1:
-            done = (n + 1) // batch.E
-            for i in np.flatnonzero(batch.n_steps > n):
-                stretch(i, done)
         if progress is not None:
             progress(1)
-    result = [o.double().cpu().numpy() for o in out]
+    result = [batch.predict(i).double().cpu().numpy() for i in range(len(groups))]
     return [result[order.index(i)] for i in range(len(groups))]

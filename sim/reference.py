@@ -64,9 +64,10 @@ def simulate_reference(
         explored = d.explore_u[i] < p_explore[i]
         if explored:
             head.train()
+            masks = d.keep_masks([i])[0]
             for epoch in range(pred.epochs):
                 opt.zero_grad()
-                keep = torch.tensor(d.keep[i, epoch], dtype=dtype)
+                keep = torch.tensor(masks[epoch], dtype=dtype)
                 F.binary_cross_entropy(head(x, keep), y).backward()
                 opt.step()
             chosen, cost = M - 1, E[r].sum()

@@ -25,7 +25,7 @@ from sim.metrics import outcome, steps, summary
 from sim.predictor import Group, predict_groups
 from traces.dense import BenchArrays, to_arrays
 from traces.errors import TraceError
-from traces.io import load_bench, write_parquet
+from traces.io import Trace, load_benches, write_parquet
 
 RESULTS_KEY = b"messplus_results"
 RESULTS_VERSION = 1
@@ -74,8 +74,8 @@ def check(cfg: SweepConfig) -> None:
         raise TraceError(f"{', '.join(CALIBRATED)} need a calibration split: set --calib-frac > 0 or drop them")
 
 
-def load(cfg: SweepConfig, traces: Path, bench: str, given: tuple[np.ndarray, str] | None = None) -> Bench:
-    arrays = to_arrays(load_bench(traces, bench), bench)
+def load(cfg: SweepConfig, trace: Trace, bench: str, given: tuple[np.ndarray, str] | None = None) -> Bench:
+    arrays = to_arrays(trace, bench)
     X, encoder = given if given is not None else request_inputs(arrays, cfg.encoder, cfg.device)
     if X.shape[0] != arrays.shape[0]:
         raise TraceError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")
@@ -98,9 +98,9 @@ def mess_groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tu
         P0 = X @ torch.as_tensor(d.W1, dtype=dtype, device=cfg.device).T
         for c, k in itertools.product(cfg.cs, cfg.ks):
             explored = d.explore_u < explore_prob(len(d.stream), c, k)
-            g = Group(
-                X, P0, b.arrays.satisfied, d.stream, explored, d.keep, d.b1, d.W2, d.b2, cfg.predictor(b.arrays.bench)
-            )
+            keep = d.keep_masks(np.flatnonzero(explored))
+            pred = cfg.predictor(b.arrays.bench)
+            g = Group(X, P0, b.arrays.satisfied, d.stream, explored, keep, d.b1, d.W2, d.b2, pred)
             keys.append((seed, c, k))
             groups.append(g)
     return keys, groups
@@ -204,7 +204,8 @@ def run_sweep(
     inputs: optional per-bench ([T, h] predictor inputs, their id) used instead of cfg.encoder."""
     check(cfg)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
-    benches = {name: load(cfg, traces, name, (inputs or {}).get(name)) for name in cfg.benches}
+    found = load_benches(traces, cfg.benches)
+    benches = {name: load(cfg, found[name], name, (inputs or {}).get(name)) for name in cfg.benches}
     keyed = {name: mess_groups(cfg, b, dtype) if "messplus" in cfg.methods else ([], []) for name, b in benches.items()}
     all_groups = [g for _, groups in keyed.values() for g in groups]
     n_steps = max((int(g.explored.sum()) * cfg.epochs for g in all_groups), default=0)

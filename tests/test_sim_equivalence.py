@@ -7,6 +7,7 @@ import pytest
 from sim.config import RunConfig, SweepConfig
 from sim.reference import simulate_reference
 from sim.sweep import load, run_sweep
+from traces.io import load_benches
 
 GRID = dict(
     alphas=(0.55,),
@@ -28,7 +29,7 @@ def swept(small_trace):
 
 
 def reference_steps(cfg, trace, row) -> dict[str, np.ndarray]:
-    b = load(cfg, trace, row["bench"])
+    b = load(cfg, load_benches(trace, [row["bench"]])[row["bench"]], row["bench"])
     run = RunConfig(
         alpha=row["alpha"], V=row["V"], c=row["c"], k=row["k"], feedback=row["feedback"],
         cost_estimate=row["cost_estimate"], seed=row["seed"],

@@ -2,7 +2,7 @@
 
 from traces.dense import BenchArrays, to_arrays
 from traces.errors import TraceError
-from traces.io import Trace, load_bench, read_trace, write_trace
+from traces.io import Trace, load_benches, read_trace, write_trace
 from traces.schema import SCHEMA_VERSION
 from traces.zoo import ModelSpec, Zoo, load_zoo
 
@@ -13,7 +13,7 @@ __all__ = [
     "Trace",
     "TraceError",
     "Zoo",
-    "load_bench",
+    "load_benches",
     "load_zoo",
     "read_trace",
     "to_arrays",

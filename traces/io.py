@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -117,12 +117,14 @@ def trace_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def load_bench(path: str | Path, bench: str) -> Trace:
-    """Find `bench` in a trace file or folder; the error lists the benches that exist."""
-    seen: list[str] = []
+def load_benches(path: str | Path, benches: list[str] | tuple[str, ...]) -> dict[str, Trace]:
+    """The trace holding each bench, reading every file once; the error lists the benches that exist."""
+    found: dict[str, Trace] = {}
     for f in trace_files(path):
         trace = read_trace(f)
-        if bench in trace.benches:
-            return replace(trace, df=trace.df.filter(pl.col("bench") == bench))
-        seen += trace.benches
-    raise TraceError(f"{path}: unknown bench {bench!r} (available: {', '.join(seen) or 'none'})")
+        for b in trace.benches:
+            found.setdefault(b, trace)
+    missing = [b for b in benches if b not in found]
+    if missing:
+        raise TraceError(f"{path}: unknown bench {missing[0]!r} (available: {', '.join(found) or 'none'})")
+    return {b: found[b] for b in benches}
