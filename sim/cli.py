@@ -96,13 +96,59 @@ def summary_table(runs: pl.DataFrame, unit: str) -> Table:
     return table
 
 
+def pick_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise TraceError(f"--device must be auto, cpu or cuda, not {device!r}")
+    return device
+
+
+@app.command()
+def embed(
+    traces: Annotated[Path, typer.Option(help="Trace file or folder whose request texts to embed.")],
+    encoder: Annotated[
+        str, typer.Option(help="minilm (offline), modernbert (the paper's), or an HF id/path.")
+    ] = "minilm",
+    bench: Annotated[str | None, typer.Option(help="Comma list of benches (default: all).")] = None,
+    pooling: Annotated[str, typer.Option(help="cls (first token, as in the paper) or mean.")] = "cls",
+    max_length: Annotated[int | None, typer.Option(help="Encoder max tokens (default: bench preset).")] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub revision of the encoder.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Embedding cache (default: ~/.cache/messplus/embeddings).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="Encoder arithmetic: float32 or bfloat16 (GPU).")] = "float32",
+) -> None:
+    """Precompute request embeddings into the cache; `sim sweep` embeds whatever is missing on its own."""
+    from sim.embed import embed_texts
+    from traces.dense import to_arrays
+    from traces.io import load_benches
+
+    benches = words(bench) if bench else tuple(b for f in trace_files(traces) for b in read_trace(f).benches)
+    found = load_benches(traces, benches)
+    cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    for name in benches:
+        texts = to_arrays(found[name], name).texts
+        t0 = time.perf_counter()
+        with Progress(*cols, TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as p:
+            X, enc_id = embed_texts(
+                texts, encoder, name, pooling=pooling, max_length=max_length, revision=revision,
+                device=pick_device(device), dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=progress_bar(p),
+            )  # fmt: skip
+        console.print(f"{name}: {len(texts)} texts -> {X.shape[1]}-dim, {enc_id}, {time.perf_counter() - t0:.2f} s")
+
+
 @app.command()
 def sweep(
     traces: Annotated[
-        Path, typer.Option(help="Trace file or folder [default: the bundled synthetic demo zoo].")
+        Path, typer.Option(help="Trace file or folder (default: the bundled synthetic demo zoo).")
     ] = Path(str(DEMO)),
     bench: Annotated[
-        str | None, typer.Option(help="Comma list of benches [default: every bench in the trace].")
+        str | None, typer.Option(help="Comma list of benches (default: every bench in the trace).")
     ] = None,
     alpha: Annotated[
         str, typer.Option(help="SLA targets, comma list; 'mid' = halfway between the cheapest and the best model.")
@@ -123,13 +169,18 @@ def sweep(
         float, typer.Option(help="Share of each seed's order held out to fit baselines; never scored.")
     ] = 0.2,
     epochs: Annotated[int, typer.Option(help="SGD passes over each explored request.")] = 3,
-    lr: Annotated[float | None, typer.Option(help="Predictor learning rate [default: bench preset].")] = None,
-    momentum: Annotated[float | None, typer.Option(help="SGD momentum [default: bench preset].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Predictor learning rate (default: bench preset).")] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum (default: bench preset).")] = None,
     weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 0.01,
     encoder: Annotated[
         str,
         typer.Option(help="Predictor input: auto (trace features, else minilm), features, minilm, or an HF id/path."),
     ] = "auto",
+    pooling: Annotated[str, typer.Option(help="Encoder pooling: cls (first token, as in the paper) or mean.")] = "cls",
+    max_length: Annotated[int | None, typer.Option(help="Encoder max tokens (default: bench preset).")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Embedding cache (default: ~/.cache/messplus/embeddings).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option(help="Predictor arithmetic: float32 or float64.")] = "float32",
     steps_every: Annotated[int, typer.Option(help="Keep every n-th step in steps.parquet (and the last).")] = 1,
@@ -140,10 +191,7 @@ def sweep(
     """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen baselines."""
     from sim.sweep import run_sweep
 
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = pick_device(device)
     if dtype not in ("float32", "float64"):
         raise TraceError(f"--dtype must be float32 or float64, not {dtype!r}")
     benches = words(bench) if bench else tuple(b for f in trace_files(traces) for b in read_trace(f).benches)
@@ -164,6 +212,9 @@ def sweep(
         momentum=momentum,
         weight_decay=weight_decay,
         encoder=encoder,
+        pooling=pooling,
+        max_length=max_length,
+        cache_dir=str(cache_dir) if cache_dir else None,
         device=device,
         dtype=dtype,
         steps_every=steps_every,

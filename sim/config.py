@@ -77,7 +77,10 @@ class SweepConfig:
     momentum: float | None = None
     weight_decay: float = 0.01
     dropout: float = 0.1
-    encoder: str = "auto"
+    encoder: str = "auto"  # auto: the trace's features, else minilm; or features, minilm, modernbert, an HF id/path
+    pooling: str = "cls"  # first token's last hidden state (paper) or mean over tokens
+    max_length: int | None = None  # None: the bench preset
+    cache_dir: str | None = None  # None: the user's cache directory
     device: str = "cpu"
     dtype: str = "float32"
     steps_every: int = 1  # keep every n-th step in the steps table (the last step always)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from sim.config import SweepConfig
 from traces.dense import BenchArrays
 from traces.errors import TraceError
 
 
-def request_inputs(arrays: BenchArrays, encoder: str, device: str = "cpu") -> tuple[np.ndarray, str]:
+def request_inputs(arrays: BenchArrays, cfg: SweepConfig, progress=None) -> tuple[np.ndarray, str]:
     """[T, h] float32 inputs and the id of what produced them (recorded with every result)."""
+    encoder = cfg.encoder
     if encoder in ("auto", "features"):
         if arrays.features is not None:
             return arrays.features, "features"
@@ -18,4 +22,13 @@ def request_inputs(arrays: BenchArrays, encoder: str, device: str = "cpu") -> tu
         encoder = "minilm"
     from sim.embed import embed_texts
 
-    return embed_texts(arrays.texts, encoder, arrays.bench, device=device)
+    return embed_texts(
+        arrays.texts,
+        encoder,
+        arrays.bench,
+        pooling=cfg.pooling,
+        max_length=cfg.max_length,
+        device=cfg.device,
+        cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None,
+        progress=progress,
+    )

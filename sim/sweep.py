@@ -74,9 +74,11 @@ def check(cfg: SweepConfig) -> None:
         raise TraceError(f"{', '.join(CALIBRATED)} need a calibration split: set --calib-frac > 0 or drop them")
 
 
-def load(cfg: SweepConfig, trace: Trace, bench: str, given: tuple[np.ndarray, str] | None = None) -> Bench:
+def load(
+    cfg: SweepConfig, trace: Trace, bench: str, given: tuple[np.ndarray, str] | None = None, progress=None
+) -> Bench:
     arrays = to_arrays(trace, bench)
-    X, encoder = given if given is not None else request_inputs(arrays, cfg.encoder, cfg.device)
+    X, encoder = given if given is not None else request_inputs(arrays, cfg, progress)
     if X.shape[0] != arrays.shape[0]:
         raise TraceError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")
     acc = arrays.satisfied.mean(0)
@@ -205,7 +207,7 @@ def run_sweep(
     check(cfg)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
     found = load_benches(traces, cfg.benches)
-    benches = {name: load(cfg, found[name], name, (inputs or {}).get(name)) for name in cfg.benches}
+    benches = {name: load(cfg, found[name], name, (inputs or {}).get(name), progress) for name in cfg.benches}
     keyed = {name: mess_groups(cfg, b, dtype) if "messplus" in cfg.methods else ([], []) for name, b in benches.items()}
     all_groups = [g for _, groups in keyed.values() for g in groups]
     n_steps = max((int(g.explored.sum()) * cfg.epochs for g in all_groups), default=0)

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ import pytest
 from traces.io import write_trace
 from traces.synth import synth_trace
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test ever reaches for the hub
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "traces"
 

@@ -39,7 +39,7 @@ def _finish(trace: Trace, report: list[str], out: Path) -> None:
 def import_messplus_cmd(
     paths: Annotated[list[Path], typer.Argument(help="JSON lists, folders of CSV batches, or folders of either.")],
     out: Annotated[
-        Path | None, typer.Option(help="Trace file to write [default: data/traces/messplus.parquet].")
+        Path | None, typer.Option(help="Trace file to write (default: data/traces/messplus.parquet).")
     ] = None,
     models: Models = None,
     zoo: ZooFile = None,
@@ -54,15 +54,15 @@ def import_messplus_cmd(
 @imports.command("lmeval")
 def import_lmeval_cmd(
     folders: Annotated[list[Path], typer.Argument(help="One lm-eval --output_path folder per model, cheapest first.")],
-    out: Annotated[Path | None, typer.Option(help="Trace file to write [default: data/traces/lmeval.parquet].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Trace file to write (default: data/traces/lmeval.parquet).")] = None,
     task: Annotated[
-        list[str] | None, typer.Option(help="Task(s) to import [default: all tasks every model has].")
+        list[str] | None, typer.Option(help="Task(s) to import (default: all tasks every model has).")
     ] = None,
     metric: Annotated[
         str, typer.Option(help="Per-sample metric read as satisfied: auto = acc_norm, else acc, else exact_match.")
     ] = "auto",
     filter_key: Annotated[
-        str | None, typer.Option("--filter", help="lm-eval filter to read [default: the first logged].")
+        str | None, typer.Option("--filter", help="lm-eval filter to read (default: the first logged).")
     ] = None,
     costs: Annotated[
         Path | None, typer.Option(help="CSV/Parquet with model[,doc_id] and energy_j/latency_s/cost_usd.")
@@ -81,7 +81,7 @@ def import_lmeval_cmd(
 def import_wide_cmd(
     path: Annotated[Path, typer.Argument(help="CSV or Parquet table, one correctness column per model.")],
     out: Annotated[
-        Path | None, typer.Option(help="Trace file to write [default: data/traces/<file stem>.parquet].")
+        Path | None, typer.Option(help="Trace file to write (default: data/traces/<file stem>.parquet).")
     ] = None,
     id_col: Annotated[str, typer.Option(help="Request id column.")] = "sample_id",
     text_col: Annotated[str, typer.Option(help="Request text column.")] = "prompt",
@@ -89,7 +89,7 @@ def import_wide_cmd(
     bench: Annotated[str | None, typer.Option(help="Benchmark name for every row (overrides --bench-col).")] = None,
     models: Annotated[
         str | None,
-        typer.Option("--models", help="Comma list of models to keep, cheapest first [default: all, by mean cost]."),
+        typer.Option("--models", help="Comma list of models to keep, cheapest first (default: all, by mean cost)."),
     ] = None,
     zoo: ZooFile = None,
 ) -> None:
@@ -102,9 +102,9 @@ def import_wide_cmd(
 
 @app.command()
 def synth(
-    out: Annotated[Path | None, typer.Option(help="Trace file to write [default: data/traces/synth.parquet].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Trace file to write (default: data/traces/synth.parquet).")] = None,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
-    bench: Annotated[list[str] | None, typer.Option(help="Benchmarks to generate [default: the paper's 8].")] = None,
+    bench: Annotated[list[str] | None, typer.Option(help="Benchmarks to generate (default: the paper's 8).")] = None,
     n_features: Annotated[int, typer.Option(help="Per-request feature dimension.")] = 8,
     scale: Annotated[float, typer.Option(help="Fraction of the paper's request counts to generate.")] = 1.0,
 ) -> None:
