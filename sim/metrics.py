@@ -20,6 +20,21 @@ class Outcome:
     loss: np.ndarray | None = None  # predictor BCE before the step's update (MESS+ only)
 
 
+def auc(score: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve (ties get average ranks); NaN when y holds one class only."""
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    order = np.argsort(score, kind="stable")
+    sorted_score = score[order]
+    _, start, counts = np.unique(sorted_score, return_index=True, return_counts=True)
+    avg = start + (counts + 1) / 2  # average 1-based rank of each tie block
+    ranks = np.empty(len(score))
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
 def lindley(x: np.ndarray) -> np.ndarray:
     """[R, S] Q_t = max(0, Q_{t-1} + x_t) from Q_0 = 0, in closed form (walk minus its running minimum)."""
     w = np.cumsum(x, axis=1)

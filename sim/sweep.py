@@ -21,7 +21,7 @@ from sim.config import COST_ESTIMATES, METHODS, SweepConfig
 from sim.draws import Draws, draw, explore_prob
 from sim.engine import cost_estimates, replay_queues
 from sim.inputs import request_inputs
-from sim.metrics import outcome, steps, summary
+from sim.metrics import auc, outcome, steps, summary
 from sim.predictor import Group, predict_groups
 from traces.dense import BenchArrays, to_arrays
 from traces.errors import TraceError
@@ -114,6 +114,13 @@ def bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
         return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100)).mean(-1)
 
 
+def late_auc(shat: np.ndarray, y: np.ndarray) -> list[float | None]:
+    """Per model, AUC of the pre-update predictions on the second half of the stream (None: one class only)."""
+    half = len(y) // 2
+    vals = [auc(shat[half:, m], y[half:, m]) for m in range(y.shape[1])]
+    return [None if np.isnan(v) else v for v in vals]
+
+
 def mess_runs(cfg: SweepConfig, b: Bench, keys: list[tuple], groups: list[Group], shats: list[np.ndarray]):
     """Every MESS+ run of one bench, advanced together. Yields (config rows, Outcome, alpha [R])."""
     grid = list(itertools.product(range(len(keys)), cfg.cost_estimates, b.alphas, cfg.Vs, cfg.feedbacks))
@@ -140,6 +147,7 @@ def mess_runs(cfg: SweepConfig, b: Bench, keys: list[tuple], groups: list[Group]
         V,
     )
     loss = bce(shat, S_runs)
+    aucs = [late_auc(shats[g], b.arrays.satisfied[groups[g].stream]) for g in range(len(keys))]
     rows = [
         {
             "method": "messplus",
@@ -149,6 +157,7 @@ def mess_runs(cfg: SweepConfig, b: Bench, keys: list[tuple], groups: list[Group]
             "cost_estimate": m,
             "V": v,
             "feedback": f,
+            "predictor_auc": aucs[g],
         }
         for g, m, _, v, f in grid
     ]
@@ -289,6 +298,7 @@ RUN_SCHEMA = {
     "satisfaction": pl.Float64, "sla_met": pl.Boolean, "total_cost": pl.Float64, "cost_per_request": pl.Float64,
     "opt_cost_per_request": pl.Float64, "cost_vs_opt": pl.Float64, "call_ratio": pl.List(pl.Float64),
     "n_explore": pl.Int64, "sla_first_ok": pl.Int64, "q_final": pl.Float64, "q_full_final": pl.Float64,
+    "predictor_auc": pl.List(pl.Float64),
 }  # fmt: skip
 
 

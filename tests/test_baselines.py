@@ -65,3 +65,15 @@ def test_educated_guessing_draws_from_the_lp_mix():
     u = np.random.default_rng(3).random(20000)
     chosen = baselines.educated(S, E, 0.65, u)
     assert (chosen == 1).mean() == pytest.approx(0.5, abs=0.02)  # 0.3 + 0.7 w = 0.65 -> w = 0.5
+
+
+def test_auc_matches_pairwise_definition_with_ties():
+    from sim.metrics import auc
+
+    rng = np.random.default_rng(4)
+    score = rng.integers(0, 5, 60).astype(float)
+    y = (rng.random(60) < 0.4).astype(float)
+    pos, neg = score[y == 1], score[y == 0]
+    pairwise = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    assert auc(score, y) == pytest.approx(pairwise)
+    assert np.isnan(auc(score, np.ones(60)))
