@@ -57,20 +57,30 @@ def fit_logistic(X: np.ndarray, Y: np.ndarray, l2: float = 1e-2, iters: int = 10
     return lambda Z: 1.0 / (1.0 + np.exp(-(((Z - mu) / sd) @ W_ + b_)))
 
 
+def out_of_fold(X: np.ndarray, Y: np.ndarray, folds: int = 5) -> np.ndarray:
+    """[n, K] predictions for each row from a model that never saw it (calibration order is already random)."""
+    fold = np.arange(len(X)) % folds
+    out = np.empty(Y.shape)
+    for f in range(folds):
+        held = fold == f
+        out[held] = fit_logistic(X[~held], Y[~held])(X[held])
+    return out
+
+
 def routellm(X_cal, S_cal, X, alpha: float) -> np.ndarray:
     """[S] weak (0) or strong (M-1): a classifier predicts whether the weak model suffices; its threshold is the
-    lowest one that still meets alpha on the calibration split."""
+    lowest one that meets alpha on out-of-fold calibration scores (in-sample scores of an overfit classifier would
+    promise more than it delivers)."""
     M = S_cal.shape[1]
     weak_ok = (S_cal[:, 0] >= S_cal[:, -1]).astype(float)[:, None]
-    predict = fit_logistic(X_cal, weak_ok)
-    p_cal = predict(X_cal)[:, 0]
+    p_cal = out_of_fold(X_cal, weak_ok)[:, 0]
     order = np.argsort(-p_cal, kind="stable")  # most confident "weak suffices" first
     gain = (S_cal[order, 0] - S_cal[order, -1]).cumsum()  # satisfaction change of sending the top-k to weak
     sat_k = (S_cal[:, -1].sum() + np.concatenate([[0.0], gain])) / len(p_cal)  # k = 0..n
     ok = np.flatnonzero(sat_k >= alpha)
     k = int(ok.max()) if len(ok) else 0
     threshold = p_cal[order[k - 1]] if k > 0 else np.inf
-    return np.where(predict(X)[:, 0] >= threshold, 0, M - 1)
+    return np.where(fit_logistic(X_cal, weak_ok)(X)[:, 0] >= threshold, 0, M - 1)
 
 
 def routerdc(X_cal, S_cal, X) -> np.ndarray:

@@ -274,9 +274,8 @@ def run_sweep(
                      "opt_cost_per_request": e_opt, "n_requests": n}
                 )  # fmt: skip
     runs = finish_runs(run_rows, cfg, benches)
-    steps_df = pl.DataFrame({k: np.concatenate([c[k] for c in step_cols]) for k in step_cols[0]}).with_columns(
-        pl.col("loss").fill_nan(None)
-    )
+    columns = {k: np.concatenate([c[k] for c in step_cols]) for k in STEP_SCHEMA} if step_cols else None
+    steps_df = pl.DataFrame(columns, schema=STEP_SCHEMA).with_columns(pl.col("loss").fill_nan(None))
     meta = {
         "results_version": RESULTS_VERSION,
         "messplus_version": version("messplus"),
@@ -302,6 +301,12 @@ RUN_SCHEMA = {
 }  # fmt: skip
 
 
+STEP_SCHEMA = {
+    "run_id": pl.Int64, "t": pl.Int64, "chosen": pl.Int16, "explored": pl.Boolean, "running_satisfaction": pl.Float64,
+    "running_cost": pl.Float64, "q": pl.Float64, "q_full": pl.Float64, "loss": pl.Float64,
+}  # fmt: skip
+
+
 def finish_runs(rows: list[dict], cfg: SweepConfig, benches: dict[str, Bench]) -> pl.DataFrame:
     """Typed runs table: configuration columns, then results; NaN/inf never stand for missing."""
     for r in rows:
@@ -319,7 +324,5 @@ def finish_runs(rows: list[dict], cfg: SweepConfig, benches: dict[str, Bench]) -
         r["opt_cost_per_request"] = e_opt if np.isfinite(e_opt) else None
         cpr = r.get("cost_per_request")
         r["cost_vs_opt"] = cpr / e_opt if cpr is not None and np.isfinite(e_opt) and e_opt > 0 else None
-    return pl.DataFrame(
-        [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows],
-        schema_overrides=RUN_SCHEMA,
-    ).select(list(RUN_SCHEMA))
+    plain = lambda v: v.item() if isinstance(v, np.generic) else v  # noqa: E731
+    return pl.DataFrame([{k: plain(r.get(k)) for k in RUN_SCHEMA} for r in rows], schema=RUN_SCHEMA)

@@ -55,3 +55,11 @@ def test_steps_downsampling_keeps_the_last_step(tmp_path, small_trace):
     last = steps.group_by("run_id").agg(pl.col("t").max()).join(runs.select("run_id", "n_requests"), on="run_id")
     assert (last["t"] == last["n_requests"]).all()
     assert (steps.filter(pl.col("t") != pl.col("t").max().over("run_id"))["t"] % 25 == 0).all()
+
+
+def test_baselines_alone_keep_the_full_schema(tmp_path, small_trace):
+    r = sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "opt")
+    assert r.returncode == 0, r.stderr
+    runs = pl.read_parquet(tmp_path / "o" / "runs.parquet")
+    assert runs.height == 2 * 2 and runs["V"].null_count() == runs.height and "predictor_auc" in runs.columns
+    assert pl.read_parquet(tmp_path / "o" / "steps.parquet").height == 0
