@@ -223,14 +223,13 @@ def sweep(
     cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(*cols, TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as p:
         results = run_sweep(cfg, traces, progress_bar(p))
-    runs_path, steps_path = results.write(out)
+    paths = results.write(out)
     console.print(summary_table(results.runs, cost))
     for w in results.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     n_mess = results.runs.filter(pl.col("method") == "messplus").height
-    console.print(
-        f"{results.runs.height} runs ({n_mess} MESS+) in {time.perf_counter() - t0:.1f} s -> {runs_path}, {steps_path}"
-    )
+    elapsed = time.perf_counter() - t0
+    console.print(f"{results.runs.height} runs ({n_mess} MESS+) in {elapsed:.1f} s -> {', '.join(map(str, paths))}")
 
 
 def main() -> None:

@@ -46,14 +46,13 @@ class Bench:
 class Results:
     runs: pl.DataFrame
     steps: pl.DataFrame
+    predictions: pl.DataFrame
     warnings: list[str]
     meta: dict
 
-    def write(self, out: Path) -> tuple[Path, Path]:
-        meta = {RESULTS_KEY: self.meta}
-        return write_parquet(self.runs, out / "runs.parquet", meta), write_parquet(
-            self.steps, out / "steps.parquet", meta
-        )
+    def write(self, out: Path) -> list[Path]:
+        tables = {"runs": self.runs, "steps": self.steps, "predictions": self.predictions}
+        return [write_parquet(df, out / f"{name}.parquet", {RESULTS_KEY: self.meta}) for name, df in tables.items()]
 
 
 def check(cfg: SweepConfig) -> None:
@@ -112,6 +111,30 @@ def bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     """[..., M] -> [...] mean binary cross-entropy, log clamped at -100 as torch does."""
     with np.errstate(divide="ignore"):
         return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100)).mean(-1)
+
+
+PREDICTION_SCHEMA = {
+    "bench": pl.String, "seed": pl.Int64, "c": pl.Float64, "k": pl.Float64, "t": pl.Int64, "explored": pl.Boolean,
+    "explore_cost": pl.Float64, "shat": pl.List(pl.Float32), "label": pl.List(pl.Int8),
+}  # fmt: skip
+
+
+def prediction_table(benches: dict[str, Bench], keyed: dict, shats: dict) -> pl.DataFrame:
+    """One row per (bench, seed, c, k) predictor and stream position: what it predicted before that request's own
+    update, the true labels, and what exploring cost (for learning curves)."""
+    frames = []
+    for name, (keys, groups) in keyed.items():
+        b = benches[name]
+        for (seed, c, k), g, shat in zip(keys, groups, shats[name], strict=True):
+            n = len(g.stream)
+            cols = {
+                "bench": [name] * n, "seed": np.full(n, seed), "c": np.full(n, c), "k": np.full(n, k),
+                "t": np.arange(1, n + 1), "explored": g.explored,
+                "explore_cost": np.where(g.explored, b.E[g.stream].sum(1), 0.0),
+                "shat": list(shat.astype(np.float32)), "label": list(b.arrays.satisfied[g.stream].astype(np.int8)),
+            }  # fmt: skip
+            frames.append(pl.DataFrame(cols, schema=PREDICTION_SCHEMA))
+    return pl.concat(frames) if frames else pl.DataFrame(schema=PREDICTION_SCHEMA)
 
 
 def late_auc(shat: np.ndarray, y: np.ndarray) -> list[float | None]:
@@ -224,6 +247,7 @@ def run_sweep(
     flat = iter(predict_groups(all_groups, cfg.device, dtype, advance))
     shats = {name: [next(flat) for _ in groups] for name, (_, groups) in keyed.items()}
 
+    predictions = prediction_table(benches, keyed, shats)
     run_rows, step_cols, warnings = [], [], []
     for name, b in benches.items():
         M = len(b.arrays.models)
@@ -286,7 +310,7 @@ def run_sweep(
         "alphas": {n: list(b.alphas) for n, b in benches.items()},
         "warnings": warnings,
     }
-    return Results(runs, steps_df, warnings, meta)
+    return Results(runs, steps_df, predictions, warnings, meta)
 
 
 RUN_SCHEMA = {
