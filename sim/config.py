@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 COST_ESTIMATES = ("true", "mean", "last")
+RESULTS_KEY = b"messplus_results"  # Parquet metadata of runs/steps/predictions: config, models, version
+RESULTS_VERSION = 1
 METHODS = ("messplus", "single", "educated", "routellm", "routerdc", "oracle", "opt")
 
 

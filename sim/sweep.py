@@ -17,7 +17,7 @@ import polars as pl
 import torch
 
 from sim import baselines
-from sim.config import COST_ESTIMATES, METHODS, SweepConfig
+from sim.config import COST_ESTIMATES, METHODS, RESULTS_KEY, RESULTS_VERSION, SweepConfig
 from sim.draws import Draws, draw, explore_prob
 from sim.engine import cost_estimates, replay_queues
 from sim.inputs import request_inputs
@@ -27,8 +27,6 @@ from traces.dense import BenchArrays, to_arrays
 from traces.errors import TraceError
 from traces.io import Trace, load_benches, write_parquet
 
-RESULTS_KEY = b"messplus_results"
-RESULTS_VERSION = 1
 CALIBRATED = ("educated", "routellm", "routerdc")
 
 

@@ -1,7 +1,7 @@
 import polars as pl
 import pyarrow.parquet as pq
 
-from sim.sweep import RESULTS_KEY
+from sim.config import RESULTS_KEY
 from tests.conftest import cli
 from tests.test_cli_traces import assert_one_line_error
 

@@ -1,0 +1,1 @@
+"""analysis: the MESS+ paper's tables and figures from the Parquet that `sim sweep` writes."""

@@ -1,0 +1,97 @@
+"""The paper's Table 2 for any sweep: operating cost, satisfaction and call shares per bench and method."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analysis.load import Results
+
+CONFIG = ("V", "c", "k", "feedback", "cost_estimate")
+
+
+def labelled(runs: pl.LazyFrame) -> pl.LazyFrame:
+    """Add `label`: the method, plus the MESS+ settings that vary in this sweep (e.g. "messplus V=0.001")."""
+    mess = runs.filter(pl.col("method") == "messplus")
+    varying = [c for c in CONFIG if mess.select(pl.col(c).n_unique()).collect().item() > 1]
+    parts = [pl.lit(f" {c}=") + pl.col(c).cast(pl.String) for c in varying]
+    suffix = pl.concat_str(parts) if parts else pl.lit("")
+    return runs.with_columns(
+        pl.when(pl.col("method") == "messplus")
+        .then(pl.lit("messplus") + suffix)
+        .otherwise(pl.col("method"))
+        .alias("label")
+    )
+
+
+def main_table(res: Results) -> pl.DataFrame:
+    """One row per (bench, alpha, label): means and stds over seeds; shares per model, largest model first."""
+    unit, scale = res.unit(total=True)
+    M = len(res.models)
+    runs = labelled(res.runs).filter(pl.col("method") != "opt")
+    stats = (
+        runs.with_columns(
+            (pl.col("total_cost") * scale).alias("cost"),
+            (100 * pl.col("satisfaction")).alias("sat"),
+            *[(100 * pl.col("call_ratio").list.get(m)).alias(f"share_{m}") for m in range(M)],
+        )
+        .group_by(["bench", "alpha", "label", "method"], maintain_order=True)
+        .agg(
+            pl.len().alias("seeds"),
+            pl.col("cost").mean().alias(f"cost_{unit}"),
+            pl.col("cost").std().fill_null(0).alias(f"cost_{unit}_std"),
+            pl.col("sat").mean().alias("satisfaction_pct"),
+            pl.col("sat").std().fill_null(0).alias("satisfaction_pct_std"),
+            pl.col("sla_met").all().alias("sla_met"),
+            pl.col("cost_vs_opt").mean().alias("cost_vs_opt"),
+            *[pl.col(f"share_{m}").mean().alias(f"share_{res.models[m]}") for m in reversed(range(M))],
+        )
+        .sort(["bench", "alpha"], maintain_order=True)
+        .collect()
+    )
+    average = (
+        stats.group_by(["label", "method"], maintain_order=True)
+        .agg(pl.exclude("bench", "alpha", "seeds", "sla_met").mean(), pl.col("sla_met").all(), pl.col("seeds").min())
+        .with_columns(pl.lit("average").alias("bench"), pl.lit(None, pl.Float64).alias("alpha"))
+        .select(stats.columns)
+    )
+    return pl.concat([stats, average])
+
+
+def _cells(table: pl.DataFrame, models: list[str]) -> tuple[list[str], list[list[str]]]:
+    unit = next(c for c in table.columns if c.startswith("cost_") and not c.endswith("_std") and c != "cost_vs_opt")
+    header = ["bench", "alpha", "method", f"operating cost ({unit.removeprefix('cost_')})", "satisfaction %", "cost / E_OPT", "SLA",
+              "call share % (" + " / ".join(reversed(models)) + ")"]  # fmt: skip
+    rows = []
+    for r in table.iter_rows(named=True):
+        shares = " / ".join(f"{r[f'share_{m}']:.0f}" for m in reversed(models))
+        rows.append([
+            r["bench"], "" if r["alpha"] is None else f"{r['alpha']:.3f}", r["label"],
+            f"{r[unit]:.4g} ± {r[unit + '_std']:.2g}", f"{r['satisfaction_pct']:.2f} ± {r['satisfaction_pct_std']:.2f}",
+            "-" if r["cost_vs_opt"] is None else f"{r['cost_vs_opt']:.2f}", "met" if r["sla_met"] else "missed", shares,
+        ])  # fmt: skip
+    return header, rows
+
+
+def to_markdown(table: pl.DataFrame, models: list[str]) -> str:
+    header, rows = _cells(table, models)
+    mark = {"met": "✅ met", "missed": "❌ missed"}
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(mark.get(c, c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: pl.DataFrame, models: list[str]) -> str:
+    """A tabular with met / missed rows shaded green / red, as the paper does (needs \\usepackage[table]{xcolor})."""
+    header, rows = _cells(table, models)
+    esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")  # noqa: E731
+    out = [
+        r"\begin{tabular}{" + "l" * 3 + "r" * (len(header) - 3) + "}",
+        r"\toprule",
+        " & ".join(map(esc, header)) + r" \\",
+        r"\midrule",
+    ]
+    for row in rows:
+        colour = r"\rowcolor{green!12}" if row[6] == "met" else r"\rowcolor{red!12}"
+        out.append(colour + " & ".join(map(esc, row)) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out) + "\n"
