@@ -17,11 +17,21 @@ METRIC_PREFERENCE = ("acc_norm", "acc", "exact_match")  # "auto" takes the first
 SAMPLES = re.compile(r"samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-\.]+)\.jsonl$")
 
 
-def _context(arguments: object) -> str:
+def context(arguments: object) -> str:
     """The rendered request: first request's first argument, in either of lm-eval's layouts."""
     if isinstance(arguments, dict):  # {"gen_args_0": {"arg_0": ctx, ...}, ...}
         return str(arguments["gen_args_0"]["arg_0"])
     return str(arguments[0][0])  # [[ctx, continuation], ...]
+
+
+def pick_metric(sample: dict, metric: str, where: str) -> str:
+    """`auto` takes the first of METRIC_PREFERENCE that the task logs."""
+    if metric != "auto":
+        return metric
+    found = next((m for m in METRIC_PREFERENCE if m in sample), None)
+    if found is None:
+        raise TraceError(f"{where}: none of {', '.join(METRIC_PREFERENCE)} logged; pick one with --metric")
+    return found
 
 
 def read_samples(path: Path, metric: str = "auto", filter_key: str | None = None) -> tuple[pl.DataFrame, str]:
@@ -41,17 +51,14 @@ def read_samples(path: Path, metric: str = "auto", filter_key: str | None = None
     if key not in filters:
         raise TraceError(f"{path}: no samples for filter {key!r} (has: {', '.join(filters)})")
     rows = [r for r in rows if r.get("filter", "none") == key]
-    if metric == "auto":
-        metric = next((m for m in METRIC_PREFERENCE if m in rows[0]), "")
-        if not metric:
-            raise TraceError(f"{path}: none of {', '.join(METRIC_PREFERENCE)} logged; pick one with --metric")
+    metric = pick_metric(rows[0], metric, str(path))
     missing = next((i for i, r in enumerate(rows) if metric not in r), None)
     if missing is not None:
         raise TraceError(f"{path}: sample {missing} has no metric {metric!r}")
     df = pl.DataFrame(
         {
             "doc_id": [str(r["doc_id"]) for r in rows],
-            "text": [_context(r["arguments"]) for r in rows],
+            "text": [context(r["arguments"]) for r in rows],
             "satisfied": [float(r[metric]) for r in rows],
         }
     )

@@ -1,0 +1,80 @@
+"""`collect`: measure a model zoo on a benchmark into a trace (see collect/run.py for the on-disk layout)."""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from traces.errors import TraceError, run_cli
+from traces.zoo import load_zoo
+
+ZOOS = files("collect") / "zoos"
+app = typer.Typer(help="Run every zoo model once per benchmark sample; record correctness, tokens, latency, energy.")
+console = Console(width=150)
+
+
+@app.callback(no_args_is_help=True)
+def _root() -> None:
+    """Measure a model zoo once."""
+
+
+@app.command()
+def traces(
+    bench: Annotated[str, typer.Option(help="lm-eval task name (any registered task, or one under --include-path).")],
+    zoo: Annotated[
+        str, typer.Option(help="Zoo file (TOML/YAML), cheapest model first, or a bundled zoo: paper-llama, qwen2.")
+    ] = "paper-llama",
+    out: Annotated[Path, typer.Option(help="Collection folder; rerunning the same command resumes there.")] = Path(
+        "data/collect"
+    ),
+    include_path: Annotated[str | None, typer.Option(help="Folder of local lm-eval task YAMLs.")] = None,
+    metric: Annotated[
+        str, typer.Option(help="Per-sample metric read as satisfied: auto = acc_norm, else acc, else exact_match.")
+    ] = "auto",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="exact: meter one request at a time (the paper); batched: meter batches, apportion by tokens."
+        ),
+    ] = "exact",
+    batch_size: Annotated[int, typer.Option(help="Requests per metered batch in batched mode.")] = 8,
+    chunk: Annotated[int, typer.Option(help="Docs per lm-eval call and per part file: the most a kill can lose.")] = 32,
+    limit: Annotated[int | None, typer.Option(help="Only the first N docs (a quick check).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    assumed_power_w: Annotated[
+        float | None, typer.Option(help="Without a GPU meter, record power x latency as an `estimated` energy.")
+    ] = None,
+) -> None:
+    """Collect one benchmark for every model of the zoo into <out>/<bench>.parquet."""
+    from collect.run import CollectConfig, collect
+
+    zoo_file = Path(str(ZOOS / f"{zoo}.toml")) if (ZOOS / f"{zoo}.toml").is_file() else Path(zoo)
+    cfg = CollectConfig(
+        bench=bench, zoo=load_zoo(zoo_file), out=out, include_path=include_path, metric=metric, mode=mode,
+        batch_size=batch_size, chunk=max(1, chunk), limit=limit, device=device, assumed_power_w=assumed_power_w,
+    )  # fmt: skip
+    cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} docs"))
+    with Progress(*cols, TimeElapsedColumn(), TimeRemainingColumn(), console=console) as p:
+
+        def progress(label: str, total: int, done: int):
+            task = p.add_task(label, total=total, completed=done)
+            return lambda n: p.advance(task, n)
+
+        try:
+            path = collect(cfg, progress)
+        except KeyboardInterrupt:
+            raise TraceError(
+                f"interrupted; finished chunks are kept in {out}: rerun the same command to resume"
+            ) from None
+    console.print(f"wrote {path}; inspect it with `traces info {path}`")
+
+
+def main() -> None:
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its per-task chatter would bury progress and errors
+    run_cli(app)

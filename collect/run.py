@@ -1,0 +1,259 @@
+"""`collect traces`: every zoo model on every sample of one lm-eval task, into a trace that never loses work.
+
+Layout under --out:  <bench>/<model>/settings.json   what this model's rows were collected with
+                     <bench>/<model>/part-*.parquet  trace rows of one chunk of docs, each written atomically
+                     <bench>/run.json                the environment of the latest session
+                     <bench>.parquet                 the validated trace, once every model has every doc
+A kill loses at most the chunk in flight; rerunning the same command skips every (model, doc) already done.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import polars as pl
+
+from collect.energy import Meter, open_meter
+from collect.metered import MeteredLM
+from traces.errors import TraceError
+from traces.importers.lmeval import METRIC_PREFERENCE, context
+from traces.io import Trace, write_parquet, write_trace
+from traces.zoo import ModelSpec, Zoo
+
+log = logging.getLogger(__name__)
+MODES = ("exact", "batched")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    bench: str  # lm-eval task name
+    zoo: Zoo
+    out: Path
+    include_path: str | None = None  # folder of local lm-eval task YAMLs
+    metric: str = "auto"  # per-sample metric read as satisfied
+    mode: str = "exact"  # exact: one request per measurement; batched: apportioned by tokens
+    batch_size: int = 8  # requests per measurement in batched mode
+    chunk: int = 32  # docs per lm-eval call and per part file (what a kill can lose)
+    limit: int | None = None  # first N docs only
+    device: str = "auto"
+    assumed_power_w: float | None = None  # without a GPU meter: label power x latency as `estimated`
+
+
+@dataclass(frozen=True)
+class Task:
+    manager: object
+    n_docs: int
+    version: str
+    metric: str
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def load_task(cfg: CollectConfig) -> Task:
+    """The task and its documents; an unknown task or an unreachable dataset is one clear line."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    if cfg.include_path and not Path(cfg.include_path).is_dir():
+        raise TraceError(f"--include-path {cfg.include_path}: not a folder")
+    manager = TaskManager(include_path=cfg.include_path)
+    if cfg.bench not in manager.all_tasks:
+        raise TraceError(
+            f"unknown lm-eval task {cfg.bench!r}; list tasks with `lm-eval ls tasks`, or add a local one with --include-path"
+        )
+    try:
+        task = get_task_dict([cfg.bench], manager)[cfg.bench]
+        n_docs = len(task.eval_docs)
+    except Exception as e:  # datasets raises many types when it cannot reach the hub
+        entry = manager.task_index.get(cfg.bench)
+        dataset = ((entry.cfg or {}) if entry else {}).get("dataset_path", "?")
+        first = str(e).splitlines()[0][:150] if str(e) else type(e).__name__
+        raise TraceError(
+            f"task {cfg.bench}: dataset {dataset!r} is not available offline ({first}); "
+            "point --include-path at a local task (dataset_path: json, local data_files)"
+        ) from None
+    metrics = list(task.aggregation())
+    metric = cfg.metric
+    if metric == "auto":
+        metric = next((m for m in METRIC_PREFERENCE if m in metrics), "")
+    if metric not in metrics:
+        raise TraceError(f"task {cfg.bench}: no per-sample metric {cfg.metric!r} (task logs: {', '.join(metrics)})")
+    n = min(n_docs, cfg.limit) if cfg.limit else n_docs
+    return Task(manager, n, str(task.VERSION), metric)
+
+
+def settings(cfg: CollectConfig, spec: ModelSpec, task: Task) -> dict:
+    """What a model's rows depend on; resuming with anything different would mix incomparable rows."""
+    keep = ("hf_id", "revision", "backend", "dtype", "quantization", "max_length")
+    return {
+        **{k: getattr(spec, k) for k in keep},
+        "task": cfg.bench,
+        "task_version": task.version,
+        "metric": task.metric,
+        "mode": cfg.mode,
+        "batch_size": cfg.batch_size if cfg.mode == "batched" else None,
+        "num_fewshot": 0,
+    }
+
+
+def check_settings(folder: Path, wanted: dict) -> None:
+    path = folder / "settings.json"
+    if path.is_file():
+        have = json.loads(path.read_text())
+        diff = next((k for k in wanted if have.get(k) != wanted[k]), None)
+        if diff is not None:
+            raise TraceError(
+                f"{folder}: collected with {diff}={have.get(diff)!r}, now {diff}={wanted[diff]!r}; "
+                "rerun with the same settings to resume, or choose another --out"
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(wanted, indent=2))
+    os.replace(tmp, path)
+
+
+def done_docs(folder: Path) -> set[int]:
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return set()
+    return set(pl.read_parquet(parts, columns=["doc_id"])["doc_id"].cast(pl.Int64).to_list())
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def open_model(spec: ModelSpec, device: str, batch: int):
+    """An LM through lm-eval's own registry: `hf` or `vllm`."""
+    from lm_eval.api.registry import get_model
+
+    if spec.hf_id is None:
+        raise TraceError(f"model {spec.name!r}: the zoo file gives no hf_id")
+    if spec.backend == "vllm":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.gpus))
+        args = {"pretrained": spec.hf_id, "revision": spec.revision, "dtype": spec.dtype, "quantization": spec.quantization,
+                "gpu_memory_utilization": spec.gpu_memory_fraction, "tensor_parallel_size": len(spec.gpus),
+                "max_model_len": spec.max_length}  # fmt: skip
+    elif spec.backend == "hf":
+        args = {"pretrained": spec.hf_id, "revision": spec.revision, "dtype": spec.dtype,
+                "device": f"cuda:{spec.gpus[0]}" if device == "cuda" else device, "max_length": spec.max_length}  # fmt: skip
+    else:
+        raise TraceError(f"model {spec.name!r}: unknown backend {spec.backend!r} (hf or vllm)")
+    try:
+        return get_model(spec.backend).create_from_arg_obj(
+            {k: v for k, v in args.items() if v is not None}, {"batch_size": batch}
+        )
+    except (OSError, ValueError) as e:
+        raise TraceError(f"model {spec.name!r}: cannot load {spec.hf_id!r} ({str(e).splitlines()[0][:150]})") from None
+
+
+def rows_of(
+    samples: list[dict], chunk: list[int], lm: MeteredLM, cfg: CollectConfig, spec: ModelSpec, task: Task, meter: Meter
+) -> pl.DataFrame:
+    """Trace rows for one chunk: a doc's cost is the sum over its requests (one per choice for multiple choice).
+
+    lm-eval numbers the requests of a `samples=` selection by position in the (ascending) selection and logs the
+    true doc id, so records are matched through `chunk`."""
+    position = {doc: k for k, doc in enumerate(chunk)}
+    out = []
+    exact = cfg.mode == "exact"
+    for s in samples:
+        costs = [c for (d, _), c in lm.records.items() if d == position[s["doc_id"]]]
+        if not costs:
+            raise RuntimeError(f"doc {s['doc_id']}: no metered request; has lm-eval's request numbering changed?")
+        energy = [c.energy_j for c in costs]
+        tokens = [(c.prompt_tokens, c.completion_tokens) for c in costs]
+        known = all(t[0] is not None for t in tokens)
+        out.append({
+            "bench": cfg.bench, "doc_id": str(s["doc_id"]), "text": context(s["arguments"]), "model": spec.name,
+            "satisfied": float(s[task.metric]),
+            "energy_j": None if any(e is None for e in energy) else sum(energy),
+            "latency_s": sum(c.seconds for c in costs),
+            "prompt_tokens": sum(t[0] for t in tokens) if known else None,
+            "completion_tokens": sum(t[1] for t in tokens) if known else None,
+            "energy_source": meter.source if (exact or meter.source != "measured") else "apportioned",
+            "latency_source": "measured" if exact else "apportioned",
+        })  # fmt: skip
+    return pl.DataFrame(out)
+
+
+def versions() -> dict:
+    found = {}
+    for pkg in ("lm-eval", "torch", "transformers", "vllm", "messplus"):
+        try:
+            found[pkg] = version(pkg)
+        except PackageNotFoundError:
+            found[pkg] = None
+    return found
+
+
+def collect_model(cfg, spec, task, device, progress) -> None:
+    import lm_eval
+
+    folder = cfg.out / slug(cfg.bench) / slug(spec.name)
+    check_settings(folder, settings(cfg, spec, task))
+    todo = [d for d in range(task.n_docs) if d not in done_docs(folder)]
+    advance = progress(spec.name, task.n_docs, task.n_docs - len(todo)) if progress else None
+    if not todo:
+        return
+    meter = open_meter(spec.gpus if device == "cuda" else None, cfg.assumed_power_w)
+    env = {**meter.info(), "idle_power_w": meter.idle_power_w(), "versions": versions(), "device": device}
+    (cfg.out / slug(cfg.bench) / "run.json").write_text(json.dumps({"environment": env}, indent=2))
+    inner = open_model(spec, device, cfg.batch_size if cfg.mode == "batched" else 1)
+    lm = MeteredLM(inner, meter, cfg.batch_size if cfg.mode == "batched" else None)
+    try:
+        for lo in range(0, len(todo), cfg.chunk):
+            chunk = todo[lo : lo + cfg.chunk]
+            lm.records.clear()
+            res = lm_eval.simple_evaluate(
+                model=lm, tasks=[cfg.bench], num_fewshot=0, log_samples=True, task_manager=task.manager,
+                samples={cfg.bench: chunk}, verbosity="ERROR",
+            )  # fmt: skip
+            rows = rows_of(res["samples"][cfg.bench], chunk, lm, cfg, spec, task, meter)
+            write_parquet(rows, folder / f"part-{chunk[0]:07d}-{len(chunk)}.parquet", {})
+            if advance:
+                advance(len(chunk))
+    finally:
+        meter.close()
+        del lm, inner
+        gc.collect()
+
+
+def merge(cfg: CollectConfig, task: Task) -> Path:
+    """All parts into one validated trace; the run's environment and settings go into its provenance."""
+    base = cfg.out / slug(cfg.bench)
+    frames = [pl.read_parquet(sorted((base / slug(m.name)).glob("part-*.parquet"))) for m in cfg.zoo.models]
+    df = pl.concat(frames, how="diagonal_relaxed").filter(pl.col("doc_id").cast(pl.Int64) < task.n_docs)
+    env = json.loads((base / "run.json").read_text()) if (base / "run.json").is_file() else {}
+    provenance = {"collector": "collect traces", "task": cfg.bench, "task_version": task.version, "metric": task.metric,
+                  "mode": cfg.mode, **env, "source": str(base)}  # fmt: skip
+    return write_trace(
+        Trace(df.sort(pl.col("doc_id").cast(pl.Int64)), cfg.zoo, provenance=provenance),
+        cfg.out / f"{slug(cfg.bench)}.parquet",
+    )
+
+
+def collect(cfg: CollectConfig, progress: Callable | None = None) -> Path:
+    """progress(label, total, done) returns an advance(n) callback."""
+    if cfg.mode not in MODES:
+        raise TraceError(f"--mode must be one of {', '.join(MODES)}, not {cfg.mode!r}")
+    task = load_task(cfg)
+    device = resolve_device(cfg.device)
+    for spec in cfg.zoo.models:
+        collect_model(cfg, spec, task, device, progress)
+    log.info("collected %s: %d docs x %d models (%s)", cfg.bench, task.n_docs, len(cfg.zoo.models), asdict(cfg)["mode"])
+    return merge(cfg, task)

@@ -1,0 +1,151 @@
+"""Collection on CPU with no downloads: tiny random Llamas, a local lm-eval task, lm-eval's hf backend."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+
+pytest.importorskip("lm_eval", reason="the optional 'collect' extra (lm-eval[hf]) is not installed")
+
+from collect.energy import Meter, integrate, open_meter
+from collect.metered import apportion
+from tests.collect_fixtures import tiny_zoo, toy_task
+from tests.conftest import cli
+from tests.test_cli_traces import assert_one_line_error
+from traces.io import read_trace
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+DETERMINISTIC = ["doc_id", "model", "text", "satisfied", "prompt_tokens", "completion_tokens"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("collect")
+    return root, tiny_zoo(root), toy_task(root / "task")
+
+
+def run(setup, out, *extra, wait=True):
+    _, zoo, task = setup
+    args = ["traces", "--bench", "toyqa", "--zoo", str(zoo), "--include-path", str(task), "--out", str(out), *extra]
+    if wait:
+        return cli("collect", *args)
+    code = f"import sys; from collect.cli import main; sys.argv = {['collect', *args]!r}; main()"
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def full(setup):
+    out = setup[0] / "full"
+    r = run(setup, out, "--chunk", "4")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_cli_end_to_end_matches_lm_eval_scoring(setup, full):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    trace = read_trace(full / "toyqa.parquet")
+    df = trace.df
+    assert trace.zoo.names == ("tiny-a", "tiny-b") and df.height == 2 * 12
+    assert set(df["energy_source"]) == {"none"} and df["energy_j"].null_count() == df.height  # no GPU, no number
+    assert set(df["latency_source"]) == {"measured"} and (df["latency_s"] > 0).all()
+    assert (df["prompt_tokens"] > 0).all() and (df["completion_tokens"] == 0).all()
+    assert df.filter(pl.col("doc_id") == "0")["text"][0] == "Is the bridge near the mill?"
+    res = lm_eval.simple_evaluate(  # the same model scored by lm-eval alone
+        model="hf", model_args=f"pretrained={setup[0] / 'tiny-b'},dtype=float32", tasks=["toyqa"], num_fewshot=0,
+        log_samples=True, task_manager=TaskManager(include_path=str(setup[2])), device="cpu",
+    )  # fmt: skip
+    expect = {str(s["doc_id"]): s["acc_norm"] for s in res["samples"]["toyqa"]}
+    got = dict(df.filter(pl.col("model") == "tiny-b").select("doc_id", "satisfied").iter_rows())
+    assert got == expect
+    info = cli("traces", "info", str(full / "toyqa.parquet"))
+    assert "e:none l:measured" in info.stdout
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(setup, full):
+    out = setup[0] / "killed"
+    proc = run(setup, out, "--chunk", "2", wait=False)
+    parts = out / "toyqa" / "tiny-a"
+    deadline = time.time() + 120
+    while len(list(parts.glob("part-*.parquet"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(parts.glob("part-*.parquet")))
+    assert 2 <= done_before < 6 and not (out / "toyqa.parquet").exists()
+    r = run(setup, out, "--chunk", "2")
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in parts.glob("part-*.parquet"))
+    assert len(names) == 6 and len(set(names)) == 6  # finished chunks were kept, not redone
+    resumed = read_trace(out / "toyqa.parquet").df.select(DETERMINISTIC)
+    uninterrupted = read_trace(full / "toyqa.parquet").df.select(DETERMINISTIC)
+    assert resumed.sort("model", "doc_id").equals(uninterrupted.sort("model", "doc_id"))
+
+
+def test_resuming_with_other_settings_is_refused(setup, full):
+    r = run(setup, full, "--metric", "acc")
+    assert_one_line_error(r, "collected with metric='acc_norm', now metric='acc'", "choose another --out")
+
+
+def test_batched_mode_apportions_and_labels_estimates(setup):
+    out = setup[0] / "batched"
+    r = run(setup, out, "--mode", "batched", "--batch-size", "3", "--assumed-power-w", "50", "--limit", "6")
+    assert r.returncode == 0, r.stderr
+    df = read_trace(out / "toyqa.parquet").df
+    assert df["doc_id"].n_unique() == 6
+    assert set(df["energy_source"]) == {"estimated"} and set(df["latency_source"]) == {"apportioned"}
+    np.testing.assert_allclose(df["energy_j"].to_numpy(), 50 * df["latency_s"].to_numpy(), rtol=1e-9)
+
+
+def test_unknown_task_and_offline_dataset_are_one_line_errors(setup, tmp_path):
+    _, zoo, _ = setup
+    assert_one_line_error(
+        cli("collect", "traces", "--bench", "no_such_task", "--zoo", str(zoo), "--out", str(tmp_path)),
+        "unknown lm-eval task 'no_such_task'",
+    )
+    r = cli("collect", "traces", "--bench", "boolq", "--zoo", str(zoo), "--out", str(tmp_path))
+    assert_one_line_error(r, "task boolq: dataset", "not available offline", "--include-path")
+
+
+def test_power_integration_of_recorded_samples():
+    t = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
+    w = np.array([100.0, 200.0, 200.0, 100.0, 100.0])
+    # trapezoids: 15 + 20 + 15 + 10 = 60 W*s over [0, 0.4]
+    assert integrate(t, w, 0.0, 0.4) == pytest.approx(60.0)
+    # a window inside the samples, the ends held at the neighbouring samples' values
+    assert integrate(t[1:4], w[1:4], 0.05, 0.35) == pytest.approx(0.05 * 200 + 20 + 15 + 0.05 * 100)
+
+
+def test_apportion_by_tokens_and_meters_without_gpu():
+    assert apportion(10.0, [1, 3]) == pytest.approx([2.5, 7.5])
+    assert apportion(None, [1, 3]) == [None, None]
+    assert apportion(6.0, [0, 0, 0]) == pytest.approx([2.0, 2.0, 2.0])
+    none = open_meter(None)
+    assert type(none) is Meter and none.source == "none"
+    with none.measure() as r:
+        time.sleep(0.01)
+    assert r.energy_j is None and r.seconds >= 0.01
+    est = open_meter(None, assumed_power_w=100.0)
+    with est.measure() as r:
+        time.sleep(0.01)
+    assert est.source == "estimated" and r.energy_j == pytest.approx(100.0 * r.seconds)
+
+
+def test_nvml_counter_on_a_real_gpu():
+    pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py (the 'gpu' extra) is not installed")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        pytest.skip("no NVIDIA GPU/driver on this machine")
+    meter = open_meter((0,))
+    assert meter.source == "measured" and meter.name in ("nvml-counter", "nvml-power")
+    with meter.measure() as r:
+        time.sleep(0.5)
+    assert r.energy_j is not None and r.energy_j > 0
+    meter.close()
