@@ -65,7 +65,11 @@ def load_task(cfg: CollectConfig) -> Task:
 
     if cfg.include_path and not Path(cfg.include_path).is_dir():
         raise TraceError(f"--include-path {cfg.include_path}: not a folder")
-    manager = TaskManager(include_path=cfg.include_path)
+    manager = None
+    if cfg.include_path:  # a local task needs no index of lm-eval's ~15k built-in ones (7 s)
+        manager = TaskManager(include_path=cfg.include_path, include_defaults=False)
+    if manager is None or cfg.bench not in manager.all_tasks:
+        manager = TaskManager(include_path=cfg.include_path)
     if cfg.bench not in manager.all_tasks:
         raise TraceError(
             f"unknown lm-eval task {cfg.bench!r}; list tasks with `lm-eval ls tasks`, or add a local one with --include-path"
