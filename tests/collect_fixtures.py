@@ -57,3 +57,10 @@ def tiny_zoo(root: Path) -> Path:
         f'[[models]]\nname = "tiny-b"\nhf_id = "{b}"\ndtype = "float32"\n'
     )
     return zoo
+
+
+if __name__ == "__main__":  # python -m tests.collect_fixtures DIR: the README's CPU quick check
+    import sys
+
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "data/quickcheck").resolve()
+    print(f"zoo: {tiny_zoo(root)}\ntask folder: {toy_task(root / 'task')}")
