@@ -49,16 +49,22 @@ class Meter:
 
     @contextmanager
     def measure(self) -> Iterator[Reading]:
+        """Times the block; each meter turns its own start state and the block's span into joules."""
         reading = Reading()
+        state = self._start()
         t0 = time.perf_counter()
         try:
             yield reading
         finally:
-            reading.seconds = time.perf_counter() - t0
-            reading.energy_j = self._energy(reading.seconds)
+            t1 = time.perf_counter()
+            reading.seconds = t1 - t0
+            reading.energy_j = self._stop(state, t0, t1)
 
-    def _energy(self, seconds: float) -> float | None:
-        return None if self.assumed_power_w is None else self.assumed_power_w * seconds
+    def _start(self) -> object:
+        return None
+
+    def _stop(self, state: object, t0: float, t1: float) -> float | None:
+        return None if self.assumed_power_w is None else self.assumed_power_w * (t1 - t0)
 
     def idle_power_w(self, seconds: float = 1.0) -> float | None:
         return None
@@ -85,15 +91,11 @@ class NvmlCounterMeter(Meter):
     def _read_mj(self) -> int:
         return sum(self.nvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self.handles)
 
-    @contextmanager
-    def measure(self) -> Iterator[Reading]:
-        reading = Reading()
-        e0, t0 = self._read_mj(), time.perf_counter()
-        try:
-            yield reading
-        finally:
-            reading.seconds = time.perf_counter() - t0
-            reading.energy_j = (self._read_mj() - e0) / 1000.0
+    def _start(self) -> int:
+        return self._read_mj()
+
+    def _stop(self, state: int, t0: float, t1: float) -> float:
+        return (self._read_mj() - state) / 1000.0
 
     def idle_power_w(self, seconds: float = 1.0) -> float | None:
         with self.measure() as r:
@@ -134,20 +136,15 @@ class NvmlPowerMeter(NvmlCounterMeter):
                     del self.samples.times[:50_000], self.samples.watts[:50_000]
             time.sleep(self.samples.interval_s)
 
-    @contextmanager
-    def measure(self) -> Iterator[Reading]:
-        reading = Reading()
-        t0 = time.perf_counter()
-        try:
-            yield reading
-        finally:
-            t1 = time.perf_counter()
-            time.sleep(self.samples.interval_s)  # one more sample past the end
-            with self.lock:
-                t, w = np.array(self.samples.times), np.array(self.samples.watts)
-            reading.seconds = t1 - t0
-            near = (t >= t0 - self.samples.interval_s) & (t <= t1 + self.samples.interval_s)
-            reading.energy_j = integrate(t[near], w[near], t0, t1) if near.any() else None
+    def _start(self) -> None:
+        return None
+
+    def _stop(self, state: None, t0: float, t1: float) -> float | None:
+        time.sleep(self.samples.interval_s)  # one more sample past the end
+        with self.lock:
+            t, w = np.array(self.samples.times), np.array(self.samples.watts)
+        near = (t >= t0 - self.samples.interval_s) & (t <= t1 + self.samples.interval_s)
+        return integrate(t[near], w[near], t0, t1) if near.any() else None
 
     def close(self) -> None:
         self.stop.set()
