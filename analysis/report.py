@@ -28,7 +28,12 @@ def summary(table: pl.DataFrame) -> list[str]:
         cheapest = f"; cheapest {policies['label'][0]}" if policies.height else ""
         mess_note = ""
         for r in mess.iter_rows(named=True):
-            verdict = "met" if r["sla_met"] else f"missed ({r['satisfaction_pct']:.1f}%)"
+            missed = r["seeds"] - r["seeds_met"]
+            verdict = (
+                "met"
+                if r["sla_met"]
+                else f"missed on {missed} of {r['seeds']} seeds (mean {r['satisfaction_pct']:.1f}%)"
+            )
             mess_note += f" {r['label']} {verdict} at {r['cost_vs_opt']:.2f}x E_OPT."
         lines.append(head + f"met by {names or 'only the oracle'}{cheapest}.{mess_note}")
     return lines

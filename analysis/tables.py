@@ -42,6 +42,7 @@ def main_table(res: Results) -> pl.DataFrame:
             pl.col("sat").mean().alias("satisfaction_pct"),
             pl.col("sat").std().fill_null(0).alias("satisfaction_pct_std"),
             pl.col("sla_met").all().alias("sla_met"),
+            pl.col("sla_met").sum().alias("seeds_met"),
             pl.col("cost_vs_opt").mean().alias("cost_vs_opt"),
             *[pl.col(f"share_{m}").mean().alias(f"share_{res.models[m]}") for m in reversed(range(M))],
         )
@@ -50,7 +51,12 @@ def main_table(res: Results) -> pl.DataFrame:
     )
     average = (
         stats.group_by(["label", "method"], maintain_order=True)
-        .agg(pl.exclude("bench", "alpha", "seeds", "sla_met").mean(), pl.col("sla_met").all(), pl.col("seeds").min())
+        .agg(
+            pl.exclude("bench", "alpha", "seeds", "sla_met", "seeds_met").mean(),
+            pl.col("sla_met").all(),
+            pl.col("seeds").min(),
+            pl.col("seeds_met").min(),
+        )
         .with_columns(pl.lit("average").alias("bench"), pl.lit(None, pl.Float64).alias("alpha"))
         .select(stats.columns)
     )
@@ -67,16 +73,19 @@ def _cells(table: pl.DataFrame, models: list[str]) -> tuple[list[str], list[list
         rows.append([
             r["bench"], "" if r["alpha"] is None else f"{r['alpha']:.3f}", r["label"],
             f"{r[unit]:.4g} ± {r[unit + '_std']:.2g}", f"{r['satisfaction_pct']:.2f} ± {r['satisfaction_pct_std']:.2f}",
-            "-" if r["cost_vs_opt"] is None else f"{r['cost_vs_opt']:.2f}", "met" if r["sla_met"] else "missed", shares,
+            "-" if r["cost_vs_opt"] is None else f"{r['cost_vs_opt']:.2f}",
+            "met" if r["sla_met"] else f"missed ({r['seeds'] - r['seeds_met']}/{r['seeds']} seeds)", shares,
         ])  # fmt: skip
     return header, rows
 
 
 def to_markdown(table: pl.DataFrame, models: list[str]) -> str:
     header, rows = _cells(table, models)
-    mark = {"met": "✅ met", "missed": "❌ missed"}
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(mark.get(c, c) for c in row) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join(("✅ " if c == "met" else "❌ " if c.startswith("missed") else "") + c for c in row) + " |"
+        for row in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
