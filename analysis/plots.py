@@ -33,12 +33,21 @@ def save(fig, out: Path, name: str) -> Path:
     return out / f"{name}.png"
 
 
+def spread(values: list, k: int = 4) -> list:
+    """At most k values, evenly spread from the first to the last."""
+    if len(values) <= k:
+        return values
+    return [values[i] for i in np.unique(np.round(np.linspace(0, len(values) - 1, k)).astype(int))]
+
+
 def dynamics(res: Results, bench: str, out: Path) -> Path:
     """Figure 2: running satisfaction and cost per request over time, a column per V, a line per alpha."""
     runs = res.runs.filter(pl.col("method") == "messplus", pl.col("bench") == bench)
     first = runs.select(pl.col("c").min(), pl.col("k").min(), pl.col("feedback").max()).collect().row(0)
     runs = runs.filter(pl.col("c") == first[0], pl.col("k") == first[1], pl.col("feedback") == first[2]).collect()
-    Vs, alphas = sorted(runs["V"].unique()), sorted(runs["alpha"].unique())
+    all_Vs, all_alphas = sorted(runs["V"].unique()), sorted(runs["alpha"].unique())
+    Vs, alphas = spread(all_Vs), spread(all_alphas)  # a readable grid: at most 4 x 4, evenly spread
+    runs = runs.filter(pl.col("V").is_in(Vs), pl.col("alpha").is_in(alphas))
     steps = (
         res.steps.join(runs.lazy().select("run_id", "V", "alpha", "sla_first_ok"), on="run_id")
         .group_by(["V", "alpha", "t"])
@@ -65,11 +74,15 @@ def dynamics(res: Results, bench: str, out: Path) -> Path:
             lo, hi = min(lo, 100 * min(alphas)), max(hi, 100 * max(alphas))
             axes[0, j].set_ylim(lo - 0.1 * (hi - lo) - 0.5, hi + 0.1 * (hi - lo) + 0.5)
             axes[1, j].set_ylim(0, 1.1 * settled["running_cost"].max())
-        axes[0, j].set_title(f"{bench}: V = {V:g}")
+        thinned = " (4 of each shown)" if len(Vs) < len(all_Vs) or len(alphas) < len(all_alphas) else ""
+        axes[0, j].set_title(f"{bench}: V = {V:g}{thinned if j == 0 else ''}")
         axes[1, j].set_xlabel("request index t")
     axes[0, 0].set_ylabel("running satisfaction (%)")
     axes[1, 0].set_ylabel(f"running cost per request ({unit})")
-    axes[0, 0].legend(title="SLA (dotted); marker: SLA holds from here", loc="lower right")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, title="SLA α (dotted line); ○ marks the request after which the SLA holds on every seed",
+               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(labels)), frameon=False)  # fmt: skip
     return save(fig, out, f"dynamics_{bench}")
 
 

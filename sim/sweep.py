@@ -142,47 +142,43 @@ def late_auc(shat: np.ndarray, y: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else v for v in vals]
 
 
-def mess_runs(cfg: SweepConfig, b: Bench, keys: list[tuple], groups: list[Group], shats: list[np.ndarray]):
-    """Every MESS+ run of one bench, advanced together. Yields (config rows, Outcome, alpha [R])."""
+def mess_runs(
+    cfg: SweepConfig, b: Bench, keys: list[tuple], groups: list[Group], shats: list[np.ndarray], chunk: int = 1024
+):
+    """Every MESS+ run of one bench, advanced together `chunk` runs at a time so memory stays bounded whatever the
+    grid. Yields (config rows, Outcome, alpha [R]) per chunk."""
     grid = list(itertools.product(range(len(keys)), cfg.cost_estimates, b.alphas, cfg.Vs, cfg.feedbacks))
-    gi = np.array([g for g, *_ in grid])
-    alpha = np.array([a for _, _, a, _, _ in grid])
-    V = np.array([v for *_, v, _ in grid])
-    S_runs = np.stack([b.arrays.satisfied[groups[g].stream] for g in gi])  # [R, S, M]
-    E_runs = np.stack([b.E[groups[g].stream] for g in gi])
     ehat = {
         (g, m): cost_estimates(b.E[groups[g].stream], groups[g].explored, m)
-        for g in set(gi)
+        for g in range(len(keys))
         for m in cfg.cost_estimates
     }
-    explored = np.stack([groups[g].explored for g in gi])  # [R, S]
-    fb = np.stack([b.draws[keys[g][0]].feedback_u < f for g, *_, f in grid])
-    shat = np.stack([shats[g] for g in gi])
-    chosen, q, q_full = replay_queues(
-        shat.transpose(1, 0, 2),
-        np.stack([ehat[g, m] for g, m, *_ in grid]).transpose(1, 0, 2),
-        S_runs.transpose(1, 0, 2),
-        explored.T,
-        fb.T,
-        alpha,
-        V,
-    )
-    loss = bce(shat, S_runs)
     aucs = [late_auc(shats[g], b.arrays.satisfied[groups[g].stream]) for g in range(len(keys))]
-    rows = [
-        {
-            "method": "messplus",
-            "seed": keys[g][0],
-            "c": keys[g][1],
-            "k": keys[g][2],
-            "cost_estimate": m,
-            "V": v,
-            "feedback": f,
-            "predictor_auc": aucs[g],
-        }
-        for g, m, _, v, f in grid
-    ]
-    return rows, outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, loss), alpha
+    for lo in range(0, len(grid), chunk):
+        part = grid[lo : lo + chunk]
+        gi = np.array([g for g, *_ in part])
+        alpha = np.array([a for _, _, a, _, _ in part])
+        V = np.array([v for *_, v, _ in part])
+        S_runs = np.stack([b.arrays.satisfied[groups[g].stream] for g in gi])  # [R, S, M]
+        E_runs = np.stack([b.E[groups[g].stream] for g in gi])
+        explored = np.stack([groups[g].explored for g in gi])  # [R, S]
+        fb = np.stack([b.draws[keys[g][0]].feedback_u < f for g, *_, f in part])
+        shat = np.stack([shats[g] for g in gi])
+        chosen, q, q_full = replay_queues(
+            shat.transpose(1, 0, 2),
+            np.stack([ehat[g, m] for g, m, *_ in part]).transpose(1, 0, 2),
+            S_runs.transpose(1, 0, 2),
+            explored.T,
+            fb.T,
+            alpha,
+            V,
+        )
+        rows = [
+            {"method": "messplus", "seed": keys[g][0], "c": keys[g][1], "k": keys[g][2], "cost_estimate": m, "V": v,
+             "feedback": f, "predictor_auc": aucs[g]}
+            for g, m, _, v, f in part
+        ]  # fmt: skip
+        yield rows, outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, bce(shat, S_runs)), alpha
 
 
 def baseline_runs(cfg: SweepConfig, b: Bench, seed: int):
@@ -249,10 +245,8 @@ def run_sweep(
     run_rows, step_cols, warnings = [], [], []
     for name, b in benches.items():
         M = len(b.arrays.models)
-        parts = []
-        if "messplus" in cfg.methods:
-            parts.append(mess_runs(cfg, b, *keyed[name], shats[name]))
-        parts += [baseline_runs(cfg, b, seed) for seed in cfg.seeds]
+        mess = mess_runs(cfg, b, *keyed[name], shats[name]) if "messplus" in cfg.methods else ()
+        parts = itertools.chain(mess, (baseline_runs(cfg, b, seed) for seed in cfg.seeds))  # lazily: bounded memory
         opt = {
             (s, a): baselines.opt_cost(b.arrays.satisfied[b.draws[s].stream], b.E[b.draws[s].stream], a)
             for s in cfg.seeds
