@@ -174,7 +174,9 @@ def sweep(
     weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 0.01,
     encoder: Annotated[
         str,
-        typer.Option(help="Predictor input: auto (trace features, else minilm), features, minilm, or an HF id/path."),
+        typer.Option(
+            help="Predictor input: auto (trace features, else minilm), features, minilm, modernbert, or an HF id/path."
+        ),
     ] = "auto",
     pooling: Annotated[str, typer.Option(help="Encoder pooling: cls (first token, as in the paper) or mean.")] = "cls",
     max_length: Annotated[int | None, typer.Option(help="Encoder max tokens (default: bench preset).")] = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 COST_ESTIMATES = ("true", "mean", "last")
 RESULTS_KEY = b"messplus_results"  # Parquet metadata of runs/steps/predictions: config, models, version
@@ -86,7 +86,6 @@ class SweepConfig:
     device: str = "cpu"
     dtype: str = "float32"
     steps_every: int = 1  # keep every n-th step in the steps table (the last step always)
-    extra: dict = field(default_factory=dict)
 
     def predictor(self, bench: str) -> PredictorConfig:
         p = preset(bench)

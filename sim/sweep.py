@@ -295,7 +295,7 @@ def run_sweep(
     meta = {
         "results_version": RESULTS_VERSION,
         "messplus_version": version("messplus"),
-        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "config": asdict(cfg),
         "traces": str(traces),
         "models": list(next(iter(benches.values())).arrays.models),
         "encoders": {n: b.encoder for n, b in benches.items()},
