@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from traces.errors import TraceError, run_cli
+from traces.progress import progress_bars
 from traces.zoo import load_zoo
 
 ZOOS = files("collect") / "zoos"
@@ -59,13 +59,7 @@ def traces(
         bench=bench, zoo=load_zoo(zoo_file), out=out, include_path=include_path, metric=metric, mode=mode,
         batch_size=batch_size, chunk=max(1, chunk), limit=limit, device=device, assumed_power_w=assumed_power_w,
     )  # fmt: skip
-    cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} docs"))
-    with Progress(*cols, TimeElapsedColumn(), TimeRemainingColumn(), console=console) as p:
-
-        def progress(label: str, total: int, done: int):
-            task = p.add_task(label, total=total, completed=done)
-            return lambda n: p.advance(task, n)
-
+    with progress_bars(console, unit="docs", transient=False) as progress:
         try:
             path = collect(cfg, progress)
         except KeyboardInterrupt:

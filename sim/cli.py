@@ -10,12 +10,12 @@ from typing import Annotated
 import polars as pl
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sim.config import COST_ESTIMATES, METHODS, SweepConfig
 from traces.errors import TraceError, run_cli
 from traces.io import read_trace, trace_files
+from traces.progress import progress_bars
 
 DEMO = files("traces") / "data" / "demo.parquet"
 app = typer.Typer(help="Replay measured traces under routing policies.", no_args_is_help=True)
@@ -36,14 +36,6 @@ def floats(text: str, name: str) -> tuple[float, ...]:
 
 def words(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
-
-
-def progress_bar(p: Progress):
-    def start(label: str, total: int):
-        task = p.add_task(label, total=max(total, 1))
-        return lambda n: p.advance(task, n)
-
-    return start
 
 
 def summary_table(runs: pl.DataFrame, unit: str) -> Table:
@@ -130,14 +122,13 @@ def embed(
 
     benches = words(bench) if bench else tuple(b for f in trace_files(traces) for b in read_trace(f).benches)
     found = load_benches(traces, benches)
-    cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     for name in benches:
         texts = to_arrays(found[name], name).texts
         t0 = time.perf_counter()
-        with Progress(*cols, TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as p:
+        with progress_bars(console) as bars:
             X, enc_id = embed_texts(
                 texts, encoder, name, pooling=pooling, max_length=max_length, revision=revision,
-                device=pick_device(device), dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=progress_bar(p),
+                device=pick_device(device), dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=bars,
             )  # fmt: skip
         console.print(f"{name}: {len(texts)} texts -> {X.shape[1]}-dim, {enc_id}, {time.perf_counter() - t0:.2f} s")
 
@@ -222,9 +213,8 @@ def sweep(
         steps_every=steps_every,
     )
     t0 = time.perf_counter()
-    cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    with Progress(*cols, TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as p:
-        results = run_sweep(cfg, traces, progress_bar(p))
+    with progress_bars(console) as bars:
+        results = run_sweep(cfg, traces, bars)
     paths = results.write(out)
     console.print(summary_table(results.runs, cost))
     for w in results.warnings:
