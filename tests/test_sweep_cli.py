@@ -17,7 +17,7 @@ def test_sweep_writes_parquet_prints_summary_and_is_byte_identical(tmp_path, sma
     assert r1.returncode == 0, r1.stderr
     assert "sweep summary" in r1.stdout and "messplus" in r1.stdout and "routerdc" in r1.stdout
     assert sweep(tmp_path, small_trace, b, "--V", "1e-3,1e-4", "--c", "0.1,1").returncode == 0
-    for name in ("runs.parquet", "steps.parquet"):
+    for name in ("runs.parquet", "steps.parquet", "predictions.parquet"):
         assert (a / name).read_bytes() == (b / name).read_bytes()
     runs = pl.read_parquet(a / "runs.parquet")
     mess = runs.filter(pl.col("method") == "messplus")
