@@ -14,7 +14,7 @@ import polars as pl
 
 from analysis.load import Results
 from analysis.tables import labelled
-from sim.metrics import auc
+from sim.metrics import auc, bce
 
 COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 STYLES = ["-", "--", ":", "-."]
@@ -165,8 +165,7 @@ def learning(res: Results, bench: str, out: Path) -> Path:
         curves, losses, spend = [], [], []
         for (_seed, _k), g in pred.filter(pl.col("c") == c).group_by(["seed", "k"], maintain_order=True):
             shat, y = np.stack(g["shat"].to_numpy()), np.stack(g["label"].to_numpy())
-            with np.errstate(divide="ignore"):
-                loss = -(y * np.maximum(np.log(shat), -100) + (1 - y) * np.maximum(np.log1p(-shat), -100)).mean(1)
+            loss = bce(shat, y)
             losses.append(np.convolve(loss, np.ones(window) / window, mode="valid"))
             per_model = [rolling_auc(shat[:, m], y[:, m], window, stride)[1] for m in range(y.shape[1])]
             curves.append(np.nanmean(per_model, axis=0))

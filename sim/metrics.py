@@ -20,6 +20,12 @@ class Outcome:
     loss: np.ndarray | None = None  # predictor BCE before the step's update (MESS+ only)
 
 
+def bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[..., M] -> [...] mean binary cross-entropy, log clamped at -100 as torch does."""
+    with np.errstate(divide="ignore"):
+        return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100)).mean(-1)
+
+
 def auc(score: np.ndarray, y: np.ndarray) -> float:
     """Area under the ROC curve (ties get average ranks); NaN when y holds one class only."""
     n1 = int(y.sum())

@@ -21,7 +21,7 @@ from sim.config import COST_ESTIMATES, METHODS, RESULTS_KEY, RESULTS_VERSION, Sw
 from sim.draws import Draws, draw, explore_prob
 from sim.engine import cost_estimates, replay_queues
 from sim.inputs import request_inputs
-from sim.metrics import auc, outcome, steps, summary
+from sim.metrics import auc, bce, outcome, steps, summary
 from sim.predictor import Group, predict_groups
 from traces.dense import BenchArrays, to_arrays
 from traces.errors import TraceError
@@ -91,6 +91,7 @@ def load(
 def mess_groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tuple], list[Group]]:
     """One predictor trajectory per (seed, c, k): the keys and the groups to train."""
     X = torch.as_tensor(b.X, dtype=dtype, device=cfg.device)
+    pred = cfg.predictor(b.arrays.bench)
     keys, groups = [], []
     for seed in cfg.seeds:
         d = b.draws[seed]
@@ -98,17 +99,10 @@ def mess_groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tu
         for c, k in itertools.product(cfg.cs, cfg.ks):
             explored = d.explore_u < explore_prob(len(d.stream), c, k)
             keep = d.keep_masks(np.flatnonzero(explored))
-            pred = cfg.predictor(b.arrays.bench)
             g = Group(X, P0, b.arrays.satisfied, d.stream, explored, keep, d.b1, d.W2, d.b2, pred)
             keys.append((seed, c, k))
             groups.append(g)
     return keys, groups
-
-
-def bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """[..., M] -> [...] mean binary cross-entropy, log clamped at -100 as torch does."""
-    with np.errstate(divide="ignore"):
-        return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100)).mean(-1)
 
 
 PREDICTION_SCHEMA = {
