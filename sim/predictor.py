@@ -105,7 +105,8 @@ class _Batch:
             self.Gram[i, :n, :n] = xr @ xr.T
             self.Ytr[i, :n] = t(g.Y[g.stream[pos]])
             self.keep[i, :n] = t(g.keep) / (1.0 - g.cfg.dropout)
-        coef = [sgd_coefficients(g.cfg, self.n_max) for g in groups]
+        distinct = {g.cfg: sgd_coefficients(g.cfg, self.n_max) for g in groups}  # a handful of settings, many groups
+        coef = [distinct[g.cfg] for g in groups]
         self.a, self.cw = t([c[0] for c in coef]), t([c[1] for c in coef])  # [G, n_max + 1]
         self.lr, self.mu, self.wd = (
             t([[getattr(g.cfg, f)] for g in groups]) for f in ("lr", "momentum", "weight_decay")

@@ -96,9 +96,15 @@ def mess_groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tu
     for seed in cfg.seeds:
         d = b.draws[seed]
         P0 = X @ torch.as_tensor(d.W1, dtype=dtype, device=cfg.device).T
-        for c, k in itertools.product(cfg.cs, cfg.ks):
-            explored = d.explore_u < explore_prob(len(d.stream), c, k)
-            keep = d.keep_masks(np.flatnonzero(explored))
+        flags = {(c, k): d.explore_u < explore_prob(len(d.stream), c, k) for c, k in itertools.product(cfg.cs, cfg.ks)}
+        ever = np.flatnonzero(np.any(list(flags.values()), axis=0))  # positions any (c, k) trains on
+        masks = dict(zip(ever.tolist(), d.keep_masks(ever), strict=True))
+        for (c, k), explored in flags.items():
+            keep = (
+                np.stack([masks[i] for i in np.flatnonzero(explored)])
+                if explored.any()
+                else np.zeros((0, cfg.epochs, X.shape[1]), bool)
+            )
             g = Group(X, P0, b.arrays.satisfied, d.stream, explored, keep, d.b1, d.W2, d.b2, pred)
             keys.append((seed, c, k))
             groups.append(g)
@@ -118,12 +124,13 @@ def prediction_table(benches: dict[str, Bench], keyed: dict, shats: dict) -> pl.
     for name, (keys, groups) in keyed.items():
         b = benches[name]
         for (seed, c, k), g, shat in zip(keys, groups, shats[name], strict=True):
-            n = len(g.stream)
+            n, M = shat.shape
             cols = {
                 "bench": [name] * n, "seed": np.full(n, seed), "c": np.full(n, c), "k": np.full(n, k),
                 "t": np.arange(1, n + 1), "explored": g.explored,
                 "explore_cost": np.where(g.explored, b.E[g.stream].sum(1), 0.0),
-                "shat": list(shat.astype(np.float32)), "label": list(b.arrays.satisfied[g.stream].astype(np.int8)),
+                "shat": pl.Series(shat.astype(np.float32), dtype=pl.Array(pl.Float32, M)).arr.to_list(),
+                "label": pl.Series(b.arrays.satisfied[g.stream].astype(np.int8), dtype=pl.Array(pl.Int8, M)).arr.to_list(),
             }  # fmt: skip
             frames.append(pl.DataFrame(cols, schema=PREDICTION_SCHEMA))
     return pl.concat(frames) if frames else pl.DataFrame(schema=PREDICTION_SCHEMA)
