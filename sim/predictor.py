@@ -43,22 +43,25 @@ class Group:
     cfg: PredictorConfig
 
 
-def sgd_coefficients(cfg: PredictorConfig, n_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """a[n]: weight of the initial W1 after n steps; cw[m]: weight of a gradient applied m steps ago (cw[0] = 0).
+def sgd_coefficients(cfg: PredictorConfig, n_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Coefficients of torch SGD's linear dynamics, each [n_max + 1].
 
     torch SGD: buf <- mu*buf + (g + wd*w); w <- w - lr*buf. On a (weight, buffer) pair this is (w, b) <- A (w, b)
     with A = [[1 - lr wd, -lr mu], [wd, mu]] plus the gradient, which enters a fresh pair as (-lr, 1).
+    a[n], b[n]: first row of A^n (a: weight of the initial W1 after n steps).
+    cw[m], cb[m]: weight and buffer parts of a gradient applied m steps ago (cw[0] = cb[0] = 0).
     """
     lr, mu, wd = cfg.lr, cfg.momentum, cfg.weight_decay
     A = np.array([[1 - lr * wd, -lr * mu], [wd, mu]])
-    a, cw = np.zeros(n_max + 1), np.zeros(n_max + 1)
-    s_init, s_grad = np.array([1.0, 0.0]), np.array([-lr, 1.0])
+    a, b, cw, cb = (np.zeros(n_max + 1) for _ in range(4))
+    row, s_grad = np.array([1.0, 0.0]), np.array([-lr, 1.0])
     a[0] = 1.0
     for n in range(1, n_max + 1):
-        s_init = A @ s_init
-        a[n], cw[n] = s_init[0], s_grad[0]
+        row = row @ A
+        a[n], b[n] = row
+        cw[n], cb[n] = s_grad
         s_grad = A @ s_grad
-    return a, cw
+    return a, b, cw, cb
 
 
 class _Batch:
@@ -106,8 +109,7 @@ class _Batch:
             self.Ytr[i, :n] = t(g.Y[g.stream[pos]])
             self.keep[i, :n] = t(g.keep) / (1.0 - g.cfg.dropout)
         distinct = {g.cfg: sgd_coefficients(g.cfg, self.n_max) for g in groups}  # a handful of settings, many groups
-        coef = [distinct[g.cfg] for g in groups]
-        self.a, self.cw = t([c[0] for c in coef]), t([c[1] for c in coef])  # [G, n_max + 1]
+        self.a, self.b, self.cw, self.cb = (t([distinct[g.cfg][k] for g in groups]) for k in range(4))  # [G, n_max + 1]
         self.lr, self.mu, self.wd = (
             t([[getattr(g.cfg, f)] for g in groups]) for f in ("lr", "momentum", "weight_decay")
         )
@@ -168,16 +170,27 @@ class _Batch:
         X = self.X_all[torch.as_tensor(self.xrows[i])]
         steps = torch.as_tensor(done * E, device=X.device)  # [S] training steps behind each position
         z = self.a[i, steps, None] * self.P0_all[torch.as_tensor(self.prows[i])] + b1
-        if len(pos):
-            Gx = X @ self.Xtr[i, : len(pos)].T  # [S, n_explore]
-            for lo in range(0, S, chunk):  # positions are in time order, so a chunk needs the first s steps only
-                s = steps[lo : lo + chunk]
-                n = int(s.max())
-                if n:
-                    j = torch.arange(n, device=X.device)
-                    cw = self.cw[i, (s[:, None] - j).clamp(min=0)].view(len(s), n // E, E)  # cw[0] = 0 masks j >= s
-                    C = (cw * Gx[lo : lo + chunk, : n // E, None]).view(len(s), n)
-                    z[lo : lo + chunk] += C @ self.D[i, :n]
+        n_e = len(pos)
+        if n_e:
+            # An exploration's E gradients share every later step's dynamics, so at its end they fold into two
+            # vectors (weight part P, momentum part Q); m steps later they weigh a[m] P + b[m] Q in W1.
+            D = self.D[i, : n_e * E].view(n_e, E, -1)
+            back = torch.arange(E, 0, -1, device=X.device)  # epoch ep was applied E - ep steps before the fold
+            P = torch.einsum("eph,p->eh", D, self.cw[i, back])
+            Q = torch.einsum("eph,p->eh", D, self.cb[i, back])
+            Gx = X @ self.Xtr[i, :n_e].T  # [S, n_explore]
+            done_t = torch.as_tensor(done, device=X.device)
+            for lo in range(0, S, chunk):  # positions are in time order, so a chunk needs the first explorations only
+                d = done_t[lo : lo + chunk]
+                k = int(d.max())
+                if k:
+                    m = (d[:, None] - 1 - torch.arange(k, device=X.device)) * E  # steps since each fold; < 0: not yet
+                    later = m >= 0
+                    m = m.clamp(min=0)
+                    g = Gx[lo : lo + chunk, :k]
+                    wa = torch.where(later, self.a[i, m], 0.0) * g
+                    wb = torch.where(later, self.b[i, m], 0.0) * g
+                    z[lo : lo + chunk] += wa @ P[:k] + wb @ Q[:k]
         r = torch.relu(F.layer_norm(z, (self.h,)) * ln_w + ln_b)
         return torch.sigmoid(torch.einsum("sh,smh->sm", r, W2) + b2)
 
