@@ -108,7 +108,7 @@ class _Batch:
             self.Gram[i, :n, :n] = xr @ xr.T
             self.Ytr[i, :n] = t(g.Y[g.stream[pos]])
             self.keep[i, :n] = t(g.keep) / (1.0 - g.cfg.dropout)
-        distinct = {g.cfg: sgd_coefficients(g.cfg, self.n_max) for g in groups}  # a handful of settings, many groups
+        distinct = {cfg: sgd_coefficients(cfg, self.n_max) for cfg in {g.cfg for g in groups}}  # few settings, many groups
         self.a, self.b, self.cw, self.cb = (t([distinct[g.cfg][k] for g in groups]) for k in range(4))  # [G, n_max + 1]
         self.lr, self.mu, self.wd = (
             t([[getattr(g.cfg, f)] for g in groups]) for f in ("lr", "momentum", "weight_decay")
