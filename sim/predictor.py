@@ -6,7 +6,8 @@ receives, and the first layer's gradient at step j is rank one, delta_j x_j^T. S
     W1_n = a[n] W1_0 + sum_{j<n} cw[n - j] delta_j x_j^T
 
 where a and cw come from a 2x2 recurrence in (lr, momentum, weight decay). W1 (h x h) is never formed: W1_n x costs
-O(n h) through dot products x_j . x, instead of O(h^2) per step and per prediction. Trajectories ("groups": one per
+O(n h) through dot products x_j . x, instead of O(h^2) per step and per prediction. Better still, the E gradients
+of one explored request share all later dynamics, so once its epochs are done they fold into two vectors. Trajectories ("groups": one per
 bench x seed x c x k) train side by side, aligned by step index, and between two explorations a group's head is
 fixed, so that stretch of requests is predicted with one matmul.
 """
@@ -108,7 +109,9 @@ class _Batch:
             self.Gram[i, :n, :n] = xr @ xr.T
             self.Ytr[i, :n] = t(g.Y[g.stream[pos]])
             self.keep[i, :n] = t(g.keep) / (1.0 - g.cfg.dropout)
-        distinct = {cfg: sgd_coefficients(cfg, self.n_max) for cfg in {g.cfg for g in groups}}  # few settings, many groups
+        distinct = {
+            cfg: sgd_coefficients(cfg, self.n_max) for cfg in {g.cfg for g in groups}
+        }  # few settings, many groups
         self.a, self.b, self.cw, self.cb = (t([distinct[g.cfg][k] for g in groups]) for k in range(4))  # [G, n_max + 1]
         self.lr, self.mu, self.wd = (
             t([[getattr(g.cfg, f)] for g in groups]) for f in ("lr", "momentum", "weight_decay")
@@ -121,7 +124,13 @@ class _Batch:
         )
         self.buf = torch.zeros_like(self.theta)
         self.snaps = [self.theta.clone()]  # snaps[d]: theta of the groups with >= d explorations, after d of them
-        self.D = torch.empty(G, self.n_max, h, dtype=dtype, device=device)  # first-layer gradients delta_j
+        # First-layer gradients delta_j of the exploration in progress; a finished exploration's E of them fold into
+        # a weight part P and a momentum part Q: m steps later they weigh a[m] P + b[m] Q in W1.
+        self.D = torch.empty(G, E, h, dtype=dtype, device=device)
+        self.P = torch.empty(G, n_exp, h, dtype=dtype, device=device)
+        self.Q = torch.empty(G, n_exp, h, dtype=dtype, device=device)
+        back = torch.arange(E, 0, -1, device=device)  # epoch ep is E - ep steps old when its exploration ends
+        self.fold_w, self.fold_b = self.cw[:, back], self.cb[:, back]  # [G, E]
 
     def unpack(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """[..., P] -> b1 [..., h], LayerNorm weight and bias [..., h], W2 [..., M, h], b2 [..., M]."""
@@ -136,10 +145,14 @@ class _Batch:
         theta = self.theta[:A]
         b1, ln_w, ln_b, W2, b2 = self.unpack(theta)
         z = self.a[:A, n, None] * self.P0tr[:A, e] + b1
-        if n > 0:
-            j = torch.arange(n, device=z.device)
-            coeff = self.cw[:A, n - j] * self.Gram[:A, e, j // self.E]  # [A, n]
-            z = z + torch.bmm(coeff[:, None, :], self.D[:A, :n]).squeeze(1)
+        if e > 0:  # finished explorations, folded
+            m = n - self.E * torch.arange(1, e + 1, device=z.device)  # steps since each fold
+            g = self.Gram[:A, e, :e]
+            z = z + torch.bmm((self.a[:A, m] * g)[:, None], self.P[:A, :e]).squeeze(1)
+            z = z + torch.bmm((self.b[:A, m] * g)[:, None], self.Q[:A, :e]).squeeze(1)
+        if epoch > 0:  # earlier epochs on this same request
+            w = self.cw[:A, n - e * self.E - torch.arange(epoch, device=z.device)]  # [A, epoch]
+            z = z + self.Gram[:A, e, e, None] * torch.bmm(w[:, None], self.D[:A, :epoch]).squeeze(1)
         # forward: LayerNorm -> affine -> ReLU -> dropout -> Linear -> sigmoid -> mean BCE over M
         mean = z.mean(1, keepdim=True)
         rstd = torch.rsqrt(z.var(1, unbiased=False, keepdim=True) + 1e-5)
@@ -155,11 +168,13 @@ class _Batch:
         dzh = du * ln_w
         dz = rstd * (dzh - dzh.mean(1, keepdim=True) - zh * (dzh * zh).mean(1, keepdim=True))
         grad = torch.cat([dz, du * zh, du, (dz2[:, :, None] * r[:, None, :]).flatten(1), dz2], 1)
-        self.D[:A, n] = dz
+        self.D[:A, epoch] = dz
         self.buf[:A] = self.mu[:A] * self.buf[:A] + grad + self.wd[:A] * theta
         self.theta[:A] -= self.lr[:A] * self.buf[:A]
         if epoch == self.E - 1:
             self.snaps.append(self.theta[:A].clone())
+            self.P[:A, e] = torch.bmm(self.fold_w[:A, None], self.D[:A]).squeeze(1)
+            self.Q[:A, e] = torch.bmm(self.fold_b[:A, None], self.D[:A]).squeeze(1)
 
     def predict(self, i: int, chunk: int = 512) -> torch.Tensor:
         """[S, M] eval-mode predictions of group i at every stream position, each with the head it had then."""
@@ -172,12 +187,7 @@ class _Batch:
         z = self.a[i, steps, None] * self.P0_all[torch.as_tensor(self.prows[i])] + b1
         n_e = len(pos)
         if n_e:
-            # An exploration's E gradients share every later step's dynamics, so at its end they fold into two
-            # vectors (weight part P, momentum part Q); m steps later they weigh a[m] P + b[m] Q in W1.
-            D = self.D[i, : n_e * E].view(n_e, E, -1)
-            back = torch.arange(E, 0, -1, device=X.device)  # epoch ep was applied E - ep steps before the fold
-            P = torch.einsum("eph,p->eh", D, self.cw[i, back])
-            Q = torch.einsum("eph,p->eh", D, self.cb[i, back])
+            P, Q = self.P[i, :n_e], self.Q[i, :n_e]
             Gx = X @ self.Xtr[i, :n_e].T  # [S, n_explore]
             done_t = torch.as_tensor(done, device=X.device)
             for lo in range(0, S, chunk):  # positions are in time order, so a chunk needs the first explorations only
