@@ -14,7 +14,6 @@ from rich.table import Table
 
 from sim.config import COST_ESTIMATES, METHODS, SweepConfig
 from traces.errors import TraceError, run_cli
-from traces.io import read_trace, trace_files
 from traces.progress import progress_bars
 
 DEMO = files("traces") / "data" / "demo.parquet"
@@ -120,9 +119,8 @@ def embed(
     from traces.dense import to_arrays
     from traces.io import load_benches
 
-    benches = words(bench) if bench else tuple(b for f in trace_files(traces) for b in read_trace(f).benches)
-    found = load_benches(traces, benches)
-    for name in benches:
+    found = load_benches(traces, words(bench) if bench else None)
+    for name in found:
         texts = to_arrays(found[name], name).texts
         t0 = time.perf_counter()
         with progress_bars(console) as bars:
@@ -187,9 +185,8 @@ def sweep(
     device = pick_device(device)
     if dtype not in ("float32", "float64"):
         raise TraceError(f"--dtype must be float32 or float64, not {dtype!r}")
-    benches = words(bench) if bench else tuple(b for f in trace_files(traces) for b in read_trace(f).benches)
     cfg = SweepConfig(
-        benches=benches,
+        benches=words(bench) if bench else (),
         alphas=tuple("mid" if a == "mid" else floats(a, "--alpha")[0] for a in words(alpha)),
         Vs=floats(V, "--V"),
         cs=floats(c, "--c"),

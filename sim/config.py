@@ -63,7 +63,7 @@ class RunConfig:
 class SweepConfig:
     """The grid: every list is one axis; runs are their Cartesian product per bench."""
 
-    benches: tuple[str, ...]
+    benches: tuple[str, ...] = ()  # (): every bench in the trace
     alphas: tuple[float | str, ...] = ("mid",)  # "mid": halfway between the cheapest and the best model's accuracy
     Vs: tuple[float, ...] = (1e-3,)
     cs: tuple[float, ...] = (0.1,)

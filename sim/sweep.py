@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -233,7 +233,8 @@ def run_sweep(
     inputs: optional per-bench ([T, h] predictor inputs, their id) used instead of cfg.encoder."""
     check(cfg)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
-    found = load_benches(traces, cfg.benches)
+    found = load_benches(traces, cfg.benches or None)
+    cfg = replace(cfg, benches=tuple(found))  # the resolved list is what the metadata records
     benches = {name: load(cfg, found[name], name, (inputs or {}).get(name), progress) for name in cfg.benches}
     keyed = {name: mess_groups(cfg, b, dtype) if "messplus" in cfg.methods else ([], []) for name, b in benches.items()}
     all_groups = [g for _, groups in keyed.values() for g in groups]

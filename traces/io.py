@@ -117,14 +117,15 @@ def trace_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def load_benches(path: str | Path, benches: list[str] | tuple[str, ...]) -> dict[str, Trace]:
-    """The trace holding each bench, reading every file once; the error lists the benches that exist."""
+def load_benches(path: str | Path, benches: list[str] | tuple[str, ...] | None = None) -> dict[str, Trace]:
+    """The trace holding each bench (every bench when None), reading every file once; the error lists the benches
+    that exist."""
     found: dict[str, Trace] = {}
     for f in trace_files(path):
         trace = read_trace(f)
         for b in trace.benches:
             found.setdefault(b, trace)
-    missing = [b for b in benches if b not in found]
+    missing = [b for b in benches or () if b not in found]
     if missing:
         raise TraceError(f"{path}: unknown bench {missing[0]!r} (available: {', '.join(found) or 'none'})")
-    return {b: found[b] for b in benches}
+    return {b: found[b] for b in benches or found}
