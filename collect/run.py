@@ -23,6 +23,7 @@ import polars as pl
 
 from collect.energy import Meter, open_meter
 from collect.metered import MeteredLM
+from traces.device import pick_device
 from traces.errors import TraceError
 from traces.importers.lmeval import METRIC_PREFERENCE, context
 from traces.io import Trace, write_parquet, write_trace
@@ -131,14 +132,6 @@ def done_docs(folder: Path) -> set[int]:
     if not parts:
         return set()
     return set(pl.read_parquet(parts, columns=["doc_id"])["doc_id"].cast(pl.Int64).to_list())
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def open_model(spec: ModelSpec, device: str, batch: int):
@@ -255,8 +248,8 @@ def collect(cfg: CollectConfig, progress: Callable | None = None) -> Path:
     """progress(label, total, done) returns an advance(n) callback."""
     if cfg.mode not in MODES:
         raise TraceError(f"--mode must be one of {', '.join(MODES)}, not {cfg.mode!r}")
+    device = pick_device(cfg.device)
     task = load_task(cfg)
-    device = resolve_device(cfg.device)
     for spec in cfg.zoo.models:
         collect_model(cfg, spec, task, device, progress)
     log.info("collected %s: %d docs x %d models (%s)", cfg.bench, task.n_docs, len(cfg.zoo.models), asdict(cfg)["mode"])

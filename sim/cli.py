@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.config import COST_ESTIMATES, METHODS, SweepConfig
+from traces.device import pick_device
 from traces.errors import TraceError, run_cli
 from traces.progress import progress_bars
 
@@ -85,16 +86,6 @@ def summary_table(runs: pl.DataFrame, unit: str) -> Table:
             sla,
         )
     return table
-
-
-def pick_device(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise TraceError(f"--device must be auto, cpu or cuda, not {device!r}")
-    return device
 
 
 @app.command()

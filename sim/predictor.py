@@ -68,8 +68,8 @@ def sgd_coefficients(cfg: PredictorConfig, n_max: int) -> tuple[np.ndarray, np.n
 class _Batch:
     """Padded per-group state; groups sorted by number of explorations, so the active ones are a prefix.
 
-    Inputs of all benches are stacked into X_all / P0_all [sum T, h]; xrows / prows [G, S_max] map each group's
-    stream positions to rows there. The head's parameters other than W1 live in one flat theta [G, P] with
+    Inputs of all benches are stacked into X_all / P0_all [sum T, h]; xrows / prows (one [S_g] array per group) map
+    each group's stream positions to rows there. The head's parameters other than W1 live in one flat theta [G, P] with
     P = 3h + M h + M (b1, LayerNorm weight and bias, W2, b2), so one fused SGD update serves them all.
     """
 
