@@ -67,20 +67,23 @@ def out_of_fold(X: np.ndarray, Y: np.ndarray, folds: int = 5) -> np.ndarray:
     return out
 
 
-def routellm(X_cal, S_cal, X, alpha: float) -> np.ndarray:
-    """[S] weak (0) or strong (M-1): a classifier predicts whether the weak model suffices; its threshold is the
-    lowest one that meets alpha on out-of-fold calibration scores (in-sample scores of an overfit classifier would
-    promise more than it delivers)."""
-    M = S_cal.shape[1]
+def weak_ok_scores(X_cal, S_cal, X) -> tuple[np.ndarray, np.ndarray]:
+    """RouteLLM-style scores that the weak (cheapest) model suffices: out-of-fold on the calibration split [n]
+    (in-sample scores of an overfit classifier would promise more than it delivers), and on the stream [S]."""
     weak_ok = (S_cal[:, 0] >= S_cal[:, -1]).astype(float)[:, None]
-    p_cal = out_of_fold(X_cal, weak_ok)[:, 0]
+    return out_of_fold(X_cal, weak_ok)[:, 0], fit_logistic(X_cal, weak_ok)(X)[:, 0]
+
+
+def routellm(p_cal: np.ndarray, S_cal: np.ndarray, p: np.ndarray, alpha: float) -> np.ndarray:
+    """[S] weak (0) or strong (M-1) per stream score `p`: the threshold is the lowest that still meets alpha on the
+    calibration scores `p_cal` (from weak_ok_scores; only this step depends on alpha)."""
     order = np.argsort(-p_cal, kind="stable")  # most confident "weak suffices" first
     gain = (S_cal[order, 0] - S_cal[order, -1]).cumsum()  # satisfaction change of sending the top-k to weak
     sat_k = (S_cal[:, -1].sum() + np.concatenate([[0.0], gain])) / len(p_cal)  # k = 0..n
     ok = np.flatnonzero(sat_k >= alpha)
     k = int(ok.max()) if len(ok) else 0
     threshold = p_cal[order[k - 1]] if k > 0 else np.inf
-    return np.where(fit_logistic(X_cal, weak_ok)(X)[:, 0] >= threshold, 0, M - 1)
+    return np.where(p >= threshold, 0, S_cal.shape[1] - 1)
 
 
 def routerdc(X_cal, S_cal, X) -> np.ndarray:

@@ -196,14 +196,17 @@ def baseline_runs(cfg: SweepConfig, b: Bench, seed: int):
         alphas.append(alpha)
 
     dc = baselines.routerdc(Xc, Sc, Xs) if "routerdc" in cfg.methods else None
+    rl = (
+        baselines.weak_ok_scores(Xc, Sc, Xs) if "routellm" in cfg.methods else None
+    )  # fitted once, thresholded per alpha
     for alpha in b.alphas:
         if "single" in cfg.methods:
             for m, name in enumerate(b.arrays.models):
                 add(f"single:{name}", alpha, np.full(len(Ss), m))
         if "educated" in cfg.methods:
             add("educated", alpha, baselines.educated(Sc, Ec, alpha, d.choice_u))
-        if "routellm" in cfg.methods:
-            add("routellm", alpha, baselines.routellm(Xc, Sc, Xs, alpha))
+        if rl is not None:
+            add("routellm", alpha, baselines.routellm(rl[0], Sc, rl[1], alpha))
         if dc is not None:
             add("routerdc", alpha, dc)
         if "oracle" in cfg.methods:

@@ -54,12 +54,16 @@ def test_routellm_threshold_meets_alpha_on_calibration():
     X_new = rng.standard_normal((4000, 5))  # fresh requests from the same distribution
     easy_new = X_new[:, 0] > 0
     S_new = np.stack([easy_new & (rng.random(4000) < 0.9), rng.random(4000) < 0.9], axis=1).astype(float)
+    p_cal, p_new = baselines.weak_ok_scores(X, S, X_new)
     for alpha in (0.6, 0.75, 0.85):
-        chosen = baselines.routellm(X, S, X_new, alpha)
+        chosen = baselines.routellm(p_cal, S, p_new, alpha)
         sat = S_new[np.arange(4000), np.where(chosen == 0, 0, 1)].mean()
         assert sat >= alpha - 0.04  # out-of-fold threshold holds on unseen requests, within ~2 binomial std of 400
         assert set(np.unique(chosen)) <= {0, 1}
-    assert (baselines.routellm(X, S, X, 0.6) == 0).mean() > (baselines.routellm(X, S, X, 0.85) == 0).mean()
+    p_cal, p_in = baselines.weak_ok_scores(X, S, X)
+    assert (baselines.routellm(p_cal, S, p_in, 0.6) == 0).mean() > (
+        baselines.routellm(p_cal, S, p_in, 0.85) == 0
+    ).mean()
 
 
 def test_educated_guessing_draws_from_the_lp_mix():
