@@ -127,10 +127,9 @@ class _Batch:
         # First-layer gradients delta_j of the exploration in progress; a finished exploration's E of them fold into
         # a weight part P and a momentum part Q: m steps later they weigh a[m] P + b[m] Q in W1.
         self.D = torch.empty(G, E, h, dtype=dtype, device=device)
-        self.P = torch.empty(G, n_exp, h, dtype=dtype, device=device)
-        self.Q = torch.empty(G, n_exp, h, dtype=dtype, device=device)
+        self.PQ = torch.empty(G, 2 * n_exp, h, dtype=dtype, device=device)  # rows 2j, 2j + 1: P, Q of exploration j
         back = torch.arange(E, 0, -1, device=device)  # epoch ep is E - ep steps old when its exploration ends
-        self.fold_w, self.fold_b = self.cw[:, back], self.cb[:, back]  # [G, E]
+        self.fold = torch.stack([self.cw[:, back], self.cb[:, back]], 1)  # [G, 2, E]
 
     def unpack(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """[..., P] -> b1 [..., h], LayerNorm weight and bias [..., h], W2 [..., M, h], b2 [..., M]."""
@@ -138,71 +137,75 @@ class _Batch:
         b1, w, b, W2, b2 = theta.split([h, h, h, M * h, M], dim=-1)
         return b1, w, b, W2.unflatten(-1, (M, h)), b2
 
-    def train_step(self, n: int) -> None:
-        """Step n (exploration n // E, epoch n % E) for every group that has one; the backward pass by hand."""
-        A = int((self.n_steps > n).sum())
-        e, epoch = divmod(n, self.E)
-        theta = self.theta[:A]
-        b1, ln_w, ln_b, W2, b2 = self.unpack(theta)
-        z = self.a[:A, n, None] * self.P0tr[:A, e] + b1
-        if e > 0:  # finished explorations, folded
-            m = n - self.E * torch.arange(1, e + 1, device=z.device)  # steps since each fold
-            g = self.Gram[:A, e, :e]
-            z = z + torch.bmm((self.a[:A, m] * g)[:, None], self.P[:A, :e]).squeeze(1)
-            z = z + torch.bmm((self.b[:A, m] * g)[:, None], self.Q[:A, :e]).squeeze(1)
-        if epoch > 0:  # earlier epochs on this same request
-            w = self.cw[:A, n - e * self.E - torch.arange(epoch, device=z.device)]  # [A, epoch]
-            z = z + self.Gram[:A, e, e, None] * torch.bmm(w[:, None], self.D[:A, :epoch]).squeeze(1)
-        # forward: LayerNorm -> affine -> ReLU -> dropout -> Linear -> sigmoid -> mean BCE over M
-        mean = z.mean(1, keepdim=True)
-        rstd = torch.rsqrt(z.var(1, unbiased=False, keepdim=True) + 1e-5)
-        zh = (z - mean) * rstd
-        u = zh * ln_w + ln_b
-        keep = self.keep[:A, e, epoch] * (u > 0)
-        r = u * keep
-        p = torch.sigmoid(torch.bmm(W2, r[:, :, None]).squeeze(2) + b2)
-        # backward, as torch computes it (BCE divides by max(p(1-p), 1e-12))
-        q = p * (1 - p)
-        dz2 = (p - self.Ytr[:A, e]) / torch.clamp(q, min=1e-12) * q / self.M  # [A, M]
-        du = torch.bmm(dz2[:, None, :], W2).squeeze(1) * keep  # [A, h]
-        dzh = du * ln_w
-        dz = rstd * (dzh - dzh.mean(1, keepdim=True) - zh * (dzh * zh).mean(1, keepdim=True))
-        grad = torch.cat([dz, du * zh, du, (dz2[:, :, None] * r[:, None, :]).flatten(1), dz2], 1)
-        self.D[:A, epoch] = dz
-        self.buf[:A] = self.mu[:A] * self.buf[:A] + grad + self.wd[:A] * theta
-        self.theta[:A] -= self.lr[:A] * self.buf[:A]
-        if epoch == self.E - 1:
-            self.snaps.append(self.theta[:A].clone())
-            self.P[:A, e] = torch.bmm(self.fold_w[:A, None], self.D[:A]).squeeze(1)
-            self.Q[:A, e] = torch.bmm(self.fold_b[:A, None], self.D[:A]).squeeze(1)
+    def train(self, e: int) -> None:
+        """Exploration e's E epochs for every group that has one; the backward pass by hand."""
+        A, E = int((self.n_explore > e).sum()), self.E
+        steps = e * E + torch.arange(E, device=self.a.device)  # [E] global step index of each epoch
+        base = self.a[:A, steps, None] * self.P0tr[:A, e, None]  # [A, E, h]: W1_0 x, decayed
+        if e > 0:  # finished explorations, folded; read once for all epochs
+            m = steps[:, None] - E * torch.arange(1, e + 1, device=steps.device)  # [E, e] steps since each fold
+            g = self.Gram[:A, e, :e][:, None]  # [A, 1, e]
+            w = torch.stack([self.a[:A, m] * g, self.b[:A, m] * g], -1).flatten(2)  # [A, E, 2e], as PQ's rows
+            base = base + torch.bmm(w, self.PQ[:A, : 2 * e])
+        for epoch in range(E):
+            theta = self.theta[:A]
+            b1, ln_w, ln_b, W2, b2 = self.unpack(theta)
+            z = base[:, epoch] + b1
+            if epoch > 0:  # earlier epochs on this same request
+                w = self.cw[:A, epoch - torch.arange(epoch, device=z.device)]  # [A, epoch]
+                z = z + self.Gram[:A, e, e, None] * torch.bmm(w[:, None], self.D[:A, :epoch]).squeeze(1)
+            # forward: LayerNorm -> affine -> ReLU -> dropout -> Linear -> sigmoid -> mean BCE over M
+            zc = z - z.mean(1, keepdim=True)
+            rstd = torch.rsqrt((zc * zc).mean(1, keepdim=True) + 1e-5)
+            zh = zc * rstd
+            u = zh * ln_w + ln_b
+            keep = self.keep[:A, e, epoch] * (u > 0)
+            r = u * keep
+            p = torch.sigmoid(torch.bmm(W2, r[:, :, None]).squeeze(2) + b2)
+            # backward, as torch computes it (BCE divides by max(p(1-p), 1e-12))
+            q = p * (1 - p)
+            dz2 = (p - self.Ytr[:A, e]) / torch.clamp(q, min=1e-12) * q / self.M  # [A, M]
+            du = torch.bmm(dz2[:, None, :], W2).squeeze(1) * keep  # [A, h]
+            dzh = du * ln_w
+            dz = rstd * (dzh - dzh.mean(1, keepdim=True) - zh * (dzh * zh).mean(1, keepdim=True))
+            grad = torch.cat([dz, du * zh, du, (dz2[:, :, None] * r[:, None, :]).flatten(1), dz2], 1)
+            self.D[:A, epoch] = dz
+            buf = self.buf[:A]  # torch SGD, in place: buf <- mu buf + (grad + wd theta); theta <- theta - lr buf
+            buf.mul_(self.mu[:A]).add_(torch.addcmul(grad, self.wd[:A], theta))
+            theta.addcmul_(self.lr[:A], buf, value=-1)
+        self.snaps.append(self.theta[:A].clone())
+        self.PQ[:A, 2 * e : 2 * e + 2] = torch.bmm(self.fold[:A], self.D[:A])
 
-    def predict(self, i: int, chunk: int = 512) -> torch.Tensor:
-        """[S, M] eval-mode predictions of group i at every stream position, each with the head it had then."""
-        E, pos, S = self.E, self.pos[i], int(self.S[i])
-        done = np.searchsorted(pos, np.arange(S))  # explorations strictly before each position
-        theta = torch.stack([self.snaps[d][i] for d in range(len(pos) + 1)])[torch.as_tensor(done)]  # [S, P]
-        b1, ln_w, ln_b, W2, b2 = self.unpack(theta)
-        X = self.X_all[torch.as_tensor(self.xrows[i])]
-        steps = torch.as_tensor(done * E, device=X.device)  # [S] training steps behind each position
-        z = self.a[i, steps, None] * self.P0_all[torch.as_tensor(self.prows[i])] + b1
+    def predict(self, i: int, chunk: int = 256) -> torch.Tensor:
+        """[S, M] eval-mode predictions of group i at every stream position, each with the head it had then.
+
+        Positions are in time order, so a chunk needs only the first explorations' folds, and its per-position
+        parameters (gathered from the snapshots) stay in cache."""
+        E, pos, S, dev = self.E, self.pos[i], int(self.S[i]), self.X_all.device
         n_e = len(pos)
-        if n_e:
-            P, Q = self.P[i, :n_e], self.Q[i, :n_e]
-            Gx = X @ self.Xtr[i, :n_e].T  # [S, n_explore]
-            done_t = torch.as_tensor(done, device=X.device)
-            for lo in range(0, S, chunk):  # positions are in time order, so a chunk needs the first explorations only
-                d = done_t[lo : lo + chunk]
-                k = int(d.max())
-                if k:
-                    m = (d[:, None] - 1 - torch.arange(k, device=X.device)) * E  # steps since each fold; < 0: not yet
-                    later = m >= 0
-                    m = m.clamp(min=0)
-                    g = Gx[lo : lo + chunk, :k]
-                    wa = torch.where(later, self.a[i, m], 0.0) * g
-                    wb = torch.where(later, self.b[i, m], 0.0) * g
-                    z[lo : lo + chunk] += wa @ P[:k] + wb @ Q[:k]
-        r = torch.relu(F.layer_norm(z, (self.h,)) * ln_w + ln_b)
-        return torch.sigmoid(torch.einsum("sh,smh->sm", r, W2) + b2)
+        done = torch.as_tensor(np.searchsorted(pos, np.arange(S)), device=dev)  # explorations before each position
+        snaps = torch.stack([self.snaps[d][i] for d in range(n_e + 1)])  # [n_e + 1, P]
+        X = self.X_all[torch.as_tensor(self.xrows[i], device=dev)]
+        P0 = self.P0_all[torch.as_tensor(self.prows[i], device=dev)]
+        Gx = X @ self.Xtr[i, :n_e].T  # [S, n_e]
+        out = torch.empty(S, self.M, dtype=X.dtype, device=dev)
+        for lo in range(0, S, chunk):
+            d = done[lo : lo + chunk]
+            b1, ln_w, ln_b, W2, b2 = self.unpack(snaps[d])
+            z = self.a[i, d * E, None] * P0[lo : lo + chunk] + b1
+            k = int(d.max())
+            if k:
+                m = (d[:, None] - 1 - torch.arange(k, device=dev)) * E  # steps since each fold; < 0: not yet
+                later = m >= 0
+                m = m.clamp(min=0)
+                g = Gx[lo : lo + chunk, :k]
+                w = torch.stack(
+                    [torch.where(later, self.a[i, m], 0.0) * g, torch.where(later, self.b[i, m], 0.0) * g], -1
+                )
+                z += w.flatten(1) @ self.PQ[i, : 2 * k]
+            r = torch.relu(F.layer_norm(z, (self.h,)) * ln_w + ln_b)
+            out[lo : lo + chunk] = torch.sigmoid(torch.einsum("sh,smh->sm", r, W2) + b2)
+        return out
 
 
 @torch.no_grad()
@@ -214,9 +217,9 @@ def predict_groups(
         return []
     order = sorted(range(len(groups)), key=lambda i: -int(groups[i].explored.sum()))
     batch = _Batch([groups[i] for i in order], torch.device(device), dtype)
-    for n in range(batch.n_max):
-        batch.train_step(n)
+    for e in range(int(batch.n_explore.max(initial=0))):
+        batch.train(e)
         if progress is not None:
-            progress(1)
+            progress(batch.E)
     result = [batch.predict(i).double().cpu().numpy() for i in range(len(groups))]
     return [result[order.index(i)] for i in range(len(groups))]
