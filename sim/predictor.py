@@ -130,6 +130,9 @@ class _Batch:
         self.PQ = torch.empty(G, 2 * n_exp, h, dtype=dtype, device=device)  # rows 2j, 2j + 1: P, Q of exploration j
         back = torch.arange(E, 0, -1, device=device)  # epoch ep is E - ep steps old when its exploration ends
         self.fold = torch.stack([self.cw[:, back], self.cb[:, back]], 1)  # [G, 2, E]
+        self.cw_back = self.cw[:, back[1:]]  # [G, E - 1]: cw[E - 1], ..., cw[1]
+        # [G, n_max + 2, 2]: row m + 1 holds (a[m], b[m]), what a fold m steps old weighs in W1; row 0 is zero
+        self.ab = F.pad(torch.stack([self.a, self.b], -1), (0, 0, 1, 0))
 
     def unpack(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """[..., P] -> b1 [..., h], LayerNorm weight and bias [..., h], W2 [..., M, h], b2 [..., M]."""
@@ -140,39 +143,39 @@ class _Batch:
     def train(self, e: int) -> None:
         """Exploration e's E epochs for every group that has one; the backward pass by hand."""
         A, E = int((self.n_explore > e).sum()), self.E
-        steps = e * E + torch.arange(E, device=self.a.device)  # [E] global step index of each epoch
-        base = self.a[:A, steps, None] * self.P0tr[:A, e, None]  # [A, E, h]: W1_0 x, decayed
+        base = self.a[:A, e * E : (e + 1) * E, None] * self.P0tr[:A, e, None]  # [A, E, h]: W1_0 x, decayed
         if e > 0:  # finished explorations, folded; read once for all epochs
-            m = steps[:, None] - E * torch.arange(1, e + 1, device=steps.device)  # [E, e] steps since each fold
-            g = self.Gram[:A, e, :e][:, None]  # [A, 1, e]
-            w = torch.stack([self.a[:A, m] * g, self.b[:A, m] * g], -1).flatten(2)  # [A, E, 2e], as PQ's rows
+            steps = e * E + torch.arange(E, device=base.device)  # [E] global step index of each epoch
+            m = steps[:, None] - E * torch.arange(1, e + 1, device=base.device)  # [E, e] steps since each fold
+            w = self.ab[:A].index_select(1, (m + 1).flatten()).view(A, E, e, 2)
+            w = (w * self.Gram[:A, e, :e][:, None, :, None]).flatten(2)  # [A, E, 2e], as PQ's rows
             base = base + torch.bmm(w, self.PQ[:A, : 2 * e])
+        keep_e, y, gram = self.keep[:A, e], self.Ytr[:A, e], self.Gram[:A, e, e, None]
+        mu, lr, wd = self.mu[:A], self.lr[:A], self.wd[:A]
+        theta, buf = self.theta[:A], self.buf[:A]
         for epoch in range(E):
-            theta = self.theta[:A]
             b1, ln_w, ln_b, W2, b2 = self.unpack(theta)
             z = base[:, epoch] + b1
-            if epoch > 0:  # earlier epochs on this same request
-                w = self.cw[:A, epoch - torch.arange(epoch, device=z.device)]  # [A, epoch]
-                z = z + self.Gram[:A, e, e, None] * torch.bmm(w[:, None], self.D[:A, :epoch]).squeeze(1)
+            if epoch > 0:  # earlier epochs on this same request, cw[epoch], ..., cw[1] steps old
+                w = self.cw_back[:A, E - 1 - epoch :, None].mT  # [A, 1, epoch]
+                z += gram * torch.bmm(w, self.D[:A, :epoch]).squeeze(1)
             # forward: LayerNorm -> affine -> ReLU -> dropout -> Linear -> sigmoid -> mean BCE over M
-            zc = z - z.mean(1, keepdim=True)
-            rstd = torch.rsqrt((zc * zc).mean(1, keepdim=True) + 1e-5)
-            zh = zc * rstd
-            u = zh * ln_w + ln_b
-            keep = self.keep[:A, e, epoch] * (u > 0)
+            zh, mean, rstd = torch.native_layer_norm(z, [self.h], None, None, 1e-5)
+            u = torch.addcmul(ln_b, zh, ln_w)
+            keep = keep_e[:, epoch] * (u > 0)
             r = u * keep
-            p = torch.sigmoid(torch.bmm(W2, r[:, :, None]).squeeze(2) + b2)
+            p = torch.sigmoid(torch.einsum("ah,amh->am", r, W2) + b2)
             # backward, as torch computes it (BCE divides by max(p(1-p), 1e-12))
             q = p * (1 - p)
-            dz2 = (p - self.Ytr[:A, e]) / torch.clamp(q, min=1e-12) * q / self.M  # [A, M]
+            dz2 = (p - y) / torch.clamp(q, min=1e-12) * q / self.M  # [A, M]
             du = torch.bmm(dz2[:, None, :], W2).squeeze(1) * keep  # [A, h]
-            dzh = du * ln_w
-            dz = rstd * (dzh - dzh.mean(1, keepdim=True) - zh * (dzh * zh).mean(1, keepdim=True))
+            dz = torch.ops.aten.native_layer_norm_backward(
+                du * ln_w, z, [self.h], mean, rstd, None, None, [True, False, False]
+            )[0]
             grad = torch.cat([dz, du * zh, du, (dz2[:, :, None] * r[:, None, :]).flatten(1), dz2], 1)
             self.D[:A, epoch] = dz
-            buf = self.buf[:A]  # torch SGD, in place: buf <- mu buf + (grad + wd theta); theta <- theta - lr buf
-            buf.mul_(self.mu[:A]).add_(torch.addcmul(grad, self.wd[:A], theta))
-            theta.addcmul_(self.lr[:A], buf, value=-1)
+            buf.mul_(mu).add_(torch.addcmul(grad, wd, theta))  # torch SGD: buf <- mu buf + (grad + wd theta)
+            theta.addcmul_(lr, buf, value=-1)  # theta <- theta - lr buf
         self.snaps.append(self.theta[:A].clone())
         self.PQ[:A, 2 * e : 2 * e + 2] = torch.bmm(self.fold[:A], self.D[:A])
 
@@ -185,25 +188,20 @@ class _Batch:
         n_e = len(pos)
         done = torch.as_tensor(np.searchsorted(pos, np.arange(S)), device=dev)  # explorations before each position
         snaps = torch.stack([self.snaps[d][i] for d in range(n_e + 1)])  # [n_e + 1, P]
-        X = self.X_all[torch.as_tensor(self.xrows[i], device=dev)]
-        P0 = self.P0_all[torch.as_tensor(self.prows[i], device=dev)]
+        X = self.X_all.index_select(0, torch.as_tensor(self.xrows[i], device=dev))
+        P0 = self.P0_all.index_select(0, torch.as_tensor(self.prows[i], device=dev))
         Gx = X @ self.Xtr[i, :n_e].T  # [S, n_e]
         out = torch.empty(S, self.M, dtype=X.dtype, device=dev)
         for lo in range(0, S, chunk):
             d = done[lo : lo + chunk]
-            b1, ln_w, ln_b, W2, b2 = self.unpack(snaps[d])
-            z = self.a[i, d * E, None] * P0[lo : lo + chunk] + b1
+            b1, ln_w, ln_b, W2, b2 = self.unpack(snaps.index_select(0, d))
+            z = self.a[i].index_select(0, d * E)[:, None] * P0[lo : lo + chunk] + b1
             k = int(d.max())
-            if k:
-                m = (d[:, None] - 1 - torch.arange(k, device=dev)) * E  # steps since each fold; < 0: not yet
-                later = m >= 0
-                m = m.clamp(min=0)
-                g = Gx[lo : lo + chunk, :k]
-                w = torch.stack(
-                    [torch.where(later, self.a[i, m], 0.0) * g, torch.where(later, self.b[i, m], 0.0) * g], -1
-                )
-                z += w.flatten(1) @ self.PQ[i, : 2 * k]
-            r = torch.relu(F.layer_norm(z, (self.h,)) * ln_w + ln_b)
+            if k:  # ab's row 0 is zero: it stands for the folds still ahead (steps since fold < 0)
+                m = (d[:, None] - 1 - torch.arange(k, device=dev)) * E  # [C, k] steps since each fold
+                w = self.ab[i].index_select(0, (m + 1).clamp(min=0).flatten()).view(len(d), k, 2)
+                z += (w * Gx[lo : lo + chunk, :k, None]).flatten(1) @ self.PQ[i, : 2 * k]
+            r = torch.relu_(torch.addcmul(ln_b, F.layer_norm(z, (self.h,)), ln_w))
             out[lo : lo + chunk] = torch.sigmoid(torch.einsum("sh,smh->sm", r, W2) + b2)
         return out
 
