@@ -59,9 +59,12 @@ def main() -> None:
             seeds=(42, 43, 44),
             methods=("messplus",),
         )
-        t0 = time.perf_counter()
-        res = run_sweep(cfg, path, inputs=inputs)
-        fast = time.perf_counter() - t0
+        fast_times = []
+        for _ in range(3):  # fastest of 3, as for the reference below
+            t0 = time.perf_counter()
+            res = run_sweep(cfg, path, inputs=inputs)
+            fast_times.append(time.perf_counter() - t0)
+        fast = min(fast_times)
         n_runs = res.runs.height
         n_req = int(res.runs["n_requests"].sum())
         explore = res.runs.group_by("c").agg(pl.col("n_explore").mean()).sort("c")
@@ -98,7 +101,10 @@ def main() -> None:
         f"grid: {len(cfg.benches)} benches x 3 seeds x 3 alpha x 3 c x 3 V = {n_runs} MESS+ runs, {n_req:,} request-steps"
     )
     print("mean explorations per run by c: " + ", ".join(f"c={c}: {n:.0f}" for c, n in explore.iter_rows()))
-    print(f"fast engine: {fast:.2f} s for the whole grid ({n_req / fast:,.0f} request-steps/s)")
+    print(
+        f"fast engine: {fast:.2f} s for the whole grid, fastest of {', '.join(f'{t:.2f}' for t in fast_times)} s "
+        f"({n_req / fast:,.0f} request-steps/s)"
+    )
     print(
         f"reference: {1e3 * t_exploit:.2f} ms per exploitation, {1e3 * t_explore:.2f} ms per exploration "
         f"(least squares over c = {', '.join(map(str, cfg.cs))} on {small}, {len(d.stream)} requests, fastest of 3; "

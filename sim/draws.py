@@ -55,7 +55,11 @@ def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: 
     seqs = np.random.SeedSequence(seed).spawn(6)
     rs = [np.random.default_rng(s) for s in seqs]
     S = T - n_calib
-    bound = 1.0 / np.sqrt(h)  # kaiming_uniform(a=sqrt(5)) and bias init of nn.Linear both give U(-1/sqrt(fan_in), ..)
+    bound = np.float32(1.0 / np.sqrt(h))  # nn.Linear's weight and bias init are both U(-1/sqrt(fan_in), ..)
+
+    def init(*shape: int) -> np.ndarray:  # float32, like torch's own init
+        return (2 * rs[4].random(shape, dtype=np.float32) - 1) * bound
+
     return Draws(
         order=rs[0].permutation(T),
         n_calib=n_calib,
@@ -64,10 +68,10 @@ def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: 
         mask_key=seqs[3].generate_state(2, np.uint64),
         epochs=epochs,
         dropout=dropout,
-        W1=rs[4].uniform(-bound, bound, (h, h)),
-        b1=rs[4].uniform(-bound, bound, h),
-        W2=rs[4].uniform(-bound, bound, (M, h)),
-        b2=rs[4].uniform(-bound, bound, M),
+        W1=init(h, h),
+        b1=init(h),
+        W2=init(M, h),
+        b2=init(M),
         choice_u=rs[5].random(S),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.config import COST_ESTIMATES
+from sim.metrics import lindley
 
 
 def cost_estimates(E: np.ndarray, explored: np.ndarray, mode: str) -> np.ndarray:
@@ -52,14 +53,15 @@ def replay_queues(
     S, R, M = sat.shape
     rows = np.arange(R)
     chosen = np.empty((S, R), dtype=np.int64)
-    q_hist, qf_hist = np.empty((S, R)), np.empty((S, R))
-    q, q_full = np.zeros(R), np.zeros(R)
-    va, al = V[:, None], alpha[:, None]
+    slack = np.empty((S, R))  # alpha - s_chosen
+    q_hist = np.empty((S, R))
+    q = np.zeros(R)
+    cost = V[:, None] * ehat  # [S, R, M], the part of the score that does not depend on the queue
+    gap = alpha[:, None] - shat
     for t in range(S):
-        ch = np.argmin(va * ehat[t] + q[:, None] * (al - shat[t]), axis=1)  # first minimum: cheaper model wins ties
+        ch = np.argmin(cost[t] + q[:, None] * gap[t], axis=1)  # first minimum: cheaper model wins ties
         ch[explored[t]] = M - 1
-        s = sat[t, rows, ch]
-        q_full = np.maximum(0.0, q_full + alpha - s)
-        q = np.where(has_feedback[t], np.maximum(0.0, q + alpha - s), q)
-        chosen[t], q_hist[t], qf_hist[t] = ch, q, q_full
-    return chosen.T, q_hist.T, qf_hist.T
+        slack[t] = alpha - sat[t, rows, ch]
+        q = np.where(has_feedback[t], np.maximum(0.0, q + slack[t]), q)
+        chosen[t], q_hist[t] = ch, q
+    return chosen.T, q_hist.T, lindley(slack.T)  # the full-information queue sees every step: closed form

@@ -27,7 +27,7 @@ from sim.config import PredictorConfig
 class Group:
     """One trajectory. Shapes: T trace requests, S stream positions, h input dim, M models.
 
-    X, P0: [T, h] torch inputs and W1_0 @ x for every request (shared by groups of one bench and seed)
+    X: [T, h] torch inputs (shared by the groups of one bench); P0: [S, h] W1_0 @ x in stream order (one per seed)
     Y: [T, M] labels; stream: [S] request rows in arrival order; explored: [S] bool
     keep: [n_explore, epochs, h] dropout keep-masks of the explored positions, in order; b1 [h], W2 [M, h], b2 [M]: initial head (W1_0 is inside P0)
     """
@@ -68,8 +68,8 @@ def sgd_coefficients(cfg: PredictorConfig, n_max: int) -> tuple[np.ndarray, np.n
 class _Batch:
     """Padded per-group state; groups sorted by number of explorations, so the active ones are a prefix.
 
-    Inputs of all benches are stacked into X_all / P0_all [sum T, h]; xrows / prows (one [S_g] array per group) map
-    each group's stream positions to rows there. The head's parameters other than W1 live in one flat theta [G, P] with
+    Inputs of all benches are stacked into X_all [sum T, h]; xrows (one [S_g] array per group) maps each group's
+    stream positions to rows there. The head's parameters other than W1 live in one flat theta [G, P] with
     P = 3h + M h + M (b1, LayerNorm weight and bias, W2, b2), so one fused SGD update serves them all.
     """
 
@@ -84,17 +84,13 @@ class _Batch:
         self.n_steps = self.n_explore * E
         self.n_max = int(self.n_steps.max())
         n_exp = max(1, int(self.n_explore.max()))
-        X_at, P0_at = {}, {}  # stack each distinct input tensor once
+        X_at = {}  # stack each distinct input tensor once
         for g in groups:
             X_at.setdefault(id(g.X), (len(X_at), g.X))
-            P0_at.setdefault(id(g.P0), (len(P0_at), g.P0))
         x_off = np.cumsum([0] + [len(x) for _, x in X_at.values()])
-        p_off = np.cumsum([0] + [len(p) for _, p in P0_at.values()])
         self.X_all = torch.cat([x for _, x in X_at.values()])
-        self.P0_all = torch.cat([p for _, p in P0_at.values()])
         self.S = np.array([len(g.stream) for g in groups])
         self.xrows = [x_off[X_at[id(g.X)][0]] + g.stream for g in groups]
-        self.prows = [p_off[P0_at[id(g.P0)][0]] + g.stream for g in groups]
         # padding past a group's own explorations is never read, so it is left uninitialised
         self.Xtr = torch.empty(G, n_exp, h, dtype=dtype, device=device)  # explored inputs
         self.P0tr = torch.empty(G, n_exp, h, dtype=dtype, device=device)
@@ -105,7 +101,7 @@ class _Batch:
             n = len(pos)
             xr = self.X_all[torch.as_tensor(self.xrows[i][pos], device=device)]
             self.Xtr[i, :n] = xr
-            self.P0tr[i, :n] = self.P0_all[torch.as_tensor(self.prows[i][pos], device=device)]
+            self.P0tr[i, :n] = g.P0[torch.as_tensor(pos, device=device)]
             self.Gram[i, :n, :n] = xr @ xr.T
             self.Ytr[i, :n] = t(g.Y[g.stream[pos]])
             self.keep[i, :n] = t(g.keep) / (1.0 - g.cfg.dropout)
@@ -189,8 +185,7 @@ class _Batch:
         done = torch.as_tensor(np.searchsorted(pos, np.arange(S)), device=dev)  # explorations before each position
         snaps = torch.stack([self.snaps[d][i] for d in range(n_e + 1)])  # [n_e + 1, P]
         X = self.X_all.index_select(0, torch.as_tensor(self.xrows[i], device=dev))
-        P0 = self.P0_all.index_select(0, torch.as_tensor(self.prows[i], device=dev))
-        Gx = X @ self.Xtr[i, :n_e].T  # [S, n_e]
+        P0 = self.groups[i].P0
         out = torch.empty(S, self.M, dtype=X.dtype, device=dev)
         for lo in range(0, S, chunk):
             d = done[lo : lo + chunk]
@@ -200,7 +195,8 @@ class _Batch:
             if k:  # ab's row 0 is zero: it stands for the folds still ahead (steps since fold < 0)
                 m = (d[:, None] - 1 - torch.arange(k, device=dev)) * E  # [C, k] steps since each fold
                 w = self.ab[i].index_select(0, (m + 1).clamp(min=0).flatten()).view(len(d), k, 2)
-                z += (w * Gx[lo : lo + chunk, :k, None]).flatten(1) @ self.PQ[i, : 2 * k]
+                g = X[lo : lo + chunk] @ self.Xtr[i, :k].T  # [C, k] x . x_j of the explorations so far
+                z += (w * g[:, :, None]).flatten(1) @ self.PQ[i, : 2 * k]
             r = torch.relu_(torch.addcmul(ln_b, F.layer_norm(z, (self.h,)), ln_w))
             out[lo : lo + chunk] = torch.sigmoid(torch.einsum("sh,smh->sm", r, W2) + b2)
         return out

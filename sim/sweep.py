@@ -95,7 +95,7 @@ def mess_groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tu
     keys, groups = [], []
     for seed in cfg.seeds:
         d = b.draws[seed]
-        P0 = X @ torch.as_tensor(d.W1, dtype=dtype, device=cfg.device).T
+        P0 = X[torch.as_tensor(d.stream, device=cfg.device)] @ torch.as_tensor(d.W1, dtype=dtype, device=cfg.device).T
         flags = {(c, k): d.explore_u < explore_prob(len(d.stream), c, k) for c, k in itertools.product(cfg.cs, cfg.ks)}
         ever = np.flatnonzero(np.any(list(flags.values()), axis=0))  # positions any (c, k) trains on
         masks = dict(zip(ever.tolist(), d.keep_masks(ever), strict=True))

@@ -70,8 +70,9 @@ def test_sparse_feedback_separates_the_two_queues(swept):
     runs = results.runs.filter(pl.col("method") == "messplus")
     sparse = runs.filter(pl.col("feedback") < 1)
     full = runs.filter(pl.col("feedback") == 1)
-    assert (full["q_final"] == full["q_full_final"]).all()
-    assert (sparse["q_final"] != sparse["q_full_final"]).any()
+    # with full feedback they are the same queue (q_full comes from a closed form: equal up to rounding)
+    np.testing.assert_allclose(full["q_final"].to_numpy(), full["q_full_final"].to_numpy(), rtol=1e-12, atol=1e-12)
+    assert (abs(sparse["q_final"] - sparse["q_full_final"]) > 1e-6).any()
 
 
 def test_cost_estimate_modes_change_decisions(swept):
