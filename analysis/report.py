@@ -8,7 +8,8 @@ import polars as pl
 
 from analysis import plots
 from analysis.load import Results
-from analysis.tables import main_table, to_latex, to_markdown
+from analysis.tables import main_table, predictor_markdown, to_latex, to_markdown
+from sim.metrics import predictor_quality
 
 
 def summary(table: pl.DataFrame) -> list[str]:
@@ -76,6 +77,15 @@ def write_report(res: Results, out: Path) -> Path:
         "Also as `table.csv` and `table.tex`.",
         "",
     ]
+    if has_mess:
+        md += [
+            "## MESS+ predictor",
+            "",
+            "AUC per model of the predictions on the second half of each stream, each made before that request's own "
+            "update: mean ± std over seeds; z is how many standard errors the AUC lies above chance (0.5).",
+            "",
+            predictor_markdown(predictor_quality(res.runs.collect()), res.models),
+        ]
     for title, png in sections:
         md += [f"## {title}", "", f"![{title}](figures/{png.name}) ([SVG](figures/{png.with_suffix('.svg').name}))", ""]
     path = out / "report.md"

@@ -88,6 +88,24 @@ def summary_table(runs: pl.DataFrame, unit: str) -> Table:
     return table
 
 
+def predictor_table(quality: pl.DataFrame, models: list[str]) -> Table:
+    """Does the predictor tell requests apart? Late AUC per model, mean over seeds, with its z against chance."""
+    table = Table(
+        title="MESS+ predictor: AUC per model on the second half of each stream, before each request's update "
+        "(mean over seeds; z: standard errors above chance)",
+        title_justify="left",
+    )
+    for col in ("bench", "c", "k", *models):
+        table.add_column(col, justify="left" if col == "bench" else "right")
+    for r in quality.iter_rows(named=True):
+        cells = [
+            "-" if a is None else f"[{'green' if z >= 2 else 'red'}]{a:.3f} (z {z:.1f})[/]"
+            for a, z in zip(r["auc"], r["z"], strict=True)
+        ]
+        table.add_row(r["bench"], f"{r['c']:g}", f"{r['k']:g}", *cells)
+    return table
+
+
 @app.command()
 def embed(
     traces: Annotated[Path, typer.Option(help="Trace file or folder whose request texts to embed.")],
@@ -171,6 +189,7 @@ def sweep(
     ),
 ) -> None:
     """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen baselines."""
+    from sim.metrics import predictor_quality
     from sim.sweep import run_sweep
 
     device = pick_device(device)
@@ -205,6 +224,9 @@ def sweep(
         results = run_sweep(cfg, traces, bars)
     paths = results.write(out)
     console.print(summary_table(results.runs, cost))
+    quality = predictor_quality(results.runs)
+    if quality.height:
+        console.print(predictor_table(quality, results.meta["models"]))
     for w in results.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     n_mess = results.runs.filter(pl.col("method") == "messplus").height

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 COST_ESTIMATES = ("true", "mean", "last")
 RESULTS_KEY = b"messplus_results"  # Parquet metadata of runs/steps/predictions: config, models, version
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: runs gained predictor_auc_z
 METHODS = ("messplus", "single", "educated", "routellm", "routerdc", "oracle", "opt")
 
 

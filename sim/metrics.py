@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,37 @@ def auc(score: np.ndarray, y: np.ndarray) -> float:
     ranks = np.empty(len(score))
     ranks[order] = np.repeat(avg, counts)
     return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def auc_z(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """AUC and how many standard errors it lies above 0.5, the SE being the AUC's own when the score is unrelated
+    to y (Mann-Whitney under the null: sqrt((n0 + n1 + 1) / (12 n0 n1))). NaN, NaN when y holds one class only."""
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    a = auc(score, y)
+    if np.isnan(a):
+        return a, a
+    return a, (a - 0.5) / np.sqrt((n0 + n1 + 1) / (12 * n0 * n1))
+
+
+def predictor_quality(runs: pl.DataFrame) -> pl.DataFrame:
+    """Per bench and predictor setting (c, k): each model's late AUC and z over seeds, as lists in zoo order.
+
+    Every MESS+ run of one (bench, seed, c, k) shares one predictor, so each counts once."""
+    keys = ["bench", "c", "k"]
+    per_seed = runs.filter(pl.col("method") == "messplus").unique([*keys, "seed"], keep="first", maintain_order=True)
+    rows = []
+    for key, g in per_seed.group_by(keys, maintain_order=True):
+        aucs = np.array([[np.nan if v is None else v for v in r] for r in g["predictor_auc"]], dtype=float)
+        zs = np.array([[np.nan if v is None else v for v in r] for r in g["predictor_auc_z"]], dtype=float)
+        with warnings.catch_warnings():  # a model that always (or never) succeeds has no AUC: NaN, reported as null
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, sd, z = np.nanmean(aucs, 0), np.nanstd(aucs, 0), np.nanmean(zs, 0)
+        nulls = lambda v: [None if np.isnan(x) else float(x) for x in v]  # noqa: E731
+        rows.append(dict(zip(keys, key, strict=True), seeds=g.height, auc=nulls(mean), auc_sd=nulls(sd), z=nulls(z)))
+    schema = {"bench": pl.String, "c": pl.Float64, "k": pl.Float64, "seeds": pl.Int64}
+    schema |= {col: pl.List(pl.Float64) for col in ("auc", "auc_sd", "z")}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def lindley(x: np.ndarray) -> np.ndarray:

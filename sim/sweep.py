@@ -21,7 +21,7 @@ from sim.config import COST_ESTIMATES, METHODS, RESULTS_KEY, RESULTS_VERSION, Sw
 from sim.draws import Draws, draw, explore_prob
 from sim.engine import cost_estimates, replay_queues
 from sim.inputs import request_inputs
-from sim.metrics import auc, bce, outcome, steps, summary
+from sim.metrics import auc_z, bce, outcome, predictor_quality, steps, summary
 from sim.predictor import Group, predict_groups
 from traces.dense import BenchArrays, to_arrays
 from traces.errors import TraceError
@@ -136,11 +136,12 @@ def prediction_table(benches: dict[str, Bench], keyed: dict, shats: dict) -> pl.
     return pl.concat(frames) if frames else pl.DataFrame(schema=PREDICTION_SCHEMA)
 
 
-def late_auc(shat: np.ndarray, y: np.ndarray) -> list[float | None]:
-    """Per model, AUC of the pre-update predictions on the second half of the stream (None: one class only)."""
+def late_auc(shat: np.ndarray, y: np.ndarray) -> tuple[list[float | None], list[float | None]]:
+    """Per model, AUC of the pre-update predictions on the second half of the stream and its z against chance
+    (None: that model's outcome never varies there)."""
     half = len(y) // 2
-    vals = [auc(shat[half:, m], y[half:, m]) for m in range(y.shape[1])]
-    return [None if np.isnan(v) else v for v in vals]
+    pairs = [auc_z(shat[half:, m], y[half:, m]) for m in range(y.shape[1])]
+    return tuple([None if np.isnan(v) else float(v) for v in vals] for vals in zip(*pairs, strict=True))
 
 
 def mess_runs(
@@ -176,7 +177,7 @@ def mess_runs(
         )
         rows = [
             {"method": "messplus", "seed": keys[g][0], "c": keys[g][1], "k": keys[g][2], "cost_estimate": m, "V": v,
-             "feedback": f, "predictor_auc": aucs[g]}
+             "feedback": f, "predictor_auc": aucs[g][0], "predictor_auc_z": aucs[g][1]}
             for g, m, _, v, f in part
         ]  # fmt: skip
         yield rows, outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, bce(shat, S_runs)), alpha
@@ -294,6 +295,13 @@ def run_sweep(
                      "opt_cost_per_request": e_opt, "n_requests": n}
                 )  # fmt: skip
     runs = finish_runs(run_rows, cfg, benches)
+    for r in predictor_quality(runs).iter_rows(named=True):
+        if all(z is None or z < 2 for z in r["z"]):
+            warnings.append(
+                f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}: the predictor does not tell requests apart (late AUC "
+                "within 2 standard errors of chance for every model): try a lower --lr and --momentum, a larger --c, "
+                "or a stronger encoder"
+            )
     columns = {k: np.concatenate([c[k] for c in step_cols]) for k in STEP_SCHEMA} if step_cols else None
     steps_df = pl.DataFrame(columns, schema=STEP_SCHEMA).with_columns(pl.col("loss").fill_nan(None))
     meta = {
@@ -317,7 +325,7 @@ RUN_SCHEMA = {
     "satisfaction": pl.Float64, "sla_met": pl.Boolean, "total_cost": pl.Float64, "cost_per_request": pl.Float64,
     "opt_cost_per_request": pl.Float64, "cost_vs_opt": pl.Float64, "call_ratio": pl.List(pl.Float64),
     "n_explore": pl.Int64, "sla_first_ok": pl.Int64, "q_final": pl.Float64, "q_full_final": pl.Float64,
-    "predictor_auc": pl.List(pl.Float64),
+    "predictor_auc": pl.List(pl.Float64), "predictor_auc_z": pl.List(pl.Float64),
 }  # fmt: skip
 
 

@@ -59,6 +59,9 @@ def test_report_writes_tables_summary_and_readable_figures(sweep_dir, tmp_path):
     rep = tmp_path / "rep"
     text = (rep / "report.md").read_text()
     assert "| bench | alpha | method |" in text and "E_OPT" in text
+    predictor = text[text.index("## MESS+ predictor") :].splitlines()
+    rows = [line for line in predictor if line.startswith(("| logiqa |", "| sciq |"))]
+    assert len(rows) >= 2 and all("(z " in row for row in rows)  # one row per bench and c, a cell per model
     assert "\\rowcolor{" in (rep / "table.tex").read_text()
     assert "logiqa (alpha" in (rep / "summary.txt").read_text()
     pngs = sorted((rep / "figures").glob("*.png"))

@@ -84,3 +84,17 @@ def test_auc_matches_pairwise_definition_with_ties():
     pairwise = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
     assert auc(score, y) == pytest.approx(pairwise)
     assert np.isnan(auc(score, np.ones(60)))
+
+
+def test_auc_z_measures_distance_from_chance_in_null_standard_errors():
+    from sim.metrics import auc, auc_z
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(300) < 0.3).astype(float)
+    null = [auc(rng.random(300), y) for _ in range(2000)]  # scores unrelated to y
+    _, z_one = auc_z(np.r_[1.0, np.zeros(299)], y)  # one distinct score: AUC moves by a single pair block
+    a, z = auc_z(y + rng.normal(0, 1, 300), y)
+    se = (a - 0.5) / z
+    assert np.std(null) == pytest.approx(se, rel=0.1)  # the formula is the spread of chance AUCs
+    assert z > 5 and abs(z_one) < 1
+    assert all(np.isnan(auc_z(rng.random(50), np.zeros(50))))

@@ -63,3 +63,24 @@ def test_baselines_alone_keep_the_full_schema(tmp_path, small_trace):
     runs = pl.read_parquet(tmp_path / "o" / "runs.parquet")
     assert runs.height == 2 * 2 and runs["V"].null_count() == runs.height and "predictor_auc" in runs.columns
     assert pl.read_parquet(tmp_path / "o" / "steps.parquet").height == 0
+
+
+def test_sweep_reports_whether_the_predictor_tells_requests_apart(tmp_path, small_trace):
+    import numpy as np
+
+    from sim.config import SweepConfig
+    from sim.metrics import predictor_quality
+    from sim.sweep import run_sweep
+
+    r = sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "messplus", "--c", "1")
+    assert r.returncode == 0, r.stderr
+    assert "MESS+ predictor: AUC per model" in r.stdout
+    assert "does not tell requests apart" not in r.stdout  # the synthetic features carry each request's difficulty
+    quality = predictor_quality(pl.read_parquet(tmp_path / "o" / "runs.parquet"))
+    assert quality.height == 2 and all(max(z) > 2 for z in quality["z"])
+
+    cfg = SweepConfig(benches=("piqa",), cs=(1.0,), seeds=(1, 2), methods=("messplus",))
+    T = pl.read_parquet(small_trace).filter(pl.col("bench") == "piqa")["doc_id"].n_unique()
+    noise = {"piqa": (np.random.default_rng(0).standard_normal((T, 8)).astype(np.float32), "noise")}
+    res = run_sweep(cfg, small_trace, inputs=noise)
+    assert any("piqa, c=1, k=0.25: the predictor does not tell requests apart" in w for w in res.warnings)
