@@ -298,9 +298,8 @@ def run_sweep(
     for r in predictor_quality(runs).iter_rows(named=True):
         if all(z is None or z < 2 for z in r["z"]):
             warnings.append(
-                f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}: the predictor does not tell requests apart (late AUC "
-                "within 2 standard errors of chance for every model): try a lower --lr and --momentum, a larger --c, "
-                "or a stronger encoder"
+                f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}: the predictor does not tell requests apart (no "
+                "model's late AUC is 2 SE above chance); try a lower --lr and --momentum, a larger --c, another encoder"
             )
     columns = {k: np.concatenate([c[k] for c in step_cols]) for k in STEP_SCHEMA} if step_cols else None
     steps_df = pl.DataFrame(columns, schema=STEP_SCHEMA).with_columns(pl.col("loss").fill_nan(None))
