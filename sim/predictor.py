@@ -7,9 +7,10 @@ receives, and the first layer's gradient at step j is rank one, delta_j x_j^T. S
 
 where a and cw come from a 2x2 recurrence in (lr, momentum, weight decay). W1 (h x h) is never formed: W1_n x costs
 O(n h) through dot products x_j . x, instead of O(h^2) per step and per prediction. Better still, the E gradients
-of one explored request share all later dynamics, so once its epochs are done they fold into two vectors. Trajectories ("groups": one per
-bench x seed x c x k) train side by side, aligned by step index, and between two explorations a group's head is
-fixed, so that stretch of requests is predicted with one matmul.
+of one explored request share all later dynamics, so once its epochs are done they fold into two vectors.
+Trajectories ("groups": one per bench x seed x c x k) train side by side, one exploration at a time; a group's head
+changes only at its explorations, so afterwards its whole stream is predicted in chunks, each position with the
+head it had then.
 """
 
 from __future__ import annotations
@@ -81,8 +82,7 @@ class _Batch:
         G, E, h, M = len(groups), self.E, self.h, self.M
         self.pos = [np.flatnonzero(g.explored) for g in groups]  # [n_explore] stream positions of explorations
         self.n_explore = np.array([len(p) for p in self.pos])
-        self.n_steps = self.n_explore * E
-        self.n_max = int(self.n_steps.max())
+        self.n_max = int(self.n_explore.max()) * E  # training steps of the longest trajectory
         n_exp = max(1, int(self.n_explore.max()))
         X_at = {}  # stack each distinct input tensor once
         for g in groups:
