@@ -189,7 +189,6 @@ def sweep(
     ),
 ) -> None:
     """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen baselines."""
-    from sim.metrics import predictor_quality
     from sim.sweep import run_sweep
 
     device = pick_device(device)
@@ -224,9 +223,8 @@ def sweep(
         results = run_sweep(cfg, traces, bars)
     paths = results.write(out)
     console.print(summary_table(results.runs, cost))
-    quality = predictor_quality(results.runs)
-    if quality.height:
-        console.print(predictor_table(quality, results.meta["models"]))
+    if results.quality.height:
+        console.print(predictor_table(results.quality, results.meta["models"]))
     for w in results.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     n_mess = results.runs.filter(pl.col("method") == "messplus").height

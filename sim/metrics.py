@@ -43,6 +43,11 @@ def auc(score: np.ndarray, y: np.ndarray) -> float:
     return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def nan_to_none(values) -> list[float | None]:
+    """For Parquet and tables: a figure that does not exist is null, never NaN."""
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
 def auc_z(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """AUC and how many standard errors it lies above 0.5, the SE being the AUC's own when the score is unrelated
     to y (Mann-Whitney under the null: sqrt((n0 + n1 + 1) / (12 n0 n1))). NaN, NaN when y holds one class only."""
@@ -67,8 +72,8 @@ def predictor_quality(runs: pl.DataFrame) -> pl.DataFrame:
         with warnings.catch_warnings():  # a model that always (or never) succeeds has no AUC: NaN, reported as null
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, sd, z = np.nanmean(aucs, 0), np.nanstd(aucs, 0), np.nanmean(zs, 0)
-        nulls = lambda v: [None if np.isnan(x) else float(x) for x in v]  # noqa: E731
-        rows.append(dict(zip(keys, key, strict=True), seeds=g.height, auc=nulls(mean), auc_sd=nulls(sd), z=nulls(z)))
+        stats = {"auc": nan_to_none(mean), "auc_sd": nan_to_none(sd), "z": nan_to_none(z)}
+        rows.append(dict(zip(keys, key, strict=True), seeds=g.height, **stats))
     schema = {"bench": pl.String, "c": pl.Float64, "k": pl.Float64, "seeds": pl.Int64}
     schema |= {col: pl.List(pl.Float64) for col in ("auc", "auc_sd", "z")}
     return pl.DataFrame(rows, schema=schema)

@@ -21,7 +21,7 @@ from sim.config import COST_ESTIMATES, METHODS, RESULTS_KEY, RESULTS_VERSION, Sw
 from sim.draws import Draws, draw, explore_prob
 from sim.engine import cost_estimates, replay_queues
 from sim.inputs import request_inputs
-from sim.metrics import auc_z, bce, outcome, predictor_quality, steps, summary
+from sim.metrics import auc_z, bce, nan_to_none, outcome, predictor_quality, steps, summary
 from sim.predictor import Group, predict_groups
 from traces.dense import BenchArrays, to_arrays
 from traces.errors import TraceError
@@ -47,6 +47,7 @@ class Results:
     predictions: pl.DataFrame
     warnings: list[str]
     meta: dict
+    quality: pl.DataFrame  # sim.metrics.predictor_quality of the MESS+ runs (printed, not written: runs holds it)
 
     def write(self, out: Path) -> list[Path]:
         tables = {"runs": self.runs, "steps": self.steps, "predictions": self.predictions}
@@ -140,8 +141,8 @@ def late_auc(shat: np.ndarray, y: np.ndarray) -> tuple[list[float | None], list[
     """Per model, AUC of the pre-update predictions on the second half of the stream and its z against chance
     (None: that model's outcome never varies there)."""
     half = len(y) // 2
-    pairs = [auc_z(shat[half:, m], y[half:, m]) for m in range(y.shape[1])]
-    return tuple([None if np.isnan(v) else float(v) for v in vals] for vals in zip(*pairs, strict=True))
+    aucs, zs = zip(*(auc_z(shat[half:, m], y[half:, m]) for m in range(y.shape[1])), strict=True)
+    return nan_to_none(aucs), nan_to_none(zs)
 
 
 def mess_runs(
@@ -155,7 +156,7 @@ def mess_runs(
         for g in range(len(keys))
         for m in cfg.cost_estimates
     }
-    aucs = [late_auc(shats[g], b.arrays.satisfied[groups[g].stream]) for g in range(len(keys))]
+    aucs, zs = zip(*(late_auc(shats[g], b.arrays.satisfied[groups[g].stream]) for g in range(len(keys))), strict=True)
     for lo in range(0, len(grid), chunk):
         part = grid[lo : lo + chunk]
         gi = np.array([g for g, *_ in part])
@@ -177,7 +178,7 @@ def mess_runs(
         )
         rows = [
             {"method": "messplus", "seed": keys[g][0], "c": keys[g][1], "k": keys[g][2], "cost_estimate": m, "V": v,
-             "feedback": f, "predictor_auc": aucs[g][0], "predictor_auc_z": aucs[g][1]}
+             "feedback": f, "predictor_auc": aucs[g], "predictor_auc_z": zs[g]}
             for g, m, _, v, f in part
         ]  # fmt: skip
         yield rows, outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, bce(shat, S_runs)), alpha
@@ -295,7 +296,8 @@ def run_sweep(
                      "opt_cost_per_request": e_opt, "n_requests": n}
                 )  # fmt: skip
     runs = finish_runs(run_rows, cfg, benches)
-    for r in predictor_quality(runs).iter_rows(named=True):
+    quality = predictor_quality(runs)
+    for r in quality.iter_rows(named=True):
         if all(z is None or z < 2 for z in r["z"]):
             warnings.append(
                 f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}: the predictor does not tell requests apart (no "
@@ -313,7 +315,7 @@ def run_sweep(
         "alphas": {n: list(b.alphas) for n, b in benches.items()},
         "warnings": warnings,
     }
-    return Results(runs, steps_df, predictions, warnings, meta)
+    return Results(runs, steps_df, predictions, warnings, meta, quality)
 
 
 RUN_SCHEMA = {
