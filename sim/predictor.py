@@ -108,7 +108,8 @@ class _Batch:
         distinct = {
             cfg: sgd_coefficients(cfg, self.n_max) for cfg in {g.cfg for g in groups}
         }  # few settings, many groups
-        self.a, self.b, self.cw, self.cb = (t([distinct[g.cfg][k] for g in groups]) for k in range(4))  # [G, n_max + 1]
+        a, b, cw, cb = (t([distinct[g.cfg][k] for g in groups]) for k in range(4))  # each [G, n_max + 1]
+        self.a = a  # weight of W1_0 after n steps
         self.lr, self.mu, self.wd = (
             t([[getattr(g.cfg, f)] for g in groups]) for f in ("lr", "momentum", "weight_decay")
         )
@@ -125,10 +126,10 @@ class _Batch:
         self.D = torch.empty(G, E, h, dtype=dtype, device=device)
         self.PQ = torch.empty(G, 2 * n_exp, h, dtype=dtype, device=device)  # rows 2j, 2j + 1: P, Q of exploration j
         back = torch.arange(E, 0, -1, device=device)  # epoch ep is E - ep steps old when its exploration ends
-        self.fold = torch.stack([self.cw[:, back], self.cb[:, back]], 1)  # [G, 2, E]
-        self.cw_back = self.cw[:, back[1:]]  # [G, E - 1]: cw[E - 1], ..., cw[1]
+        self.fold = torch.stack([cw[:, back], cb[:, back]], 1)  # [G, 2, E]
+        self.cw_back = cw[:, back[1:]]  # [G, E - 1]: cw[E - 1], ..., cw[1]
         # [G, n_max + 2, 2]: row m + 1 holds (a[m], b[m]), what a fold m steps old weighs in W1; row 0 is zero
-        self.ab = F.pad(torch.stack([self.a, self.b], -1), (0, 0, 1, 0))
+        self.ab = F.pad(torch.stack([a, b], -1), (0, 0, 1, 0))
 
     def unpack(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """[..., P] -> b1 [..., h], LayerNorm weight and bias [..., h], W2 [..., M, h], b2 [..., M]."""
