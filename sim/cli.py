@@ -184,9 +184,9 @@ def sweep(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option(help="Predictor arithmetic: float32 or float64.")] = "float32",
     steps_every: Annotated[int, typer.Option(help="Keep every n-th step in steps.parquet (and the last).")] = 1,
-    out: Annotated[Path, typer.Option(help="Output folder for runs.parquet and steps.parquet.")] = Path(
-        "results/sweep"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Output folder for runs.parquet, steps.parquet and predictions.parquet.")
+    ] = Path("results/sweep"),
 ) -> None:
     """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen baselines."""
     from sim.sweep import run_sweep
