@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sim.baselines import out_of_fold
-from sim.config import preset
+from sim.presets import max_length as bench_max_length
 from sim.embed import embed_texts
 from sim.metrics import auc_z
 from traces.dense import to_arrays
@@ -47,7 +47,7 @@ def main() -> None:
         for bench, trace in found.items():
             a = to_arrays(trace, bench)
             X, _ = embed_texts(
-                a.texts, args.encoder, bench, pooling=args.pooling, max_length=preset(bench).max_length,
+                a.texts, args.encoder, bench, pooling=args.pooling, max_length=bench_max_length(bench),
                 cache_dir=args.cache_dir,
             )  # fmt: skip
             order = np.random.default_rng(0).permutation(len(X))

@@ -4,35 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-COST_ESTIMATES = ("true", "mean", "last")
+from sim import presets
+
+COST_ESTIMATES = ("mean", "last", "oracle")  # oracle: the request's own realised cost
 RESULTS_KEY = b"messplus_results"  # Parquet metadata of runs/steps/predictions: config, models, version
-RESULTS_VERSION = 2  # 2: runs gained predictor_auc_z
+RESULTS_VERSION = 3  # 3: runs gained preset, input_dropout, clip_norm, predictor_rank_ok, predictor_dead
 METHODS = ("messplus", "single", "educated", "routellm", "routerdc", "oracle", "opt")
-
-
-@dataclass(frozen=True)
-class Preset:
-    lr: float
-    momentum: float
-    max_length: int
-
-
-# The MESS+ paper's per-benchmark predictor settings (learning rate, momentum, encoder max length).
-PRESETS: dict[str, Preset] = {
-    "arc_challenge": Preset(0.0606, 0.90, 256),
-    "arc_easy": Preset(0.0826, 0.90, 256),
-    "boolq": Preset(0.0767, 0.95, 128),
-    "logiqa": Preset(0.0272, 0.90, 256),
-    "piqa": Preset(0.0367, 0.90, 64),
-    "sciq": Preset(0.0596, 0.95, 64),
-    "social_iqa": Preset(0.0542, 0.95, 64),
-    "winogrande": Preset(0.0660, 0.90, 64),
-}
-DEFAULT_PRESET = Preset(0.05, 0.90, 128)  # benches the paper did not tune
-
-
-def preset(bench: str) -> Preset:
-    return PRESETS.get(bench.replace("-", "_"), DEFAULT_PRESET)
 
 
 @dataclass(frozen=True)
@@ -41,9 +18,11 @@ class PredictorConfig:
 
     lr: float
     momentum: float
+    epochs: int = 3  # SGD steps on each explored request
     weight_decay: float = 0.01
-    dropout: float = 0.1
-    epochs: int = 3  # SGD passes over each explored request
+    dropout: float = 0.1  # on the hidden layer (paper's architecture)
+    input_dropout: float = 0.1  # on the pooled embedding (paper Appendix B and reference code)
+    clip_norm: float = 1.0  # total gradient-norm clipping before each step (reference code); 0: off
 
 
 @dataclass(frozen=True)
@@ -55,7 +34,7 @@ class RunConfig:
     c: float  # exploration scale, p_t = min(1, c / t**k)
     k: float = 0.25  # exploration decay (paper code and appendix: 1/4; main text: 1/2)
     feedback: float = 1.0  # fraction of requests whose satisfaction reaches the queue
-    cost_estimate: str = "true"  # cost known at decision time: true | mean | last
+    cost_estimate: str = "mean"  # cost believed at decision time: mean | last | oracle
     seed: int = 0
 
 
@@ -69,30 +48,40 @@ class SweepConfig:
     cs: tuple[float, ...] = (0.1,)
     ks: tuple[float, ...] = (0.25,)
     feedbacks: tuple[float, ...] = (1.0,)
-    cost_estimates: tuple[str, ...] = ("true",)
+    cost_estimates: tuple[str, ...] = ("mean",)
     seeds: tuple[int, ...] = (42, 43, 44)
     methods: tuple[str, ...] = METHODS
     cost: str = "energy_j"
     calib_frac: float = 0.2  # leading share of each seed's order held out to fit baselines; never scored
-    epochs: int = 3
-    lr: float | None = None  # None: the bench preset
+    preset: str = "auto"  # predictor settings table (sim.presets): auto picks it from the encoder
+    epochs: int | None = None  # None: the preset's (likewise for every predictor field below)
+    lr: float | None = None
     momentum: float | None = None
     weight_decay: float = 0.01
     dropout: float = 0.1
+    input_dropout: float | None = None
+    clip_norm: float | None = None
     encoder: str = "auto"  # auto: the trace's features, else minilm; or features, minilm, modernbert, an HF id/path
-    pooling: str = "cls"  # first token's last hidden state (paper) or mean over tokens
-    max_length: int | None = None  # None: the bench preset
+    pooling: str | None = None  # cls (first token) or mean; None: the preset's
+    max_length: int | None = None  # None: the bench's (sim.presets.MAX_LENGTH)
     cache_dir: str | None = None  # None: the user's cache directory
     device: str = "cpu"
     dtype: str = "float32"
     steps_every: int = 1  # keep every n-th step in the steps table (the last step always)
 
-    def predictor(self, bench: str) -> PredictorConfig:
-        p = preset(bench)
+    def family(self, encoder: str) -> str:
+        """The preset table for a resolved encoder name (features, minilm, modernbert, an HF id/path)."""
+        return presets.family(encoder) if self.preset == "auto" else self.preset
+
+    def predictor(self, bench: str, family: str) -> PredictorConfig:
+        p = presets.preset(family, bench)
+        pick = lambda mine, theirs: theirs if mine is None else mine  # noqa: E731
         return PredictorConfig(
-            lr=self.lr if self.lr is not None else p.lr,
-            momentum=self.momentum if self.momentum is not None else p.momentum,
+            lr=pick(self.lr, p.lr),
+            momentum=pick(self.momentum, p.momentum),
+            epochs=pick(self.epochs, p.epochs),
             weight_decay=self.weight_decay,
             dropout=self.dropout,
-            epochs=self.epochs,
+            input_dropout=pick(self.input_dropout, p.input_dropout),
+            clip_norm=pick(self.clip_norm, p.clip_norm),
         )

@@ -14,7 +14,7 @@ class Draws:
     order:      [T]  permutation of the trace; order[:n_calib] is the calibration split, the rest the stream
     explore_u:  [S]  uniforms; position i explores iff explore_u[i] < p_{i+1}
     feedback_u: [S]  uniforms; position i has feedback iff feedback_u[i] < f
-    keep_masks(positions) -> [n, epochs, h]: dropout keep-masks for training on those stream positions
+    keep_masks(positions) -> two [n, epochs, h]: hidden and input dropout keep-masks for training there
     W1 [h, h], b1 [h], W2 [M, h], b2 [M]: head initialisation (torch's default Linear init)
     choice_u:   [S]  uniforms for randomised baselines (educated guessing)
     """
@@ -26,6 +26,7 @@ class Draws:
     mask_key: np.ndarray  # Philox key: a position's masks come from its own counter block
     epochs: int
     dropout: float
+    input_dropout: float
     W1: np.ndarray
     b1: np.ndarray
     W2: np.ndarray
@@ -41,17 +42,20 @@ class Draws:
     def calib(self) -> np.ndarray:
         return self.order[: self.n_calib]
 
-    def keep_masks(self, positions: np.ndarray) -> np.ndarray:
-        """[n, epochs, h] bool. A pure function of (seed, position), so only trained positions are ever drawn."""
+    def keep_masks(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hidden and input keep-masks, each [n, epochs, h] bool. A pure function of (seed, position), so only
+        trained positions are ever drawn."""
         h = self.W1.shape[0]
-        out = np.empty((len(positions), self.epochs, h), dtype=bool)
+        hidden = np.empty((len(positions), self.epochs, h), dtype=bool)
+        inputs = np.empty_like(hidden)
         for k, i in enumerate(positions):
-            bits = np.random.Philox(key=self.mask_key, counter=[0, 0, 0, int(i)])
-            out[k] = np.random.Generator(bits).random((self.epochs, h), dtype=np.float32) >= self.dropout
-        return out
+            u = np.random.Generator(np.random.Philox(key=self.mask_key, counter=[0, 0, 0, int(i)]))
+            hidden[k] = u.random((self.epochs, h), dtype=np.float32) >= self.dropout
+            inputs[k] = u.random((self.epochs, h), dtype=np.float32) >= self.input_dropout
+        return hidden, inputs
 
 
-def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: float) -> Draws:
+def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: float, input_dropout: float) -> Draws:
     seqs = np.random.SeedSequence(seed).spawn(6)
     rs = [np.random.default_rng(s) for s in seqs]
     S = T - n_calib
@@ -68,6 +72,7 @@ def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: 
         mask_key=seqs[3].generate_state(2, np.uint64),
         epochs=epochs,
         dropout=dropout,
+        input_dropout=input_dropout,
         W1=init(h, h),
         b1=init(h),
         W2=init(M, h),

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sim.config import preset
+from sim.presets import max_length as bench_max_length
 from traces.errors import TraceError
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def embed_texts(
     """
     if pooling not in POOLINGS:
         raise TraceError(f"--pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    enc = Encoder(encoder, resolve(encoder), revision, pooling, max_length or preset(bench or "").max_length)
+    enc = Encoder(encoder, resolve(encoder), revision, pooling, max_length or bench_max_length(bench or ""))
     cache = Cache(enc.folder(cache_dir or default_cache_dir()))
     keys = text_keys(texts)
     stored = cache.load()

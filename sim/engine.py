@@ -15,10 +15,11 @@ from sim.metrics import lindley
 def cost_estimates(E: np.ndarray, explored: np.ndarray, mode: str) -> np.ndarray:
     """[S, M] the costs the router believes at each position, from E [S, M] and explored [S].
 
-    true: the request's own costs. mean / last: running mean / last of the costs seen on earlier explorations,
-    and 1 for every model before the first (the reference code's convention).
+    mean / last: running mean / last of the costs seen on earlier explorations, and 1 for every model before the
+    first (the reference code's convention). oracle: the request's own realised costs, which no deployed router
+    knows before it answers.
     """
-    if mode == "true":
+    if mode == "oracle":
         return E
     if mode not in COST_ESTIMATES:
         raise ValueError(f"unknown cost estimate {mode!r}")

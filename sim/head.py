@@ -10,28 +10,32 @@ from sim.draws import Draws
 
 
 class Head(nn.Module):
-    """Linear(h,h) -> LayerNorm -> ReLU -> Dropout -> Linear(h,M) -> sigmoid.
+    """Dropout(input) -> Linear(h,h) -> LayerNorm -> ReLU -> Dropout -> Linear(h,M); sigmoid of the logits.
 
-    Dropout takes an explicit keep-mask so that its randomness comes from the seed's draws, not torch's global RNG.
+    Both dropouts take explicit keep-masks so that their randomness comes from the seed's draws, not torch's global
+    RNG. `forward` returns logits: training uses BCE on logits, as the reference code does (the same loss as BCE on
+    sigmoid outputs, without its vanishing gradient once a sigmoid saturates).
     """
 
-    def __init__(self, h: int, M: int, dropout: float) -> None:
+    def __init__(self, h: int, M: int, dropout: float, input_dropout: float) -> None:
         super().__init__()
         self.fc1 = nn.Linear(h, h)
         self.norm = nn.LayerNorm(h)
         self.fc2 = nn.Linear(h, M)
-        self.dropout = dropout
+        self.dropout, self.input_dropout = dropout, input_dropout
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, keep_in: torch.Tensor | None = None):
+        if keep_in is not None:
+            x = x * keep_in / (1.0 - self.input_dropout)
         r = torch.relu(self.norm(self.fc1(x)))
         if keep is not None:
             r = r * keep / (1.0 - self.dropout)
-        return torch.sigmoid(self.fc2(r))
+        return self.fc2(r)
 
     @classmethod
-    def from_draws(cls, d: Draws, dropout: float, dtype: torch.dtype) -> Head:
+    def from_draws(cls, d: Draws, dtype: torch.dtype) -> Head:
         M, h = d.W2.shape
-        head = cls(h, M, dropout).to(dtype)
+        head = cls(h, M, d.dropout, d.input_dropout).to(dtype)
         with torch.no_grad():
             for p, v in (
                 (head.fc1.weight, d.W1),

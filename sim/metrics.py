@@ -59,6 +59,20 @@ def auc_z(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return a, (a - 0.5) / np.sqrt((n0 + n1 + 1) / (12 * n0 * n1))
 
 
+def ranks_agree(mean_pred: np.ndarray, y_explored: np.ndarray) -> bool | None:
+    """Do mean predictions [M] order the models as their accuracies on the explored requests (y [n, M]) do? Only
+    pairs whose accuracies differ by more than 1/sqrt(n) (about 1.4 standard errors) are judged; None when no pair
+    qualifies. A predictor that gets this wrong routes worse than one that knows only the base rates."""
+    n = len(y_explored)
+    if n == 0:
+        return None
+    acc = y_explored.mean(0)
+    judged = acc[:, None] - acc[None, :] > 1 / np.sqrt(n)  # [M, M]: m clearly better than m'
+    if not judged.any():
+        return None
+    return bool((mean_pred[:, None] > mean_pred[None, :])[judged].all())
+
+
 def predictor_quality(runs: pl.DataFrame) -> pl.DataFrame:
     """Per bench and predictor setting (c, k): each model's late AUC and z over seeds, as lists in zoo order.
 

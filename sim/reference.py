@@ -34,7 +34,7 @@ class Steps:
 
 def cost_estimate(mode: str, e: np.ndarray, seen_sum: np.ndarray, n_seen: int, last: np.ndarray | None) -> np.ndarray:
     """The cost vector the router believes at decision time."""
-    if mode == "true":
+    if mode == "oracle":
         return e
     if n_seen == 0:
         return np.ones_like(e)  # the reference code's value before the first exploration
@@ -47,7 +47,7 @@ def simulate_reference(
     """X [T, h] request inputs, S [T, M] satisfaction, E [T, M] cost; requests arrive in the order `d.stream`."""
     stream = d.stream
     n, M = len(stream), S.shape[1]
-    head = Head.from_draws(d, pred.dropout, dtype)
+    head = Head.from_draws(d, dtype)
     opt = optimizer(head, pred)
     p_explore = explore_prob(n, run.c, run.k)
     out = {k: np.zeros(n) for k in ("chosen", "explored", "satisfied", "cost", "q", "q_full", "loss")}
@@ -59,16 +59,18 @@ def simulate_reference(
         y = torch.tensor(S[r], dtype=dtype)
         head.eval()
         with torch.no_grad():
-            shat_t = head(x)
+            shat_t = torch.sigmoid(head(x))
         shat = shat_t.double().numpy()
         explored = d.explore_u[i] < p_explore[i]
         if explored:
             head.train()
-            masks = d.keep_masks([i])[0]
+            hidden, inputs = (torch.tensor(m[0], dtype=dtype) for m in d.keep_masks([i]))
             for epoch in range(pred.epochs):
                 opt.zero_grad()
-                keep = torch.tensor(masks[epoch], dtype=dtype)
-                F.binary_cross_entropy(head(x, keep), y).backward()
+                keep_in = inputs[epoch] if pred.input_dropout > 0 else None
+                F.binary_cross_entropy_with_logits(head(x, hidden[epoch], keep_in), y).backward()
+                if pred.clip_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(head.parameters(), pred.clip_norm)
                 opt.step()
             chosen, cost = M - 1, E[r].sum()
             seen_sum, n_seen, last = seen_sum + E[r], n_seen + 1, E[r]

@@ -17,12 +17,12 @@ import polars as pl
 import torch
 
 from sim import baselines
-from sim.config import COST_ESTIMATES, METHODS, RESULTS_KEY, RESULTS_VERSION, SweepConfig
+from sim.config import COST_ESTIMATES, METHODS, RESULTS_KEY, RESULTS_VERSION, PredictorConfig, SweepConfig
 from sim.draws import Draws, draw, explore_prob
 from sim.engine import cost_estimates, replay_queues
-from sim.inputs import request_inputs
-from sim.metrics import auc_z, bce, nan_to_none, outcome, predictor_quality, steps, summary
-from sim.predictor import Group, predict_groups
+from sim.inputs import Inputs, request_inputs
+from sim.metrics import auc_z, bce, nan_to_none, outcome, predictor_quality, ranks_agree, steps, summary
+from sim.predictor import Group, Trained, predict_groups
 from traces.dense import BenchArrays, to_arrays
 from traces.errors import TraceError
 from traces.io import Trace, load_benches, write_parquet
@@ -35,6 +35,8 @@ class Bench:
     arrays: BenchArrays
     X: np.ndarray  # [T, h] predictor inputs
     encoder: str
+    pred: PredictorConfig  # the predictor settings for this bench
+    family: str  # the preset table they came from
     E: np.ndarray  # [T, M] the minimised cost
     alphas: tuple[float, ...]
     draws: dict[int, Draws]
@@ -72,11 +74,10 @@ def check(cfg: SweepConfig) -> None:
         raise TraceError(f"{', '.join(CALIBRATED)} need a calibration split: set --calib-frac > 0 or drop them")
 
 
-def load(
-    cfg: SweepConfig, trace: Trace, bench: str, given: tuple[np.ndarray, str] | None = None, progress=None
-) -> Bench:
+def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None, progress=None) -> Bench:
     arrays = to_arrays(trace, bench)
-    X, encoder = given if given is not None else request_inputs(arrays, cfg, progress)
+    inputs = given if given is not None else request_inputs(arrays, cfg, progress)
+    X, pred = inputs.X, cfg.predictor(bench, inputs.family)
     if X.shape[0] != arrays.shape[0]:
         raise TraceError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")
     acc = arrays.satisfied.mean(0)
@@ -85,28 +86,42 @@ def load(
     n_calib = round(cfg.calib_frac * T)
     if T - n_calib < 2:
         raise TraceError(f"bench {bench}: {T} requests leave no stream after a {cfg.calib_frac} calibration split")
-    draws = {s: draw(s, T, n_calib, X.shape[1], M, cfg.epochs, cfg.dropout) for s in cfg.seeds}
-    return Bench(arrays, X, encoder, arrays.cost(cfg.cost), alphas, draws)
+    draws = {s: draw(s, T, n_calib, X.shape[1], M, pred.epochs, pred.dropout, pred.input_dropout) for s in cfg.seeds}
+    return Bench(arrays, X, inputs.encoder, pred, inputs.family, arrays.cost(cfg.cost), alphas, draws)
 
 
 def mess_groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tuple], list[Group]]:
-    """One predictor trajectory per (seed, c, k): the keys and the groups to train."""
-    X = torch.as_tensor(b.X, dtype=dtype, device=cfg.device)
-    pred = cfg.predictor(b.arrays.bench)
+    """One predictor trajectory per (seed, c, k): the keys and the groups to train.
+
+    Training inputs and masks are made once per seed for every position any (c, k) explores; with input dropout
+    each epoch has its own input, so each step is its own unit (predictor.Group)."""
+    dev, pred, (h, E) = cfg.device, b.pred, (b.X.shape[1], b.pred.epochs)
+    tensor = lambda v: torch.as_tensor(v, dtype=dtype, device=dev)  # noqa: E731
+    X = tensor(b.X)
     keys, groups = [], []
     for seed in cfg.seeds:
         d = b.draws[seed]
-        P0 = X[torch.as_tensor(d.stream, device=cfg.device)] @ torch.as_tensor(d.W1, dtype=dtype, device=cfg.device).T
+        W1 = tensor(d.W1)
+        P0 = X[torch.as_tensor(d.stream, device=dev)] @ W1.T  # [S, h]
         flags = {(c, k): d.explore_u < explore_prob(len(d.stream), c, k) for c, k in itertools.product(cfg.cs, cfg.ks)}
         ever = np.flatnonzero(np.any(list(flags.values()), axis=0))  # positions any (c, k) trains on
-        masks = dict(zip(ever.tolist(), d.keep_masks(ever), strict=True))
+        hidden, inputs = d.keep_masks(ever)  # [n_ever, E, h] each
+        x = X[torch.as_tensor(d.stream[ever], device=dev)]  # [n_ever, h]
+        if pred.input_dropout > 0:  # [n_ever, E, h]: a unit per step
+            xu = x[:, None] * tensor(inputs) / (1.0 - pred.input_dropout)
+            p0u, keep = xu @ W1.T, hidden.reshape(len(ever), E, 1, h)
+        else:  # [n_ever, 1, h]: a unit per explored request
+            xu, p0u, keep = x[:, None], P0[torch.as_tensor(ever, device=dev)][:, None], hidden[:, None]
+        per = xu.shape[1]  # units per exploration
         for (c, k), explored in flags.items():
-            keep = (
-                np.stack([masks[i] for i in np.flatnonzero(explored)])
-                if explored.any()
-                else np.zeros((0, cfg.epochs, X.shape[1]), bool)
-            )
-            g = Group(X, P0, b.arrays.satisfied, d.stream, explored, keep, d.b1, d.W2, d.b2, pred)
+            sel = np.searchsorted(ever, np.flatnonzero(explored))
+            ix = torch.as_tensor(sel, device=dev)
+            g = Group(
+                X, P0, b.arrays.satisfied, d.stream, explored,
+                unit_pos=np.repeat(ever[sel], per),
+                Xu=xu[ix].reshape(-1, h), P0u=p0u[ix].reshape(-1, h),
+                keep=keep[sel].reshape(-1, E // per, h), b1=d.b1, W2=d.W2, b2=d.b2, cfg=pred,
+            )  # fmt: skip
             keys.append((seed, c, k))
             groups.append(g)
     return keys, groups
@@ -118,13 +133,14 @@ PREDICTION_SCHEMA = {
 }  # fmt: skip
 
 
-def prediction_table(benches: dict[str, Bench], keyed: dict, shats: dict) -> pl.DataFrame:
+def prediction_table(benches: dict[str, Bench], keyed: dict, trained: dict) -> pl.DataFrame:
     """One row per (bench, seed, c, k) predictor and stream position: what it predicted before that request's own
     update, the true labels, and what exploring cost (for learning curves)."""
     frames = []
     for name, (keys, groups) in keyed.items():
         b = benches[name]
-        for (seed, c, k), g, shat in zip(keys, groups, shats[name], strict=True):
+        for (seed, c, k), g, tr in zip(keys, groups, trained[name], strict=True):
+            shat = tr.shat
             n, M = shat.shape
             cols = {
                 "bench": [name] * n, "seed": np.full(n, seed), "c": np.full(n, c), "k": np.full(n, k),
@@ -137,16 +153,22 @@ def prediction_table(benches: dict[str, Bench], keyed: dict, shats: dict) -> pl.
     return pl.concat(frames) if frames else pl.DataFrame(schema=PREDICTION_SCHEMA)
 
 
-def late_auc(shat: np.ndarray, y: np.ndarray) -> tuple[list[float | None], list[float | None]]:
-    """Per model, AUC of the pre-update predictions on the second half of the stream and its z against chance
-    (None: that model's outcome never varies there)."""
+def diagnose(tr: Trained, y: np.ndarray, explored: np.ndarray) -> dict:
+    """What a run records of its predictor: per model, the AUC of the pre-update predictions on the second half of
+    the stream and its z against chance (None: that model's outcome never varies there); whether the mean
+    predictions there rank the models as their accuracies on the explored requests do; the share of dead ReLUs."""
     half = len(y) // 2
-    aucs, zs = zip(*(auc_z(shat[half:, m], y[half:, m]) for m in range(y.shape[1])), strict=True)
-    return nan_to_none(aucs), nan_to_none(zs)
+    aucs, zs = zip(*(auc_z(tr.shat[half:, m], y[half:, m]) for m in range(y.shape[1])), strict=True)
+    return {
+        "predictor_auc": nan_to_none(aucs),
+        "predictor_auc_z": nan_to_none(zs),
+        "predictor_rank_ok": ranks_agree(tr.shat[half:].mean(0), y[explored]),
+        "predictor_dead": None if np.isnan(tr.dead) else tr.dead,
+    }
 
 
 def mess_runs(
-    cfg: SweepConfig, b: Bench, keys: list[tuple], groups: list[Group], shats: list[np.ndarray], chunk: int = 1024
+    cfg: SweepConfig, b: Bench, keys: list[tuple], groups: list[Group], trained: list[Trained], chunk: int = 1024
 ):
     """Every MESS+ run of one bench, advanced together `chunk` runs at a time so memory stays bounded whatever the
     grid. Yields (config rows, Outcome, alpha [R]) per chunk."""
@@ -156,7 +178,7 @@ def mess_runs(
         for g in range(len(keys))
         for m in cfg.cost_estimates
     }
-    aucs, zs = zip(*(late_auc(shats[g], b.arrays.satisfied[groups[g].stream]) for g in range(len(keys))), strict=True)
+    quality = [diagnose(tr, b.arrays.satisfied[g.stream], g.explored) for g, tr in zip(groups, trained, strict=True)]
     for lo in range(0, len(grid), chunk):
         part = grid[lo : lo + chunk]
         gi = np.array([g for g, *_ in part])
@@ -166,7 +188,7 @@ def mess_runs(
         E_runs = np.stack([b.E[groups[g].stream] for g in gi])
         explored = np.stack([groups[g].explored for g in gi])  # [R, S]
         fb = np.stack([b.draws[keys[g][0]].feedback_u < f for g, *_, f in part])
-        shat = np.stack([shats[g] for g in gi])
+        shat = np.stack([trained[g].shat for g in gi])
         chosen, q, q_full = replay_queues(
             shat.transpose(1, 0, 2),
             np.stack([ehat[g, m] for g, m, *_ in part]).transpose(1, 0, 2),
@@ -178,7 +200,7 @@ def mess_runs(
         )
         rows = [
             {"method": "messplus", "seed": keys[g][0], "c": keys[g][1], "k": keys[g][2], "cost_estimate": m, "V": v,
-             "feedback": f, "predictor_auc": aucs[g], "predictor_auc_z": zs[g]}
+             "feedback": f, **quality[g]}
             for g, m, _, v, f in part
         ]  # fmt: skip
         yield rows, outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, bce(shat, S_runs)), alpha
@@ -243,16 +265,14 @@ def run_sweep(
     benches = {name: load(cfg, found[name], name, (inputs or {}).get(name), progress) for name in cfg.benches}
     keyed = {name: mess_groups(cfg, b, dtype) if "messplus" in cfg.methods else ([], []) for name, b in benches.items()}
     all_groups = [g for _, groups in keyed.values() for g in groups]
-    n_steps = max((int(g.explored.sum()) * cfg.epochs for g in all_groups), default=0)
-    advance = progress("training predictors", n_steps) if progress else None
-    flat = iter(predict_groups(all_groups, cfg.device, dtype, advance))
-    shats = {name: [next(flat) for _ in groups] for name, (_, groups) in keyed.items()}
+    flat = iter(predict_groups(all_groups, cfg.device, dtype, progress))
+    trained = {name: [next(flat) for _ in groups] for name, (_, groups) in keyed.items()}
 
-    predictions = prediction_table(benches, keyed, shats)
+    predictions = prediction_table(benches, keyed, trained)
     run_rows, step_cols, warnings = [], [], []
     for name, b in benches.items():
         M = len(b.arrays.models)
-        mess = mess_runs(cfg, b, *keyed[name], shats[name]) if "messplus" in cfg.methods else ()
+        mess = mess_runs(cfg, b, *keyed[name], trained[name]) if "messplus" in cfg.methods else ()
         parts = itertools.chain(mess, (baseline_runs(cfg, b, seed) for seed in cfg.seeds))  # lazily: bounded memory
         opt = {
             (s, a): baselines.opt_cost(b.arrays.satisfied[b.draws[s].stream], b.E[b.draws[s].stream], a)
@@ -321,12 +341,14 @@ def run_sweep(
 RUN_SCHEMA = {
     "run_id": pl.Int64, "bench": pl.String, "method": pl.String, "seed": pl.Int64, "alpha": pl.Float64,
     "V": pl.Float64, "c": pl.Float64, "k": pl.Float64, "feedback": pl.Float64, "cost_estimate": pl.String,
-    "cost": pl.String, "encoder": pl.String, "lr": pl.Float64, "momentum": pl.Float64, "epochs": pl.Int64,
+    "cost": pl.String, "encoder": pl.String, "preset": pl.String, "lr": pl.Float64, "momentum": pl.Float64,
+    "epochs": pl.Int64, "input_dropout": pl.Float64, "clip_norm": pl.Float64,
     "n_requests": pl.Int64, "n_calib": pl.Int64,
     "satisfaction": pl.Float64, "sla_met": pl.Boolean, "total_cost": pl.Float64, "cost_per_request": pl.Float64,
     "opt_cost_per_request": pl.Float64, "cost_vs_opt": pl.Float64, "call_ratio": pl.List(pl.Float64),
     "n_explore": pl.Int64, "sla_first_ok": pl.Int64, "q_final": pl.Float64, "q_full_final": pl.Float64,
-    "predictor_auc": pl.List(pl.Float64), "predictor_auc_z": pl.List(pl.Float64),
+    "predictor_auc": pl.List(pl.Float64), "predictor_auc_z": pl.List(pl.Float64), "predictor_rank_ok": pl.Boolean,
+    "predictor_dead": pl.Float64,
 }  # fmt: skip
 
 
@@ -341,10 +363,11 @@ def finish_runs(rows: list[dict], cfg: SweepConfig, benches: dict[str, Bench]) -
     for r in rows:
         b = benches[r["bench"]]
         mess = r["method"] == "messplus"
-        pred = cfg.predictor(r["bench"])
         r.update(cost=cfg.cost, encoder=b.encoder, n_calib=b.draws[r["seed"]].n_calib)
         if mess:
-            r.update(lr=pred.lr, momentum=pred.momentum, epochs=pred.epochs)
+            p = b.pred
+            r.update(preset=b.family, lr=p.lr, momentum=p.momentum, epochs=p.epochs, input_dropout=p.input_dropout,
+                     clip_norm=p.clip_norm)  # fmt: skip
         if "call_ratio" in r:
             r["call_ratio"] = [float(x) for x in r["call_ratio"]]
         if r.get("sla_first_ok", 0) == -1:

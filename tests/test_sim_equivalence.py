@@ -1,5 +1,7 @@
 """The fast engine reproduces the per-request reference (the spec) step by step."""
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -15,7 +17,7 @@ GRID = dict(
     cs=(0.3, 1.0),
     ks=(0.25, 0.5),
     feedbacks=(1.0, 0.4),
-    cost_estimates=("true", "mean", "last"),
+    cost_estimates=("oracle", "mean", "last"),
     seeds=(3,),
     methods=("messplus",),
     dtype="float64",
@@ -34,9 +36,7 @@ def reference_steps(cfg, trace, row) -> dict[str, np.ndarray]:
         alpha=row["alpha"], V=row["V"], c=row["c"], k=row["k"], feedback=row["feedback"],
         cost_estimate=row["cost_estimate"], seed=row["seed"],
     )  # fmt: skip
-    ref = simulate_reference(
-        b.X.astype(np.float64), b.arrays.satisfied, b.E, b.draws[row["seed"]], run, cfg.predictor(row["bench"])
-    )
+    ref = simulate_reference(b.X.astype(np.float64), b.arrays.satisfied, b.E, b.draws[row["seed"]], run, b.pred)
     t = np.arange(1, len(ref.chosen) + 1)
     return {
         "chosen": ref.chosen,
@@ -49,20 +49,45 @@ def reference_steps(cfg, trace, row) -> dict[str, np.ndarray]:
     }
 
 
-def test_every_step_of_every_run_matches_the_reference(swept, small_trace):
-    cfg, results = swept
-    runs = results.runs.filter(pl.col("method") == "messplus")
-    assert runs.height == 2 * 2 * 2 * 2 * 2 * 3 * 1  # benches x V x c x k x feedback x cost estimate
+def assert_matches_reference(cfg, results, trace) -> int:
+    """Every step of every MESS+ run equals the reference; returns how often the reference switched models."""
     checked_flips = 0
-    for row in runs.iter_rows(named=True):
+    for row in results.runs.filter(pl.col("method") == "messplus").iter_rows(named=True):
         fast = results.steps.filter(pl.col("run_id") == row["run_id"]).sort("t")
-        ref = reference_steps(cfg, small_trace, row)
+        ref = reference_steps(cfg, trace, row)
         np.testing.assert_array_equal(fast["chosen"].to_numpy(), ref["chosen"], err_msg=str(row))
         np.testing.assert_array_equal(fast["explored"].to_numpy(), ref["explored"])
         for col in ("running_satisfaction", "running_cost", "q", "q_full", "loss"):
             np.testing.assert_allclose(fast[col].to_numpy(), ref[col], rtol=1e-9, atol=1e-9, err_msg=col)
         checked_flips += int((np.diff(ref["chosen"]) != 0).sum())
-    assert checked_flips > 100  # the runs really route between models, so matching choices means something
+    return checked_flips
+
+
+def test_every_step_of_every_run_matches_the_reference(swept, small_trace):
+    cfg, results = swept
+    runs = results.runs.filter(pl.col("method") == "messplus")
+    assert runs.height == 2 * 2 * 2 * 2 * 2 * 3 * 1  # benches x V x c x k x feedback x cost estimate
+    assert set(runs["input_dropout"]) == {0.1} and set(runs["clip_norm"]) == {1.0}
+    assert assert_matches_reference(cfg, results, small_trace) > 100  # real routing, so matching choices matter
+
+
+TRAINING = {
+    # the paper's preset: per-bench epochs (LogiQA 5, WinoGrande 1), input dropout; clipping tight enough to bind
+    "paper epochs, input dropout, binding clip": dict(preset="paper", clip_norm=0.05),
+    # one unit per explored request: every epoch on the same input, no clipping
+    "no input dropout, no clip": dict(input_dropout=0.0, clip_norm=0.0, epochs=2),
+}
+
+
+@pytest.mark.parametrize("training", TRAINING.values(), ids=TRAINING.keys())
+def test_training_options_match_the_reference(training, small_trace):
+    grid = dict(GRID, Vs=(1e-3,), ks=(0.25,), cost_estimates=("mean", "last"))
+    cfg = SweepConfig(benches=("logiqa", "winogrande"), **grid, **training)
+    results = run_sweep(cfg, small_trace)
+    assert assert_matches_reference(cfg, results, small_trace) > 20
+    unclipped = run_sweep(replace(cfg, clip_norm=0.0, benches=("logiqa",)), small_trace).steps["loss"]
+    mine = results.steps.join(results.runs.select("run_id", "bench"), on="run_id").filter(pl.col("bench") == "logiqa")
+    assert (training.get("clip_norm") == 0.0) == np.allclose(mine["loss"].to_numpy(), unclipped.to_numpy())
 
 
 def test_sparse_feedback_separates_the_two_queues(swept):
@@ -83,9 +108,9 @@ def test_cost_estimate_modes_change_decisions(swept):
 
 
 def test_float32_engine_stays_close_to_the_float64_spec(small_trace):
-    cfg64 = SweepConfig(benches=("logiqa",), **{**GRID, "cost_estimates": ("true",), "feedbacks": (1.0,)})
+    cfg64 = SweepConfig(benches=("logiqa",), **{**GRID, "cost_estimates": ("oracle",), "feedbacks": (1.0,)})
     cfg32 = SweepConfig(
-        benches=("logiqa",), **{**GRID, "cost_estimates": ("true",), "feedbacks": (1.0,), "dtype": "float32"}
+        benches=("logiqa",), **{**GRID, "cost_estimates": ("oracle",), "feedbacks": (1.0,), "dtype": "float32"}
     )
     a, b = run_sweep(cfg64, small_trace).steps, run_sweep(cfg32, small_trace).steps
     np.testing.assert_allclose(a["loss"].to_numpy(), b["loss"].to_numpy(), atol=1e-4)
@@ -93,7 +118,7 @@ def test_float32_engine_stays_close_to_the_float64_spec(small_trace):
 
 
 def test_a_run_does_not_depend_on_the_other_runs_in_the_sweep(small_trace):
-    base = dict(GRID, cs=(0.5,), ks=(0.25,), feedbacks=(1.0,), cost_estimates=("true",), Vs=(1e-3,))
+    base = dict(GRID, cs=(0.5,), ks=(0.25,), feedbacks=(1.0,), cost_estimates=("oracle",), Vs=(1e-3,))
     alone = run_sweep(SweepConfig(benches=("sciq",), **{**base, "seeds": (7,)}), small_trace).runs
     crowd = run_sweep(
         SweepConfig(benches=("logiqa", "sciq"), **{**base, "seeds": (5, 7), "cs": (0.1, 0.5)}), small_trace
