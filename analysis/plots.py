@@ -14,6 +14,7 @@ import polars as pl
 
 from analysis.load import Results
 from analysis.tables import labelled
+from sim.config import BOUNDS
 from sim.metrics import auc, bce
 
 COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -110,7 +111,7 @@ def plane(res: Results, out: Path) -> Path:
     cols = min(4, len(benches))
     rows = -(-len(benches) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.7 * cols, 3.3 * rows + 0.5), squeeze=False)
-    methods = sorted(m for m in runs["method"].unique() if m != "opt")
+    methods = sorted(m for m in runs["method"].unique() if m not in BOUNDS)
     singles = [f"single:{m}" for m in res.models if f"single:{m}" in methods]
     others = [m for m in methods if m not in singles]
     styles = {m: dict(color=COLORS[i % 8], marker=MARKERS[i % len(MARKERS)]) for i, m in enumerate(others)}
@@ -192,7 +193,7 @@ def calls(res: Results, out: Path) -> Path:
     Single-model baselines are left out: each answers everything with its own model."""
     M = len(res.models)
     runs = (
-        res.runs.filter(pl.col("method") != "opt", ~pl.col("method").str.starts_with("single:"))
+        res.runs.filter(~pl.col("method").is_in(BOUNDS), ~pl.col("method").str.starts_with("single:"))
         .with_columns([pl.col("call_ratio").list.get(m).alias(f"m{m}") for m in range(M)])
         .group_by(["bench", "method"])
         .agg([pl.col(f"m{m}").mean() for m in range(M)])

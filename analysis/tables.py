@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analysis.load import Results
+from sim.config import BOUNDS
 
 CONFIG = ("V", "c", "k", "feedback", "cost_estimate")
 
@@ -27,7 +28,7 @@ def main_table(res: Results) -> pl.DataFrame:
     """One row per (bench, alpha, label): means and stds over seeds; shares per model, largest model first."""
     unit, scale = res.unit(total=True)
     M = len(res.models)
-    runs = labelled(res.runs).filter(pl.col("method") != "opt")
+    runs = labelled(res.runs).filter(~pl.col("method").is_in(BOUNDS))
     stats = (
         runs.with_columns(
             (pl.col("total_cost") * scale).alias("cost"),

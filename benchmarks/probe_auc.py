@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from sim.baselines import out_of_fold
-from sim.presets import max_length as bench_max_length
 from sim.embed import embed_texts
 from sim.metrics import auc_z
+from sim.presets import max_length as bench_max_length
 from traces.dense import to_arrays
 from traces.importers.messplus import import_messplus
 from traces.io import load_benches, write_trace

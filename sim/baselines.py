@@ -1,7 +1,8 @@
 """The paper's baselines and the bounds every method is judged against.
 
-Routers that learn (RouteLLM-, RouterDC-style) and educated guessing see only the calibration split; every method
-is scored on the same stream. Shapes: S stream requests, n calibration requests, h inputs, M models (cost order).
+Routers that learn (RouteLLM-, RouterDC-style) see only the calibration split unless their name says otherwise;
+every method is scored on the same stream. Shapes: S stream requests, n calibration requests, h inputs, M models
+(cost order).
 """
 
 from __future__ import annotations
@@ -31,9 +32,31 @@ def mix_lp(acc: np.ndarray, cost: np.ndarray, alpha: float) -> np.ndarray:
     return best if best is not None else np.eye(M)[int(np.argmax(acc))]
 
 
-def educated(S_cal: np.ndarray, E_cal: np.ndarray, alpha: float, u: np.ndarray) -> np.ndarray:
-    """[S] a random model per request, drawn from the LP mix over calibration accuracies and costs."""
-    p = mix_lp(S_cal.mean(0), E_cal.mean(0), alpha)
+def educated_probs(acc: np.ndarray, alpha: float, iters: int = 5000) -> np.ndarray:
+    """[M] the paper's educated guessing (Appendix B): start uniform; while the mixture's accuracy is below alpha,
+    scale up (x1.01) every model more accurate than the mixture and down (x0.99) the rest, then renormalise.
+    Costs play no part. If that has not met alpha after `iters` rounds, fall back as the reference code does:
+    from the most accurate model down, each takes 80% of what is left in proportion to its accuracy above the
+    worst model's, and the worst takes the rest."""
+    p = np.full(len(acc), 1.0 / len(acc))
+    for _ in range(iters):
+        if p @ acc >= alpha - 1e-6:
+            return p
+        p = np.where(acc > p @ acc, p * 1.01, p * 0.99)
+        p /= p.sum()
+    worst, best = acc.min(), acc.max()
+    p = np.full(len(acc), 1e-10)
+    left = 1.0 - p.sum()
+    for i in np.argsort(-acc, kind="stable")[:-1]:
+        share = left * 0.8 * ((acc[i] - worst) / (best - worst) if best > worst else 0.0)
+        p[i] += share
+        left -= share
+    p[np.argmin(acc)] += left
+    return p / p.sum()
+
+
+def draw_models(p: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """[S] one model per request from probabilities p [M], by the seed's uniforms u [S]."""
     return np.minimum(np.searchsorted(np.cumsum(p), u, side="right"), len(p) - 1)
 
 
@@ -86,6 +109,21 @@ def routellm(p_cal: np.ndarray, S_cal: np.ndarray, p: np.ndarray, alpha: float) 
     return np.where(p >= threshold, 0, S_cal.shape[1] - 1)
 
 
+THRESHOLDS = np.round(np.arange(0.9, 0.05, -0.1), 1)  # the paper's sweep, cheapest first
+
+
+def routellm_on_stream(p: np.ndarray, S: np.ndarray, alpha: float) -> np.ndarray:
+    """[S] weak (0) or strong (M-1) as the paper tuned RouteLLM: the strong model serves when its score 1 - p
+    reaches the threshold; thresholds 0.9, 0.8, ..., 0.1 are tried on the scored stream itself and the first
+    (cheapest) whose satisfaction there meets alpha is kept (else 0.1). In-sample: it knows the stream's outcomes."""
+    M = S.shape[1]
+    for threshold in THRESHOLDS:
+        chosen = np.where(1 - p >= threshold, M - 1, 0)
+        if S[np.arange(len(S)), chosen].mean() >= alpha:
+            break
+    return chosen
+
+
 def routerdc(X_cal, S_cal, X) -> np.ndarray:
     """[S] the model with the highest predicted success (first, i.e. cheapest, on ties)."""
     return np.argmax(fit_logistic(X_cal, S_cal)(X), axis=1)
@@ -94,6 +132,14 @@ def routerdc(X_cal, S_cal, X) -> np.ndarray:
 def oracle(S: np.ndarray, E: np.ndarray) -> np.ndarray:
     """[S] per request the cheapest model that satisfies it, else the cheapest model."""
     return np.argmin(np.where(S > 0, E, E + E.max() * 2 + 1), axis=1)
+
+
+def mix_bound(S: np.ndarray, E: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The best stationary policy: a fixed random mix of models that knows each model's mean satisfaction and cost
+    on this stream (S, E [S, M]). Returns its (satisfaction, cost per request); below alpha when infeasible."""
+    acc, cost = S.mean(0), E.mean(0)
+    p = mix_lp(acc, cost, alpha)
+    return float(p @ acc), float(p @ cost)
 
 
 def opt_cost(S: np.ndarray, E: np.ndarray, alpha: float) -> float:

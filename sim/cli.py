@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sim.config import COST_ESTIMATES, METHODS, SweepConfig
+from sim import presets
+from sim.config import METHOD_HELP, METHODS, SweepConfig
 from traces.device import pick_device
 from traces.errors import TraceError, run_cli
 from traces.progress import progress_bars
@@ -113,8 +114,10 @@ def embed(
         str, typer.Option(help="minilm (offline), modernbert (the paper's), or an HF id/path.")
     ] = "minilm",
     bench: Annotated[str | None, typer.Option(help="Comma list of benches (default: all).")] = None,
-    pooling: Annotated[str, typer.Option(help="cls (first token, as in the paper) or mean.")] = "cls",
-    max_length: Annotated[int | None, typer.Option(help="Encoder max tokens (default: bench preset).")] = None,
+    pooling: Annotated[
+        str | None, typer.Option(help="cls (first token, the paper's) or mean (default: the encoder's preset).")
+    ] = None,
+    max_length: Annotated[int | None, typer.Option(help="Encoder max tokens (default: the bench's).")] = None,
     revision: Annotated[str | None, typer.Option(help="Hub revision of the encoder.")] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
     cache_dir: Annotated[
@@ -134,7 +137,8 @@ def embed(
         t0 = time.perf_counter()
         with progress_bars(console) as bars:
             X, enc_id = embed_texts(
-                texts, encoder, name, pooling=pooling, max_length=max_length, revision=revision,
+                texts, encoder, name, pooling=pooling or presets.preset(presets.family(encoder), name).pooling,
+                max_length=max_length, revision=revision,
                 device=pick_device(device), dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=bars,
             )  # fmt: skip
         console.print(f"{name}: {len(texts)} texts -> {X.shape[1]}-dim, {enc_id}, {time.perf_counter() - t0:.2f} s")
@@ -158,26 +162,48 @@ def sweep(
     ] = "0.25",
     feedback: Annotated[str, typer.Option(help="Feedback rates: share of requests that update the queue.")] = "1.0",
     cost_estimate: Annotated[
-        str, typer.Option(help=f"Cost known at decision time, comma list of {'/'.join(COST_ESTIMATES)}.")
-    ] = "true",
+        str,
+        typer.Option(
+            help="Cost MESS+ believes at decision time, comma list: mean (running mean of the costs seen on "
+            "explorations; what a deployed router knows), last (the last explored request's, as the reference "
+            "simulator), oracle (the request's own realised cost: knows the future, an upper bound on savings)."
+        ),
+    ] = "mean",
     seeds: Annotated[str, typer.Option(help="Seeds, comma list; each draws its own request order.")] = "42,43,44",
-    methods: Annotated[str, typer.Option(help=f"Comma list of {', '.join(METHODS)}.")] = ",".join(METHODS),
+    methods: Annotated[
+        str, typer.Option(help="Comma list of methods: " + "; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
+    ] = ",".join(METHODS),
     cost: Annotated[str, typer.Option(help="Cost minimised: energy_j, latency_s, cost_usd or tokens.")] = "energy_j",
     calib_frac: Annotated[
         float, typer.Option(help="Share of each seed's order held out to fit baselines; never scored.")
     ] = 0.2,
-    epochs: Annotated[int, typer.Option(help="SGD passes over each explored request.")] = 3,
-    lr: Annotated[float | None, typer.Option(help="Predictor learning rate (default: bench preset).")] = None,
-    momentum: Annotated[float | None, typer.Option(help="SGD momentum (default: bench preset).")] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Predictor settings table: auto (from the encoder), paper (Table 4 + reference code, tuned for "
+            "ModernBERT), minilm, features. Options below override single fields."
+        ),
+    ] = "auto",
+    epochs: Annotated[int | None, typer.Option(help="SGD steps per explored request (default: preset).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Predictor learning rate (default: preset).")] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum (default: preset).")] = None,
     weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 0.01,
+    input_dropout: Annotated[
+        float | None, typer.Option(help="Dropout on the encoder embedding while training (default: preset).")
+    ] = None,
+    clip_norm: Annotated[
+        float | None, typer.Option(help="Gradient-norm clipping before each SGD step, 0 = off (default: preset).")
+    ] = None,
     encoder: Annotated[
         str,
         typer.Option(
             help="Predictor input: auto (trace features, else minilm), features, minilm, modernbert, or an HF id/path."
         ),
     ] = "auto",
-    pooling: Annotated[str, typer.Option(help="Encoder pooling: cls (first token, as in the paper) or mean.")] = "cls",
-    max_length: Annotated[int | None, typer.Option(help="Encoder max tokens (default: bench preset).")] = None,
+    pooling: Annotated[
+        str | None, typer.Option(help="Encoder pooling: cls (first token, the paper's) or mean (default: preset).")
+    ] = None,
+    max_length: Annotated[int | None, typer.Option(help="Encoder max tokens (default: the bench's).")] = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Embedding cache (default: ~/.cache/messplus/embeddings).")
     ] = None,
@@ -206,10 +232,13 @@ def sweep(
         methods=words(methods),
         cost=cost,
         calib_frac=calib_frac,
+        preset=preset,
         epochs=epochs,
         lr=lr,
         momentum=momentum,
         weight_decay=weight_decay,
+        input_dropout=input_dropout,
+        clip_norm=clip_norm,
         encoder=encoder,
         pooling=pooling,
         max_length=max_length,

@@ -9,7 +9,22 @@ from sim import presets
 COST_ESTIMATES = ("mean", "last", "oracle")  # oracle: the request's own realised cost
 RESULTS_KEY = b"messplus_results"  # Parquet metadata of runs/steps/predictions: config, models, version
 RESULTS_VERSION = 3  # 3: runs gained preset, input_dropout, clip_norm, predictor_rank_ok, predictor_dead
-METHODS = ("messplus", "single", "educated", "routellm", "routerdc", "oracle", "opt")
+# Every method, with what it knows and when: `sim sweep --help` and README print these.
+METHOD_HELP = {
+    "messplus": "MESS+: online predictor trained on its own explorations; knows nothing in advance",
+    "single": "each zoo model alone (single:<model>)",
+    "educated": "the paper's educated guessing (Appendix B heuristic): a random model per request; knows every "
+    "model's accuracy on the whole benchmark in advance",
+    "routellm": "RouteLLM-style weak/strong router: logistic classifier and threshold fitted on the calibration split",
+    "routellm-paper": "the same classifier with the threshold tuned as in the paper, on the scored stream itself "
+    "(first of 0.9..0.1 that meets alpha): knows the stream's outcomes",
+    "routerdc": "RouterDC-style: per-model logistic classifiers on the calibration split, the likeliest model wins",
+    "oracle": "per request the cheapest model that satisfies it: knows every outcome",
+    "mix": "bound: the best fixed random mix of models, knowing each model's mean accuracy and cost on the stream",
+    "opt": "bound: E_OPT, the offline optimum of the paper's problem on the stream (exact LP relaxation)",
+}
+METHODS = tuple(METHOD_HELP)
+BOUNDS = ("mix", "opt")  # not policies: tables and figures show them as references
 
 
 @dataclass(frozen=True)

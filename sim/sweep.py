@@ -23,11 +23,12 @@ from sim.engine import cost_estimates, replay_queues
 from sim.inputs import Inputs, request_inputs
 from sim.metrics import auc_z, bce, nan_to_none, outcome, predictor_quality, ranks_agree, steps, summary
 from sim.predictor import Group, Trained, predict_groups
+from sim.presets import FAMILIES
 from traces.dense import BenchArrays, to_arrays
 from traces.errors import TraceError
 from traces.io import Trace, load_benches, write_parquet
 
-CALIBRATED = ("educated", "routellm", "routerdc")
+CALIBRATED = ("routellm", "routellm-paper", "routerdc")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,14 @@ def check(cfg: SweepConfig) -> None:
         raise TraceError("--alpha must lie in (0, 1] or be 'mid'")
     if any(c <= 0 for c in cfg.cs) or any(k < 0 for k in cfg.ks) or any(v < 0 for v in cfg.Vs):
         raise TraceError("--c must be > 0, --k and --V >= 0")
+    if cfg.preset not in ("auto", *FAMILIES):
+        raise TraceError(f"--preset must be one of auto, {', '.join(FAMILIES)}, not {cfg.preset!r}")
+    if cfg.epochs is not None and cfg.epochs < 1:
+        raise TraceError("--epochs must be >= 1")
+    if cfg.input_dropout is not None and not 0 <= cfg.input_dropout < 1:
+        raise TraceError("--input-dropout must lie in [0, 1)")
+    if cfg.clip_norm is not None and not cfg.clip_norm >= 0:
+        raise TraceError("--clip-norm must be >= 0 (0: off)")
     if cfg.calib_frac == 0 and set(cfg.methods) & set(CALIBRATED):
         raise TraceError(f"{', '.join(CALIBRATED)} need a calibration split: set --calib-frac > 0 or drop them")
 
@@ -211,7 +220,7 @@ def baseline_runs(cfg: SweepConfig, b: Bench, seed: int):
     d = b.draws[seed]
     S, E, X = b.arrays.satisfied, b.E, b.X
     Ss, Es, Xs = S[d.stream], E[d.stream], X[d.stream]
-    Sc, Ec, Xc = S[d.calib], E[d.calib], X[d.calib]
+    Sc, Xc = S[d.calib], X[d.calib]
     rows, choices, alphas = [], [], []
 
     def add(method: str, alpha: float, chosen: np.ndarray) -> None:
@@ -220,17 +229,19 @@ def baseline_runs(cfg: SweepConfig, b: Bench, seed: int):
         alphas.append(alpha)
 
     dc = baselines.routerdc(Xc, Sc, Xs) if "routerdc" in cfg.methods else None
-    rl = (
-        baselines.weak_ok_scores(Xc, Sc, Xs) if "routellm" in cfg.methods else None
-    )  # fitted once, thresholded per alpha
+    wants_rl = {"routellm", "routellm-paper"} & set(cfg.methods)
+    rl = baselines.weak_ok_scores(Xc, Sc, Xs) if wants_rl else None  # fitted once, thresholded per alpha
+    acc = S.mean(0)  # whole-benchmark accuracies: what the paper's educated guessing knows
     for alpha in b.alphas:
         if "single" in cfg.methods:
             for m, name in enumerate(b.arrays.models):
                 add(f"single:{name}", alpha, np.full(len(Ss), m))
         if "educated" in cfg.methods:
-            add("educated", alpha, baselines.educated(Sc, Ec, alpha, d.choice_u))
-        if rl is not None:
+            add("educated", alpha, baselines.draw_models(baselines.educated_probs(acc, alpha), d.choice_u))
+        if "routellm" in cfg.methods:
             add("routellm", alpha, baselines.routellm(rl[0], Sc, rl[1], alpha))
+        if "routellm-paper" in cfg.methods:
+            add("routellm-paper", alpha, baselines.routellm_on_stream(rl[1], Ss, alpha))
         if dc is not None:
             add("routerdc", alpha, dc)
         if "oracle" in cfg.methods:
@@ -274,11 +285,10 @@ def run_sweep(
         M = len(b.arrays.models)
         mess = mess_runs(cfg, b, *keyed[name], trained[name]) if "messplus" in cfg.methods else ()
         parts = itertools.chain(mess, (baseline_runs(cfg, b, seed) for seed in cfg.seeds))  # lazily: bounded memory
-        opt = {
-            (s, a): baselines.opt_cost(b.arrays.satisfied[b.draws[s].stream], b.E[b.draws[s].stream], a)
-            for s in cfg.seeds
-            for a in b.alphas
-        }
+        opt, mix = {}, {}  # per (seed, alpha): E_OPT, and the best stationary mix's (satisfaction, cost)
+        for s, a in itertools.product(cfg.seeds, b.alphas):
+            Ss, Es = b.arrays.satisfied[b.draws[s].stream], b.E[b.draws[s].stream]
+            opt[s, a], mix[s, a] = baselines.opt_cost(Ss, Es, a), baselines.mix_bound(Ss, Es, a)
         worst = min(b.arrays.satisfied[b.draws[s].stream].max(1).mean() for s in cfg.seeds)  # oracle's reach
         for a in b.alphas:
             if a > worst:
@@ -301,19 +311,23 @@ def run_sweep(
                         "alpha": float(alpha[i]),
                         **{key: val[i] for key, val in figures.items()},
                         "opt_cost_per_request": e_opt,
+                        "mix_cost_per_request": mix[row["seed"], alpha[i]][1],
                         "n_requests": o.sat.shape[1],
                     }
                 )
             step_cols.append(steps(o, ids, cfg.steps_every))
-        if "opt" in cfg.methods:
-            for (s, a), e_opt in opt.items():
-                feasible = np.isfinite(e_opt)
-                n = len(b.draws[s].stream)
+        for (s, a), e_opt in opt.items():
+            n = len(b.draws[s].stream)
+            bounds = {"opt": (a if np.isfinite(e_opt) else None, e_opt), "mix": mix[s, a]}
+            for method, (sat, cpr) in bounds.items():
+                if method not in cfg.methods:
+                    continue
+                feasible = sat is not None and sat >= a - 1e-12 and np.isfinite(cpr)
                 run_rows.append(
-                    {"run_id": len(run_rows), "bench": name, "method": "opt", "seed": s, "alpha": a,
-                     "satisfaction": a if feasible else None, "sla_met": bool(feasible),
-                     "total_cost": e_opt * n if feasible else None, "cost_per_request": e_opt if feasible else None,
-                     "opt_cost_per_request": e_opt, "n_requests": n}
+                    {"run_id": len(run_rows), "bench": name, "method": method, "seed": s, "alpha": a,
+                     "satisfaction": sat if feasible else None, "sla_met": feasible,
+                     "total_cost": cpr * n if feasible else None, "cost_per_request": cpr if feasible else None,
+                     "opt_cost_per_request": e_opt, "mix_cost_per_request": mix[s, a][1], "n_requests": n}
                 )  # fmt: skip
     runs = finish_runs(run_rows, cfg, benches)
     quality = predictor_quality(runs)
@@ -345,7 +359,8 @@ RUN_SCHEMA = {
     "epochs": pl.Int64, "input_dropout": pl.Float64, "clip_norm": pl.Float64,
     "n_requests": pl.Int64, "n_calib": pl.Int64,
     "satisfaction": pl.Float64, "sla_met": pl.Boolean, "total_cost": pl.Float64, "cost_per_request": pl.Float64,
-    "opt_cost_per_request": pl.Float64, "cost_vs_opt": pl.Float64, "call_ratio": pl.List(pl.Float64),
+    "opt_cost_per_request": pl.Float64, "cost_vs_opt": pl.Float64, "mix_cost_per_request": pl.Float64,
+    "cost_vs_mix": pl.Float64, "call_ratio": pl.List(pl.Float64),
     "n_explore": pl.Int64, "sla_first_ok": pl.Int64, "q_final": pl.Float64, "q_full_final": pl.Float64,
     "predictor_auc": pl.List(pl.Float64), "predictor_auc_z": pl.List(pl.Float64), "predictor_rank_ok": pl.Boolean,
     "predictor_dead": pl.Float64,
@@ -372,9 +387,10 @@ def finish_runs(rows: list[dict], cfg: SweepConfig, benches: dict[str, Bench]) -
             r["call_ratio"] = [float(x) for x in r["call_ratio"]]
         if r.get("sla_first_ok", 0) == -1:
             r["sla_first_ok"] = None
-        e_opt = r["opt_cost_per_request"]
+        e_opt, e_mix = r["opt_cost_per_request"], r["mix_cost_per_request"]
         r["opt_cost_per_request"] = e_opt if np.isfinite(e_opt) else None
         cpr = r.get("cost_per_request")
         r["cost_vs_opt"] = cpr / e_opt if cpr is not None and np.isfinite(e_opt) and e_opt > 0 else None
+        r["cost_vs_mix"] = cpr / e_mix if cpr is not None and e_mix > 0 else None
     plain = lambda v: v.item() if isinstance(v, np.generic) else v  # noqa: E731
     return pl.DataFrame([{k: plain(r.get(k)) for k in RUN_SCHEMA} for r in rows], schema=RUN_SCHEMA)

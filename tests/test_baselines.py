@@ -66,12 +66,48 @@ def test_routellm_threshold_meets_alpha_on_calibration():
     ).mean()
 
 
-def test_educated_guessing_draws_from_the_lp_mix():
+@pytest.mark.parametrize(
+    "bench, alpha, published_mj",
+    [("arc_challenge", 0.50, 1.00), ("boolq", 0.80, 1.31), ("piqa", 0.78, 0.76), ("winogrande", 0.70, 0.54)],
+)
+def test_educated_heuristic_reproduces_the_papers_costs(bench, alpha, published_mj):
+    from traces.synth import PAPER_TABLE2
+
+    T, acc, energy = PAPER_TABLE2[bench]
+    p = baselines.educated_probs(np.array(acc) / 100, alpha)
+    assert p @ np.array(acc) / 100 >= alpha - 1e-6
+    assert T * p @ np.array(energy, float) / 1e6 == pytest.approx(published_mj, rel=0.05)
+
+
+def test_educated_heuristic_nudges_towards_accurate_models_until_alpha():
+    acc = np.array([0.3, 0.6, 0.9])
+    p = baselines.educated_probs(acc, 0.75)
+    assert 0.75 - 1e-6 <= p @ acc < 0.76  # stops as soon as it is met
+    assert p[2] > p[1] == p[0]  # the mid model starts at the mixture's accuracy: "not better", so nudged down
+    fallback = baselines.educated_probs(acc, 0.95)  # above the best model: 5000 rounds cannot reach it
+    np.testing.assert_allclose(fallback, [0.12, 0.08, 0.80], atol=1e-8)  # 80% of the rest to each, best first
+    u = np.random.default_rng(3).random(20000)
+    assert np.bincount(baselines.draw_models(p, u), minlength=3) / 20000 == pytest.approx(p, abs=0.01)
+
+
+def test_mix_bound_is_the_lp_mix_on_the_stream():
     S = np.array([[1, 1]] * 30 + [[0, 1]] * 70, dtype=float)  # accuracies 0.3 and 1.0
     E = np.tile([1.0, 10.0], (100, 1))
-    u = np.random.default_rng(3).random(20000)
-    chosen = baselines.educated(S, E, 0.65, u)
-    assert (chosen == 1).mean() == pytest.approx(0.5, abs=0.02)  # 0.3 + 0.7 w = 0.65 -> w = 0.5
+    sat, cost = baselines.mix_bound(S, E, 0.65)  # 0.3 + 0.7 w = 0.65 -> w = 0.5
+    assert sat == pytest.approx(0.65) and cost == pytest.approx(5.5)
+
+
+def test_routellm_paper_picks_the_cheapest_threshold_that_meets_alpha_in_sample():
+    rng = np.random.default_rng(6)
+    p = rng.random(1000)  # score that the weak model suffices
+    S = np.stack([rng.random(1000) < p, np.ones(1000)], axis=1).astype(float)
+    for alpha in (0.6, 0.8, 0.95):
+        chosen = baselines.routellm_on_stream(p, S, alpha)
+        sat = S[np.arange(1000), chosen].mean()
+        assert sat >= alpha
+        cheaper = np.where(1 - p >= min(0.9, (1 - p)[chosen == 1].min() + 0.1), 1, 0)  # the next threshold up
+        if (chosen == 1).mean() < 1 and (1 - p)[chosen == 1].min() < 0.85:
+            assert S[np.arange(1000), cheaper].mean() < alpha
 
 
 def test_auc_matches_pairwise_definition_with_ties():
