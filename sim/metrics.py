@@ -74,7 +74,8 @@ def ranks_agree(mean_pred: np.ndarray, y_explored: np.ndarray) -> bool | None:
 
 
 def predictor_quality(runs: pl.DataFrame) -> pl.DataFrame:
-    """Per bench and predictor setting (c, k): each model's late AUC and z over seeds, as lists in zoo order.
+    """Per bench and predictor setting (c, k): each model's late AUC and z over seeds, as lists in zoo order; on how
+    many seeds the mean predictions ranked the models wrongly; the mean share of dead ReLUs.
 
     Every MESS+ run of one (bench, seed, c, k) shares one predictor, so each counts once."""
     keys = ["bench", "c", "k"]
@@ -87,9 +88,19 @@ def predictor_quality(runs: pl.DataFrame) -> pl.DataFrame:
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, sd, z = np.nanmean(aucs, 0), np.nanstd(aucs, 0), np.nanmean(zs, 0)
         stats = {"auc": nan_to_none(mean), "auc_sd": nan_to_none(sd), "z": nan_to_none(z)}
-        rows.append(dict(zip(keys, key, strict=True), seeds=g.height, **stats))
+        rank_wrong = int((g["predictor_rank_ok"] == False).sum())  # noqa: E712 (null: nothing to judge)
+        rows.append(
+            dict(
+                zip(keys, key, strict=True),
+                seeds=g.height,
+                **stats,
+                rank_wrong=rank_wrong,
+                dead=g["predictor_dead"].mean(),
+            )
+        )
     schema = {"bench": pl.String, "c": pl.Float64, "k": pl.Float64, "seeds": pl.Int64}
     schema |= {col: pl.List(pl.Float64) for col in ("auc", "auc_sd", "z")}
+    schema |= {"rank_wrong": pl.Int64, "dead": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
 
 

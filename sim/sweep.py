@@ -331,12 +331,7 @@ def run_sweep(
                 )  # fmt: skip
     runs = finish_runs(run_rows, cfg, benches)
     quality = predictor_quality(runs)
-    for r in quality.iter_rows(named=True):
-        if all(z is None or z < 2 for z in r["z"]):
-            warnings.append(
-                f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}: the predictor does not tell requests apart (no "
-                "model's late AUC is 2 SE above chance); try a lower --lr and --momentum, a larger --c, another encoder"
-            )
+    warnings += predictor_warnings(quality)
     columns = {k: np.concatenate([c[k] for c in step_cols]) for k in STEP_SCHEMA} if step_cols else None
     steps_df = pl.DataFrame(columns, schema=STEP_SCHEMA).with_columns(pl.col("loss").fill_nan(None))
     meta = {
@@ -350,6 +345,30 @@ def run_sweep(
         "warnings": warnings,
     }
     return Results(runs, steps_df, predictions, warnings, meta, quality)
+
+
+def predictor_warnings(quality: pl.DataFrame) -> list[str]:
+    """The predictor failures a user must see: requests not told apart, models ranked wrongly, dead ReLUs."""
+    out = []
+    for r in quality.iter_rows(named=True):
+        where = f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}: the predictor"
+        if all(z is None or z < 2 for z in r["z"]):
+            out.append(
+                f"{where} does not tell requests apart (no model's late AUC is 2 SE above chance); try a larger "
+                "--c or another encoder"
+            )
+        if r["rank_wrong"]:
+            out.append(
+                f"{where} ranks the models against their accuracy on the explored requests on {r['rank_wrong']} of "
+                f"{r['seeds']} seeds: it diverged, so MESS+ routes worse than base rates would; try --preset for "
+                "this encoder, or a lower --lr and --momentum"
+            )
+        if r["dead"] is not None and r["dead"] >= 0.5:
+            out.append(
+                f"{where} ends with {100 * r['dead']:.0f}% dead ReLUs (never active on an explored request): its "
+                "steps are too large for these inputs; lower --lr or --momentum"
+            )
+    return out
 
 
 RUN_SCHEMA = {
