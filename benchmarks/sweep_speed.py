@@ -20,6 +20,7 @@ import polars as pl
 import torch
 
 from sim.config import RunConfig, SweepConfig
+from sim.inputs import Inputs
 from sim.reference import simulate_reference
 from sim.sweep import load, run_sweep
 from traces.importers.messplus import import_messplus
@@ -50,7 +51,8 @@ def main() -> None:
         inputs = {}
         for b in trace.benches:
             T = trace.df.filter(trace.df["bench"] == b)["doc_id"].n_unique()
-            inputs[b] = (rng.standard_normal((T, args.dim)).astype(np.float32), f"random-{args.dim}")
+            X = rng.standard_normal((T, args.dim)).astype(np.float32)
+            inputs[b] = Inputs(X, f"random-{args.dim}", "paper")  # the paper's predictor settings
         cfg = SweepConfig(
             benches=tuple(trace.benches),
             alphas=(0.6, 0.7, 0.8),
@@ -72,21 +74,19 @@ def main() -> None:
         # The reference on a subset: one run per c on the smallest bench. An exploration (3 training epochs) costs
         # far more than an exploitation, and short streams explore more often, so per-request time does not carry
         # over between benches; fit a time per exploration and per exploitation and extrapolate with the grid's counts.
-        small = min(trace.benches, key=lambda b: inputs[b][0].shape[0])
+        small = min(trace.benches, key=lambda b: inputs[b].X.shape[0])
         b = load(cfg, trace, small, inputs[small])
         d = b.draws[42]
         X64 = b.X.astype(np.float64)
         warm = RunConfig(alpha=0.7, V=1e-3, c=1.0, seed=42)  # first calls pay torch's start-up; keep it out
-        simulate_reference(X64, b.arrays.satisfied, b.E, d, warm, cfg.predictor(small))
+        simulate_reference(X64, b.arrays.satisfied, b.E, d, warm, b.pred)
         counts, times = [], []
         for c in cfg.cs:  # fastest of 3: noise only ever slows the reference, which would flatter the speed-up
             run = RunConfig(alpha=0.7, V=1e-3, c=c, seed=42)
             best = np.inf
             for _ in range(3):
                 t1 = time.perf_counter()
-                out = simulate_reference(
-                    X64, b.arrays.satisfied, b.E, d, run, cfg.predictor(small), dtype=torch.float32
-                )
+                out = simulate_reference(X64, b.arrays.satisfied, b.E, d, run, b.pred, dtype=torch.float32)
                 best = min(best, time.perf_counter() - t1)
             n_explore = int(out.explored.sum())
             counts.append((len(d.stream) - n_explore, n_explore))

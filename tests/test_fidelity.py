@@ -46,9 +46,9 @@ def test_a_diverged_predictor_is_flagged_and_a_preset_one_is_not(two_benches):
     assert not any("ranks the models against" in w or "dead ReLUs" in w for w in good.warnings)
     assert (~bad.runs["predictor_rank_ok"]).all()
     assert sum("ranks the models against" in w for w in bad.warnings) == 2  # one per bench
-    # and it matters: the diverged predictor misses the SLA where the preset one holds it on average
-    gap = lambda r: (r.runs["satisfaction"] - r.runs["alpha"]).mean()  # noqa: E731
-    assert gap(bad) < -0.01 < gap(good) + 0.01
+    # and it matters: the diverged predictor misses the SLA on some run, the preset one on none
+    gap = lambda r: (r.runs["satisfaction"] - r.runs["alpha"]).min()  # noqa: E731
+    assert gap(bad) < -0.03 and gap(good) > 0
 
 
 def test_paper_accounting_logs_explorations_at_the_previous_exploit_cost(small_trace, tmp_path):

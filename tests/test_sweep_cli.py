@@ -69,6 +69,7 @@ def test_sweep_reports_whether_the_predictor_tells_requests_apart(tmp_path, smal
     import numpy as np
 
     from sim.config import SweepConfig
+    from sim.inputs import Inputs
     from sim.metrics import predictor_quality
     from sim.sweep import run_sweep
 
@@ -81,6 +82,6 @@ def test_sweep_reports_whether_the_predictor_tells_requests_apart(tmp_path, smal
 
     cfg = SweepConfig(benches=("piqa",), cs=(1.0,), seeds=(1, 2), methods=("messplus",))
     T = pl.read_parquet(small_trace).filter(pl.col("bench") == "piqa")["doc_id"].n_unique()
-    noise = {"piqa": (np.random.default_rng(0).standard_normal((T, 8)).astype(np.float32), "noise")}
+    noise = {"piqa": Inputs(np.random.default_rng(0).standard_normal((T, 8)).astype(np.float32), "noise", "features")}
     res = run_sweep(cfg, small_trace, inputs=noise)
     assert any("piqa, c=1, k=0.25: the predictor does not tell requests apart" in w for w in res.warnings)
