@@ -25,30 +25,42 @@ def labelled(runs: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+KEYS = ["bench", "alpha", "label", "method"]  # one table row each
+
+
+def policy_runs(res: Results) -> pl.LazyFrame:
+    """Labelled runs of every method that is a policy (bounds left out), with call shares in % as share_<m>."""
+    shares = [(100 * pl.col("call_ratio").list.get(m)).alias(f"share_{m}") for m in range(len(res.models))]
+    return labelled(res.runs).filter(~pl.col("method").is_in(BOUNDS)).with_columns(shares)
+
+
+def per_seed(models: list[str]) -> list[pl.Expr]:
+    """What both accountings count over a row's seeds: how many, how many met the SLA, mean call shares."""
+    return [
+        pl.len().alias("seeds"),
+        pl.col("sla_met").all().alias("sla_met"),
+        pl.col("sla_met").sum().alias("seeds_met"),
+        *[pl.col(f"share_{m}").mean().alias(f"share_{models[m]}") for m in reversed(range(len(models)))],
+    ]
+
+
 def main_table(res: Results) -> pl.DataFrame:
     """One row per (bench, alpha, label): means and stds over seeds; shares per model, largest model first."""
     unit, scale = res.unit(total=True)
-    M = len(res.models)
-    runs = labelled(res.runs).filter(~pl.col("method").is_in(BOUNDS))
     stats = (
-        runs.with_columns(
-            (pl.col("total_cost") * scale).alias("cost"),
-            (100 * pl.col("satisfaction")).alias("sat"),
-            *[(100 * pl.col("call_ratio").list.get(m)).alias(f"share_{m}") for m in range(M)],
-        )
-        .group_by(["bench", "alpha", "label", "method"], maintain_order=True)
+        policy_runs(res)
+        .with_columns((pl.col("total_cost") * scale).alias("cost"), (100 * pl.col("satisfaction")).alias("sat"))
+        .group_by(KEYS, maintain_order=True)
         .agg(
-            pl.len().alias("seeds"),
+            *per_seed(res.models),
             pl.col("cost").mean().alias(f"cost_{unit}"),
             pl.col("cost").std().fill_null(0).alias(f"cost_{unit}_std"),
             pl.col("sat").mean().alias("satisfaction_pct"),
             pl.col("sat").std().fill_null(0).alias("satisfaction_pct_std"),
-            pl.col("sla_met").all().alias("sla_met"),
-            pl.col("sla_met").sum().alias("seeds_met"),
             pl.col("cost_vs_opt").mean().alias("cost_vs_opt"),
-            *[pl.col(f"share_{m}").mean().alias(f"share_{res.models[m]}") for m in reversed(range(M))],
         )
         .sort(["bench", "alpha"], maintain_order=True)
+        .select(main_table_columns(unit, res.models))
         .collect()
     )
     average = (
@@ -73,8 +85,7 @@ def paper_table(res: Results) -> pl.DataFrame:
     if res.meta["config"].get("steps_every", 1) != 1:
         raise TraceError("paper accounting needs every step: rerun `sim sweep` with --steps-every 1")
     unit, scale = res.unit(total=True)
-    M = len(res.models)
-    runs = labelled(res.runs).filter(~pl.col("method").is_in(BOUNDS))
+    runs = policy_runs(res)
     spent = pl.col("running_cost") * pl.col("t")
     steps = (
         res.steps.sort("run_id", "t")
@@ -87,39 +98,35 @@ def paper_table(res: Results) -> pl.DataFrame:
             .over("run_id")
             .alias("logged_cost")
         )
-        .join(runs.select("run_id", "bench", "alpha", "label", "method", "opt_cost_per_request"), on="run_id")
+        .join(runs.select("run_id", *KEYS, "opt_cost_per_request"), on="run_id")
     )
     per_run = steps.group_by("run_id").agg(
         (pl.col("logged_cost").sum() * scale).alias("paper_cost"),
         (pl.col("logged_cost").mean() / pl.col("opt_cost_per_request").first()).alias("paper_vs_opt"),
     )
-    pooled = steps.group_by(["bench", "alpha", "label", "method"]).agg(
+    pooled = steps.group_by(KEYS).agg(
         (pl.col("logged_cost").std() * scale).alias(f"cost_{unit}_std"),
         (100 * pl.col("running_satisfaction")).mean().alias("satisfaction_pct"),
         (100 * pl.col("running_satisfaction")).std().alias("satisfaction_pct_std"),
     )
-    keys = ["bench", "alpha", "label", "method"]
     table = (
         runs.join(per_run, on="run_id")
-        .with_columns(*[(100 * pl.col("call_ratio").list.get(m)).alias(f"share_{m}") for m in range(M)])
-        .group_by(keys, maintain_order=True)
+        .group_by(KEYS, maintain_order=True)
         .agg(
-            pl.len().alias("seeds"),
+            *per_seed(res.models),
             pl.col("paper_cost").mean().alias(f"cost_{unit}"),
-            pl.col("sla_met").all().alias("sla_met"),
-            pl.col("sla_met").sum().alias("seeds_met"),
             pl.col("paper_vs_opt").mean().alias("cost_vs_opt"),
-            *[pl.col(f"share_{m}").mean().alias(f"share_{res.models[m]}") for m in reversed(range(M))],
         )
-        .join(pooled, on=keys)
+        .join(pooled, on=KEYS)
         .sort(["bench", "alpha"], maintain_order=True)
-        .collect()
+        .select(main_table_columns(unit, res.models))
     )
-    return table.select(main_table_columns(unit, res.models))
+    return table.collect()
 
 
 def main_table_columns(unit: str, models: list[str]) -> list[str]:
-    return ["bench", "alpha", "label", "method", "seeds", f"cost_{unit}", f"cost_{unit}_std", "satisfaction_pct",
+    """The column order both accountings write."""
+    return [*KEYS, "seeds", f"cost_{unit}", f"cost_{unit}_std", "satisfaction_pct",
             "satisfaction_pct_std", "sla_met", "seeds_met", "cost_vs_opt", *[f"share_{m}" for m in reversed(models)]]  # fmt: skip
 
 

@@ -136,10 +136,11 @@ def oracle(S: np.ndarray, E: np.ndarray) -> np.ndarray:
 
 def mix_bound(S: np.ndarray, E: np.ndarray, alpha: float) -> tuple[float, float]:
     """The best stationary policy: a fixed random mix of models that knows each model's mean satisfaction and cost
-    on this stream (S, E [S, M]). Returns its (satisfaction, cost per request); below alpha when infeasible."""
+    on this stream (S, E [S, M]). Returns its (satisfaction, cost per request); cost inf if no mix reaches alpha."""
     acc, cost = S.mean(0), E.mean(0)
     p = mix_lp(acc, cost, alpha)
-    return float(p @ acc), float(p @ cost)
+    sat = float(p @ acc)
+    return sat, float(p @ cost) if sat >= alpha - 1e-12 else float("inf")
 
 
 def opt_cost(S: np.ndarray, E: np.ndarray, alpha: float) -> float:

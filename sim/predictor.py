@@ -244,16 +244,13 @@ def predict_groups(
     """Train every group's predictor and predict its whole stream; groups with the same steps per unit and per
     exploration train side by side in one batch. progress(label, total) returns an advance(n) callback."""
     out: dict[int, Trained] = {}
-    shapes = {(g.steps_per_unit, g.cfg.epochs) for g in groups}
-    total = sum(
-        max(len(g.unit_pos) * g.steps_per_unit for g in groups if (g.steps_per_unit, g.cfg.epochs) == s) for s in shapes
-    )
+    batches: dict[tuple[int, int], list[int]] = {}  # (steps per unit, epochs) -> group ids, most units first
+    for i in sorted(range(len(groups)), key=lambda i: -len(groups[i].unit_pos)):
+        batches.setdefault((groups[i].steps_per_unit, groups[i].cfg.epochs), []).append(i)
+    total = sum(len(groups[ids[0]].unit_pos) * groups[ids[0]].steps_per_unit for ids in batches.values())
     advance = progress("training predictors", total) if progress is not None and total else None
-    for shape in sorted(shapes):
-        ids = sorted(
-            (i for i, g in enumerate(groups) if (g.steps_per_unit, g.cfg.epochs) == shape),
-            key=lambda i: -len(groups[i].unit_pos),
-        )
+    for shape in sorted(batches):
+        ids = batches[shape]
         batch = _Batch([groups[i] for i in ids], torch.device(device), dtype)
         for e in range(int(batch.n_units.max(initial=0))):
             batch.train(e)

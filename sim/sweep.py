@@ -318,11 +318,11 @@ def run_sweep(
             step_cols.append(steps(o, ids, cfg.steps_every))
         for (s, a), e_opt in opt.items():
             n = len(b.draws[s].stream)
-            bounds = {"opt": (a if np.isfinite(e_opt) else None, e_opt), "mix": mix[s, a]}
+            bounds = {"opt": (a, e_opt), "mix": mix[s, a]}
             for method, (sat, cpr) in bounds.items():
                 if method not in cfg.methods:
                     continue
-                feasible = sat is not None and sat >= a - 1e-12 and np.isfinite(cpr)
+                feasible = np.isfinite(cpr)
                 run_rows.append(
                     {"run_id": len(run_rows), "bench": name, "method": method, "seed": s, "alpha": a,
                      "satisfaction": sat if feasible else None, "sla_met": feasible,
@@ -410,6 +410,7 @@ def finish_runs(rows: list[dict], cfg: SweepConfig, benches: dict[str, Bench]) -
         r["opt_cost_per_request"] = e_opt if np.isfinite(e_opt) else None
         cpr = r.get("cost_per_request")
         r["cost_vs_opt"] = cpr / e_opt if cpr is not None and np.isfinite(e_opt) and e_opt > 0 else None
-        r["cost_vs_mix"] = cpr / e_mix if cpr is not None and e_mix > 0 else None
+        r["mix_cost_per_request"] = e_mix if np.isfinite(e_mix) else None
+        r["cost_vs_mix"] = cpr / e_mix if cpr is not None and np.isfinite(e_mix) and e_mix > 0 else None
     plain = lambda v: v.item() if isinstance(v, np.generic) else v  # noqa: E731
     return pl.DataFrame([{k: plain(r.get(k)) for k in RUN_SCHEMA} for r in rows], schema=RUN_SCHEMA)

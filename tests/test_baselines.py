@@ -95,6 +95,7 @@ def test_mix_bound_is_the_lp_mix_on_the_stream():
     E = np.tile([1.0, 10.0], (100, 1))
     sat, cost = baselines.mix_bound(S, E, 0.65)  # 0.3 + 0.7 w = 0.65 -> w = 0.5
     assert sat == pytest.approx(0.65) and cost == pytest.approx(5.5)
+    assert baselines.mix_bound(S, E, 1.01)[1] == np.inf  # no mix reaches it: like E_OPT, infeasible
 
 
 def test_routellm_paper_picks_the_cheapest_threshold_that_meets_alpha_in_sample():
