@@ -8,10 +8,9 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from messplus.analysis.load import open_results
+from messplus.common import UserError, run_cli
 from rich.console import Console
-
-from analysis.load import open_results
-from traces.errors import TraceError, run_cli
 
 app = typer.Typer(help="Tables and figures from a sweep's runs/steps/predictions Parquet.", no_args_is_help=True)
 console = Console(width=150)
@@ -42,7 +41,7 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Report folder (default: reports/<results folder name>).")] = None,
 ) -> None:
     """Markdown report with the main table inline, every figure as PNG and SVG, and a text summary."""
-    from analysis.report import write_report
+    from messplus.analysis.report import write_report
 
     path = write_report(open_results(results), out or Path("reports") / results.resolve().name)
     console.print(f"wrote {path}")
@@ -64,7 +63,7 @@ def table(
     ] = Accounting.ours,
 ) -> None:
     """The paper's Table 2 for this sweep: operating cost, satisfaction, cost / E_OPT, SLA and call shares."""
-    from analysis.tables import main_table, paper_table, to_latex, to_markdown
+    from messplus.analysis.tables import main_table, paper_table, to_latex, to_markdown
 
     res = open_results(results)
     t = main_table(res) if accounting == Accounting.ours else paper_table(res)
@@ -86,7 +85,7 @@ def plot(
     out: Annotated[Path, typer.Option(help="Folder for the PNG and SVG files.")] = Path("reports/figures"),
 ) -> None:
     """One figure kind; dynamics and learning draw one figure per bench."""
-    from analysis import plots
+    from messplus.analysis import plots
 
     res = open_results(results)
     if kind in (Kind.plane, Kind.calls):
@@ -96,7 +95,7 @@ def plot(
         benches = [bench] if bench else sorted(have)
         missing = [b for b in benches if b not in have.to_list()]
         if missing or not benches:
-            raise TraceError(
+            raise UserError(
                 f"no MESS+ runs for bench {(missing or ['any'])[0]!r} in {results} (have: {', '.join(sorted(have))})"
             )
         paths = [getattr(plots, kind.value)(res, b, out) for b in benches]

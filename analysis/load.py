@@ -8,9 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
-
-from sim.config import RESULTS_KEY, RESULTS_VERSION
-from traces.errors import TraceError
+from messplus.common import UserError
+from messplus.sim.config import RESULTS_KEY, RESULTS_VERSION
 
 UNITS = {
     "energy_j": ("MJ", 1e-6, "J"),
@@ -46,21 +45,21 @@ class Results:
 def open_results(folder: str | Path) -> Results:
     folder = Path(folder)
     if not folder.is_dir():
-        raise TraceError(f"{folder}: results folder not found (write one with `sim sweep --out {folder}`)")
+        raise UserError(f"{folder}: results folder not found (write one with `sim sweep --out {folder}`)")
     frames = {}
     meta: dict = {}
     for name in ("runs", "steps", "predictions"):
         path = folder / f"{name}.parquet"
         if not path.is_file():
-            raise TraceError(f"{path}: missing; rerun `sim sweep --out {folder}`")
+            raise UserError(f"{path}: missing; rerun `sim sweep --out {folder}`")
         try:
             raw = (pq.read_schema(path).metadata or {}).get(RESULTS_KEY)
         except OSError as e:
-            raise TraceError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+            raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
         file_meta = json.loads(raw) if raw else {}
         version = file_meta.get("results_version")
         if version != RESULTS_VERSION:
-            raise TraceError(
+            raise UserError(
                 f"{path}: results schema v{version}, this version reads v{RESULTS_VERSION}; rerun `sim sweep`"
             )
         frames[name] = pl.scan_parquet(path)

@@ -11,11 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
-
-from analysis.load import Results
-from analysis.tables import labelled
-from sim.config import BOUNDS
-from sim.metrics import auc, bce
+from messplus.analysis.load import Results
+from messplus.analysis.tables import labelled
+from messplus.sim.config import BOUNDS
+from messplus.sim.metrics import auc, bce
 
 COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 STYLES = ["-", "--", ":", "-."]

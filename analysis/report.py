@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-
-from analysis import plots
-from analysis.load import Results
-from analysis.tables import main_table, predictor_markdown, to_latex, to_markdown
-from sim.metrics import predictor_quality
+from messplus.analysis import plots
+from messplus.analysis.load import Results
+from messplus.analysis.tables import main_table, predictor_markdown, to_latex, to_markdown
+from messplus.sim.metrics import predictor_quality
 
 
 def summary(table: pl.DataFrame) -> list[str]:

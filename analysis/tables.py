@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
-
-from analysis.load import Results
-from sim.config import BOUNDS
-from traces.errors import TraceError
+from messplus.analysis.load import Results
+from messplus.common import UserError
+from messplus.sim.config import BOUNDS
 
 CONFIG = ("V", "c", "k", "feedback", "cost_estimate")
 
@@ -83,7 +82,7 @@ def paper_table(res: Results) -> pl.DataFrame:
     first exploit count nothing), satisfaction is the mean over steps of the running satisfaction, and both stds
     are taken over the steps of all seeds pooled. Needs every step (`sim sweep --steps-every 1`)."""
     if res.meta["config"].get("steps_every", 1) != 1:
-        raise TraceError("paper accounting needs every step: rerun `sim sweep` with --steps-every 1")
+        raise UserError("paper accounting needs every step: rerun `sim sweep` with --steps-every 1")
     unit, scale = res.unit(total=True)
     runs = policy_runs(res)
     spent = pl.col("running_cost") * pl.col("t")

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import torch
-
-from sim.embed import embed_texts
-from traces.dense import to_arrays
-from traces.importers.messplus import import_messplus
+from messplus.sim.embed import embed_texts
+from messplus.traces.dense import to_arrays
+from messplus.traces.importers.messplus import import_messplus
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "qwen2-zoo"
 

@@ -12,10 +12,9 @@ import argparse
 from pathlib import Path
 
 import polars as pl
-
-from sim.cli import DEMO
-from sim.config import SweepConfig
-from sim.sweep import run_sweep
+from messplus.sim.cli import DEMO
+from messplus.sim.config import SweepConfig
+from messplus.sim.sweep import run_sweep
 
 PAPER_ALPHAS = {"arc_challenge": 0.50, "arc_easy": 0.75, "boolq": 0.80, "logiqa": 0.40, "piqa": 0.78,
                 "sciq": 0.96, "social_iqa": 0.44, "winogrande": 0.70}  # fmt: skip

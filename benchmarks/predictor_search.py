@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from sim.cli import DEMO
-from sim.config import SweepConfig
-from sim.metrics import bce
-from sim.sweep import run_sweep
+from messplus.sim.cli import DEMO
+from messplus.sim.config import SweepConfig
+from messplus.sim.metrics import bce
+from messplus.sim.sweep import run_sweep
 
 LRS = (0.001, 0.003, 0.01, 0.03, 0.1)
 MOMENTA = (0.0, 0.5, 0.9)

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from sim.baselines import out_of_fold
-from sim.embed import embed_texts
-from sim.metrics import auc_z
-from sim.presets import max_length as bench_max_length
-from traces.dense import to_arrays
-from traces.importers.messplus import import_messplus
-from traces.io import load_benches, write_trace
+from messplus.sim.baselines import out_of_fold
+from messplus.sim.embed import embed_texts
+from messplus.sim.metrics import auc_z
+from messplus.sim.presets import max_length as bench_max_length
+from messplus.traces.dense import to_arrays
+from messplus.traces.importers.messplus import import_messplus
+from messplus.traces.io import load_benches, write_trace
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "qwen2-zoo"
 

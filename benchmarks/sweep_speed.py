@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-
-from sim.config import RunConfig, SweepConfig
-from sim.inputs import Inputs
-from sim.reference import simulate_reference
-from sim.sweep import load, run_sweep
-from traces.importers.messplus import import_messplus
-from traces.io import read_trace, write_trace
+from messplus.sim.config import RunConfig, SweepConfig
+from messplus.sim.inputs import Inputs
+from messplus.sim.reference import simulate_reference
+from messplus.sim.sweep import load, run_sweep
+from messplus.traces.importers.messplus import import_messplus
+from messplus.traces.io import read_trace, write_trace
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "qwen2-zoo"
 DEMO = Path(__file__).resolve().parents[1] / "traces" / "data" / "demo.parquet"

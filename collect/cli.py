@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from messplus.common import UserError, progress_bars, run_cli
+from messplus.traces.zoo import load_zoo
 from rich.console import Console
 
-from traces.errors import TraceError, run_cli
-from traces.progress import progress_bars
-from traces.zoo import load_zoo
-
-ZOOS = files("collect") / "zoos"
+ZOOS = files("messplus.collect") / "zoos"
 app = typer.Typer(help="Run every zoo model once per benchmark sample; record correctness, tokens, latency, energy.")
 console = Console(width=150)
 
@@ -52,7 +50,7 @@ def traces(
     ] = None,
 ) -> None:
     """Collect one benchmark for every model of the zoo into <out>/<bench>.parquet."""
-    from collect.run import CollectConfig, collect
+    from messplus.collect.run import CollectConfig, collect
 
     zoo_file = Path(str(ZOOS / f"{zoo}.toml")) if (ZOOS / f"{zoo}.toml").is_file() else Path(zoo)
     cfg = CollectConfig(
@@ -63,7 +61,7 @@ def traces(
         try:
             path = collect(cfg, progress)
         except KeyboardInterrupt:
-            raise TraceError(
+            raise UserError(
                 f"interrupted; finished chunks are kept in {out}: rerun the same command to resume"
             ) from None
     console.print(f"wrote {path}; inspect it with `traces info {path}`")

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from lm_eval.api.model import LM
-
-from collect.energy import Meter
+from messplus.collect.energy import Meter
 
 
 @dataclass(frozen=True)

@@ -13,21 +13,18 @@ import gc
 import json
 import logging
 import os
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import polars as pl
-
-from collect.energy import Meter, open_meter
-from collect.metered import MeteredLM
-from traces.device import pick_device
-from traces.errors import TraceError
-from traces.importers.lmeval import METRIC_PREFERENCE, context
-from traces.io import Trace, write_parquet, write_trace
-from traces.zoo import ModelSpec, Zoo
+from messplus.collect.energy import Meter, open_meter
+from messplus.collect.metered import MeteredLM
+from messplus.common import UserError, atomic_path, pick_device, slug
+from messplus.traces.importers.lmeval import METRIC_PREFERENCE, context
+from messplus.traces.io import Trace, write_parquet, write_trace
+from messplus.traces.zoo import ModelSpec, Zoo
 
 log = logging.getLogger(__name__)
 MODES = ("exact", "batched")
@@ -56,23 +53,19 @@ class Task:
     metric: str
 
 
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 def load_task(cfg: CollectConfig) -> Task:
     """The task and its documents; an unknown task or an unreachable dataset is one clear line."""
     from lm_eval.tasks import TaskManager, get_task_dict
 
     if cfg.include_path and not Path(cfg.include_path).is_dir():
-        raise TraceError(f"--include-path {cfg.include_path}: not a folder")
+        raise UserError(f"--include-path {cfg.include_path}: not a folder")
     manager = None
     if cfg.include_path:  # a local task needs no index of lm-eval's ~15k built-in ones (7 s)
         manager = TaskManager(include_path=cfg.include_path, include_defaults=False)
     if manager is None or cfg.bench not in manager.all_tasks:
         manager = TaskManager(include_path=cfg.include_path)
     if cfg.bench not in manager.all_tasks:
-        raise TraceError(
+        raise UserError(
             f"unknown lm-eval task {cfg.bench!r}; list tasks with `lm-eval ls tasks`, or add a local one with --include-path"
         )
     try:
@@ -82,7 +75,7 @@ def load_task(cfg: CollectConfig) -> Task:
         entry = manager.task_index.get(cfg.bench)
         dataset = ((entry.cfg or {}) if entry else {}).get("dataset_path", "?")
         first = str(e).splitlines()[0][:150] if str(e) else type(e).__name__
-        raise TraceError(
+        raise UserError(
             f"task {cfg.bench}: dataset {dataset!r} is not available offline ({first}); "
             "point --include-path at a local task (dataset_path: json, local data_files)"
         ) from None
@@ -91,7 +84,7 @@ def load_task(cfg: CollectConfig) -> Task:
     if metric == "auto":
         metric = next((m for m in METRIC_PREFERENCE if m in metrics), "")
     if metric not in metrics:
-        raise TraceError(f"task {cfg.bench}: no per-sample metric {cfg.metric!r} (task logs: {', '.join(metrics)})")
+        raise UserError(f"task {cfg.bench}: no per-sample metric {cfg.metric!r} (task logs: {', '.join(metrics)})")
     n = min(n_docs, cfg.limit) if cfg.limit else n_docs
     return Task(manager, n, str(task.VERSION), metric)
 
@@ -116,15 +109,14 @@ def check_settings(folder: Path, wanted: dict) -> None:
         have = json.loads(path.read_text())
         diff = next((k for k in wanted if have.get(k) != wanted[k]), None)
         if diff is not None:
-            raise TraceError(
+            raise UserError(
                 f"{folder}: collected with {diff}={have.get(diff)!r}, now {diff}={wanted[diff]!r}; "
                 "rerun with the same settings to resume, or choose another --out"
             )
         return
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(wanted, indent=2))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=2))
 
 
 def done_docs(folder: Path) -> set[int]:
@@ -139,7 +131,7 @@ def open_model(spec: ModelSpec, device: str, batch: int):
     from lm_eval.api.registry import get_model
 
     if spec.hf_id is None:
-        raise TraceError(f"model {spec.name!r}: the zoo file gives no hf_id")
+        raise UserError(f"model {spec.name!r}: the zoo file gives no hf_id")
     if spec.backend == "vllm":
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.gpus))
         args = {"pretrained": spec.hf_id, "revision": spec.revision, "dtype": spec.dtype, "quantization": spec.quantization,
@@ -149,13 +141,13 @@ def open_model(spec: ModelSpec, device: str, batch: int):
         args = {"pretrained": spec.hf_id, "revision": spec.revision, "dtype": spec.dtype,
                 "device": f"cuda:{spec.gpus[0]}" if device == "cuda" else device, "max_length": spec.max_length}  # fmt: skip
     else:
-        raise TraceError(f"model {spec.name!r}: unknown backend {spec.backend!r} (hf or vllm)")
+        raise UserError(f"model {spec.name!r}: unknown backend {spec.backend!r} (hf or vllm)")
     try:
         return get_model(spec.backend).create_from_arg_obj(
             {k: v for k, v in args.items() if v is not None}, {"batch_size": batch}
         )
     except (OSError, ValueError) as e:
-        raise TraceError(f"model {spec.name!r}: cannot load {spec.hf_id!r} ({str(e).splitlines()[0][:150]})") from None
+        raise UserError(f"model {spec.name!r}: cannot load {spec.hf_id!r} ({str(e).splitlines()[0][:150]})") from None
 
 
 def rows_of(
@@ -247,7 +239,7 @@ def merge(cfg: CollectConfig, task: Task) -> Path:
 def collect(cfg: CollectConfig, progress: Callable | None = None) -> Path:
     """progress(label, total, done) returns an advance(n) callback."""
     if cfg.mode not in MODES:
-        raise TraceError(f"--mode must be one of {', '.join(MODES)}, not {cfg.mode!r}")
+        raise UserError(f"--mode must be one of {', '.join(MODES)}, not {cfg.mode!r}")
     device = pick_device(cfg.device)
     task = load_task(cfg)
     for spec in cfg.zoo.models:

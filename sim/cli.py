@@ -9,16 +9,13 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from messplus.common import UserError, pick_device, progress_bars, run_cli
+from messplus.sim import presets
+from messplus.sim.config import METHOD_HELP, METHODS, SweepConfig
 from rich.console import Console
 from rich.table import Table
 
-from sim import presets
-from sim.config import METHOD_HELP, METHODS, SweepConfig
-from traces.device import pick_device
-from traces.errors import TraceError, run_cli
-from traces.progress import progress_bars
-
-DEMO = files("traces") / "data" / "demo.parquet"
+DEMO = files("messplus.traces") / "data" / "demo.parquet"
 app = typer.Typer(help="Replay measured traces under routing policies.", no_args_is_help=True)
 console = Console(width=150)
 
@@ -32,7 +29,7 @@ def floats(text: str, name: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise TraceError(f"{name}: expected a comma list of numbers, got {text!r}") from None
+        raise UserError(f"{name}: expected a comma list of numbers, got {text!r}") from None
 
 
 def words(text: str) -> tuple[str, ...]:
@@ -127,9 +124,9 @@ def embed(
     dtype: Annotated[str, typer.Option(help="Encoder arithmetic: float32 or bfloat16 (GPU).")] = "float32",
 ) -> None:
     """Precompute request embeddings into the cache; `sim sweep` embeds whatever is missing on its own."""
-    from sim.embed import embed_texts
-    from traces.dense import to_arrays
-    from traces.io import load_benches
+    from messplus.sim.embed import embed_texts
+    from messplus.traces.dense import to_arrays
+    from messplus.traces.io import load_benches
 
     found = load_benches(traces, words(bench) if bench else None)
     for name in found:
@@ -215,11 +212,11 @@ def sweep(
     ] = Path("results/sweep"),
 ) -> None:
     """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen baselines."""
-    from sim.sweep import run_sweep
+    from messplus.sim.sweep import run_sweep
 
     device = pick_device(device)
     if dtype not in ("float32", "float64"):
-        raise TraceError(f"--dtype must be float32 or float64, not {dtype!r}")
+        raise UserError(f"--dtype must be float32 or float64, not {dtype!r}")
     cfg = SweepConfig(
         benches=words(bench) if bench else (),
         alphas=tuple("mid" if a == "mid" else floats(a, "--alpha")[0] for a in words(alpha)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim import presets
+from messplus.sim import presets
 
 COST_ESTIMATES = ("mean", "last", "oracle")  # oracle: the request's own realised cost
 RESULTS_KEY = b"messplus_results"  # Parquet metadata of runs/steps/predictions: config, models, version

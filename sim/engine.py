@@ -7,9 +7,8 @@ per-run work is the queue recurrence, advanced for all runs together: one step i
 from __future__ import annotations
 
 import numpy as np
-
-from sim.config import COST_ESTIMATES
-from sim.metrics import lindley
+from messplus.sim.config import COST_ESTIMATES
+from messplus.sim.metrics import lindley
 
 
 def cost_estimates(E: np.ndarray, explored: np.ndarray, mode: str) -> np.ndarray:

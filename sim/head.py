@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
+from messplus.sim.config import PredictorConfig
+from messplus.sim.draws import Draws
 from torch import nn
-
-from sim.config import PredictorConfig
-from sim.draws import Draws
 
 
 class Head(nn.Module):

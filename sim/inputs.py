@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from sim import presets
-from sim.config import SweepConfig
-from traces.dense import BenchArrays
-from traces.errors import TraceError
+from messplus.common import UserError
+from messplus.sim import presets
+from messplus.sim.config import SweepConfig
+from messplus.traces.dense import BenchArrays
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ def encoder_name(arrays: BenchArrays, cfg: SweepConfig) -> str:
         if arrays.features is not None:
             return "features"
         if cfg.encoder == "features":
-            raise TraceError(f"bench {arrays.bench}: the trace carries no features; choose an encoder with --encoder")
+            raise UserError(f"bench {arrays.bench}: the trace carries no features; choose an encoder with --encoder")
         return "minilm"
     return cfg.encoder
 
@@ -39,7 +38,7 @@ def request_inputs(arrays: BenchArrays, cfg: SweepConfig, progress=None) -> Inpu
     family = cfg.family(name)
     if name == "features":
         return Inputs(arrays.features, "features", family)
-    from sim.embed import embed_texts
+    from messplus.sim.embed import embed_texts
 
     X, enc_id = embed_texts(
         arrays.texts,

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from sim.config import PredictorConfig
+from messplus.sim.config import PredictorConfig
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from sim.config import PredictorConfig, RunConfig
-from sim.draws import Draws, explore_prob
-from sim.head import Head, optimizer
+from messplus.sim.config import PredictorConfig, RunConfig
+from messplus.sim.draws import Draws, explore_prob
+from messplus.sim.head import Head, optimizer
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-
-from sim import baselines
-from sim.config import COST_ESTIMATES, METHODS, RESULTS_KEY, RESULTS_VERSION, PredictorConfig, SweepConfig
-from sim.draws import Draws, draw, explore_prob
-from sim.engine import cost_estimates, replay_queues
-from sim.inputs import Inputs, request_inputs
-from sim.metrics import auc_z, bce, nan_to_none, outcome, predictor_quality, ranks_agree, steps, summary
-from sim.predictor import Group, Trained, predict_groups
-from sim.presets import FAMILIES
-from traces.dense import BenchArrays, to_arrays
-from traces.errors import TraceError
-from traces.io import Trace, load_benches, write_parquet
+from messplus.common import UserError
+from messplus.sim import baselines
+from messplus.sim.config import COST_ESTIMATES, METHODS, RESULTS_KEY, RESULTS_VERSION, PredictorConfig, SweepConfig
+from messplus.sim.draws import Draws, draw, explore_prob
+from messplus.sim.engine import cost_estimates, replay_queues
+from messplus.sim.inputs import Inputs, request_inputs
+from messplus.sim.metrics import auc_z, bce, nan_to_none, outcome, predictor_quality, ranks_agree, steps, summary
+from messplus.sim.predictor import Group, Trained, predict_groups
+from messplus.sim.presets import FAMILIES
+from messplus.traces.dense import BenchArrays, to_arrays
+from messplus.traces.io import Trace, load_benches, write_parquet
 
 CALIBRATED = ("routellm", "routellm-paper", "routerdc")
 
@@ -60,27 +59,27 @@ class Results:
 def check(cfg: SweepConfig) -> None:
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
-        raise TraceError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
+        raise UserError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
     bad = [m for m in cfg.cost_estimates if m not in COST_ESTIMATES]
     if bad:
-        raise TraceError(f"unknown --cost-estimate {bad[0]!r} (choose from {', '.join(COST_ESTIMATES)})")
+        raise UserError(f"unknown --cost-estimate {bad[0]!r} (choose from {', '.join(COST_ESTIMATES)})")
     for name, values, lo, hi in (("--feedback", cfg.feedbacks, 0.0, 1.0), ("--calib-frac", [cfg.calib_frac], 0.0, 0.9)):
         if any(not lo <= v <= hi for v in values):
-            raise TraceError(f"{name} must lie in [{lo}, {hi}]")
+            raise UserError(f"{name} must lie in [{lo}, {hi}]")
     if any(isinstance(a, float) and not 0 < a <= 1 for a in cfg.alphas):
-        raise TraceError("--alpha must lie in (0, 1] or be 'mid'")
+        raise UserError("--alpha must lie in (0, 1] or be 'mid'")
     if any(c <= 0 for c in cfg.cs) or any(k < 0 for k in cfg.ks) or any(v < 0 for v in cfg.Vs):
-        raise TraceError("--c must be > 0, --k and --V >= 0")
+        raise UserError("--c must be > 0, --k and --V >= 0")
     if cfg.preset not in ("auto", *FAMILIES):
-        raise TraceError(f"--preset must be one of auto, {', '.join(FAMILIES)}, not {cfg.preset!r}")
+        raise UserError(f"--preset must be one of auto, {', '.join(FAMILIES)}, not {cfg.preset!r}")
     if cfg.epochs is not None and cfg.epochs < 1:
-        raise TraceError("--epochs must be >= 1")
+        raise UserError("--epochs must be >= 1")
     if cfg.input_dropout is not None and not 0 <= cfg.input_dropout < 1:
-        raise TraceError("--input-dropout must lie in [0, 1)")
+        raise UserError("--input-dropout must lie in [0, 1)")
     if cfg.clip_norm is not None and not cfg.clip_norm >= 0:
-        raise TraceError("--clip-norm must be >= 0 (0: off)")
+        raise UserError("--clip-norm must be >= 0 (0: off)")
     if cfg.calib_frac == 0 and set(cfg.methods) & set(CALIBRATED):
-        raise TraceError(f"{', '.join(CALIBRATED)} need a calibration split: set --calib-frac > 0 or drop them")
+        raise UserError(f"{', '.join(CALIBRATED)} need a calibration split: set --calib-frac > 0 or drop them")
 
 
 def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None, progress=None) -> Bench:
@@ -88,13 +87,13 @@ def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None
     inputs = given if given is not None else request_inputs(arrays, cfg, progress)
     X, pred = inputs.X, cfg.predictor(bench, inputs.family)
     if X.shape[0] != arrays.shape[0]:
-        raise TraceError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")
+        raise UserError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")
     acc = arrays.satisfied.mean(0)
     alphas = tuple(float((acc[0] + acc.max()) / 2) if a == "mid" else float(a) for a in cfg.alphas)
     T, M = arrays.shape
     n_calib = round(cfg.calib_frac * T)
     if T - n_calib < 2:
-        raise TraceError(f"bench {bench}: {T} requests leave no stream after a {cfg.calib_frac} calibration split")
+        raise UserError(f"bench {bench}: {T} requests leave no stream after a {cfg.calib_frac} calibration split")
     draws = {s: draw(s, T, n_calib, X.shape[1], M, pred.epochs, pred.dropout, pred.input_dropout) for s in cfg.seeds}
     return Bench(arrays, X, inputs.encoder, pred, inputs.family, arrays.cost(cfg.cost), alphas, draws)
 

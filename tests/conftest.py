@@ -4,9 +4,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from traces.io import write_trace
-from traces.synth import synth_trace
+from messplus.traces.io import write_trace
+from messplus.traces.synth import synth_trace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test ever reaches for the hub
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,5 +30,5 @@ def small_trace(tmp_path_factory) -> Path:
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run a console script as a user would, through its module."""
     tool, *rest = args
-    code = f"import sys; from {tool}.cli import main; sys.argv = {[tool, *rest]!r}; main()"
+    code = f"import sys; from messplus.{tool}.cli import main; sys.argv = {[tool, *rest]!r}; main()"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)

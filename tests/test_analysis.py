@@ -4,8 +4,8 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from messplus.sim.config import RESULTS_KEY
 
-from sim.config import RESULTS_KEY
 from tests.conftest import cli
 from tests.test_cli_traces import assert_one_line_error
 

@@ -2,8 +2,7 @@ import itertools
 
 import numpy as np
 import pytest
-
-from sim import baselines
+from messplus.sim import baselines
 
 
 def test_mix_lp_is_the_exact_optimum():
@@ -71,7 +70,7 @@ def test_routellm_threshold_meets_alpha_on_calibration():
     [("arc_challenge", 0.50, 1.00), ("boolq", 0.80, 1.31), ("piqa", 0.78, 0.76), ("winogrande", 0.70, 0.54)],
 )
 def test_educated_heuristic_reproduces_the_papers_costs(bench, alpha, published_mj):
-    from traces.synth import PAPER_TABLE2
+    from messplus.traces.synth import PAPER_TABLE2
 
     T, acc, energy = PAPER_TABLE2[bench]
     p = baselines.educated_probs(np.array(acc) / 100, alpha)
@@ -112,7 +111,7 @@ def test_routellm_paper_picks_the_cheapest_threshold_that_meets_alpha_in_sample(
 
 
 def test_auc_matches_pairwise_definition_with_ties():
-    from sim.metrics import auc
+    from messplus.sim.metrics import auc
 
     rng = np.random.default_rng(4)
     score = rng.integers(0, 5, 60).astype(float)
@@ -124,7 +123,7 @@ def test_auc_matches_pairwise_definition_with_ties():
 
 
 def test_auc_z_measures_distance_from_chance_in_null_standard_errors():
-    from sim.metrics import auc, auc_z
+    from messplus.sim.metrics import auc, auc_z
 
     rng = np.random.default_rng(5)
     y = (rng.random(300) < 0.3).astype(float)

@@ -4,9 +4,9 @@ import pickle
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from messplus.traces.schema import META_KEY
 
 from tests.conftest import cli
-from traces.schema import META_KEY
 
 
 def assert_one_line_error(result, *fragments):

@@ -12,12 +12,13 @@ import pytest
 
 pytest.importorskip("lm_eval", reason="the optional 'collect' extra (lm-eval[hf]) is not installed")
 
-from collect.energy import Meter, integrate, open_meter
-from collect.metered import apportion
+from messplus.collect.energy import Meter, integrate, open_meter
+from messplus.collect.metered import apportion
+from messplus.traces.io import read_trace
+
 from tests.collect_fixtures import tiny_zoo, toy_task
 from tests.conftest import cli
 from tests.test_cli_traces import assert_one_line_error
-from traces.io import read_trace
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 DETERMINISTIC = ["doc_id", "model", "text", "satisfied", "prompt_tokens", "completion_tokens"]
@@ -34,7 +35,7 @@ def run(setup, out, *extra, wait=True):
     args = ["traces", "--bench", "toyqa", "--zoo", str(zoo), "--include-path", str(task), "--out", str(out), *extra]
     if wait:
         return cli("collect", *args)
-    code = f"import sys; from collect.cli import main; sys.argv = {['collect', *args]!r}; main()"
+    code = f"import sys; from messplus.collect.cli import main; sys.argv = {['collect', *args]!r}; main()"
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

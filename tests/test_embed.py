@@ -7,9 +7,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from sim.embed import Encoder, embed_texts, resolve
-from traces.errors import TraceError
+from messplus.common import UserError
+from messplus.sim.embed import Encoder, embed_texts, resolve
 
 NEUTRAL = ["the river runs past the old mill", "a small bird sat on the fence", "rain fell over the quiet town"] * 5
 TEXTS = ["the bird sat by the river", "rain over the mill", "a quiet town", "the old fence"]
@@ -75,7 +74,7 @@ def test_mean_pooling_averages_real_tokens_only(tiny_modernbert, tmp_path):
 
 
 def test_cache_hits_and_misses(tiny_modernbert, tmp_path, caplog, monkeypatch):
-    import sim.embed as embed
+    import messplus.sim.embed as embed
 
     calls = []
     real = embed.compute
@@ -126,7 +125,7 @@ def test_changed_weights_change_the_cache_key(tiny_modernbert, tmp_path):
 
 def test_unloadable_encoder_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(TraceError, match=r"cannot load encoder 'no-such/encoder'.*--encoder minilm"):
+    with pytest.raises(UserError, match=r"cannot load encoder 'no-such/encoder'.*--encoder minilm"):
         embed_texts(TEXTS, "no-such/encoder", cache_dir=tmp_path)
 
 

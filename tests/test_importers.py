@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
-from traces.dense import to_arrays
-from traces.errors import TraceError
-from traces.importers.lmeval import import_lmeval
-from traces.importers.messplus import import_messplus
-from traces.importers.wide import import_wide
-from traces.io import read_trace, write_trace
+from messplus.common import UserError
+from messplus.traces.dense import to_arrays
+from messplus.traces.importers.lmeval import import_lmeval
+from messplus.traces.importers.messplus import import_messplus
+from messplus.traces.importers.wide import import_wide
+from messplus.traces.io import read_trace, write_trace
 
 TIERS = ("xsmall", "small", "medium", "large")
 
@@ -65,7 +64,7 @@ def test_messplus_disagreeing_repeats_are_an_error(tmp_path):
     recs = messplus_records()
     recs[-1]["label_large"] = 1.0 - recs[-1]["label_large"]
     (tmp_path / "toy.json").write_text(json.dumps(recs))
-    with pytest.raises(TraceError, match="doc_id 1: repeated rows disagree on whether 'large' satisfied it"):
+    with pytest.raises(UserError, match="doc_id 1: repeated rows disagree on whether 'large' satisfied it"):
         import_messplus([tmp_path / "toy.json"], None)
 
 
@@ -116,7 +115,7 @@ def test_lmeval_samples_merge_with_metric_choice_and_cost_table(tmp_path):
 def test_pickles_are_refused_with_a_conversion_hint(tmp_path):
     path = tmp_path / "trace.csv"  # the content, not the name, gives it away
     path.write_bytes(pickle.dumps({"a": 1}))
-    with pytest.raises(TraceError, match=r"refusing to load a pickle.*to_parquet"):
+    with pytest.raises(UserError, match=r"refusing to load a pickle.*to_parquet"):
         import_wide(path, None)
 
 

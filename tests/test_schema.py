@@ -1,12 +1,11 @@
 import numpy as np
 import polars as pl
 import pytest
-
-from traces.dense import to_arrays
-from traces.errors import TraceError
-from traces.io import Trace, read_trace, write_trace
-from traces.schema import validate
-from traces.zoo import Zoo, load_zoo
+from messplus.common import UserError
+from messplus.traces.dense import to_arrays
+from messplus.traces.io import Trace, read_trace, write_trace
+from messplus.traces.schema import validate
+from messplus.traces.zoo import Zoo, load_zoo
 
 
 def long_frame(n=3, models=("a", "b")) -> pl.DataFrame:
@@ -46,12 +45,12 @@ def test_round_trip_keeps_zoo_order_and_provenance(tmp_path):
     ],
 )
 def test_validation_names_the_problem(mutate, message):
-    with pytest.raises(TraceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate(mutate(long_frame()), "f.parquet", ("a", "b"))
 
 
 def test_unknown_model_is_reported():
-    with pytest.raises(TraceError, match="unknown model 'b' \\(zoo: a\\)"):
+    with pytest.raises(UserError, match="unknown model 'b' \\(zoo: a\\)"):
         validate(long_frame(), "f.parquet", ("a",))
 
 
@@ -64,7 +63,7 @@ def test_dense_view_orders_requests_by_arrival_and_models_by_zoo(tmp_path):
     ids = np.array([int(d) for d in first_seen])
     np.testing.assert_array_equal(arrays.satisfied[:, 0], (ids + 1) % 2)  # model b is column 0
     np.testing.assert_array_equal(arrays.cost("energy_j")[:, 1], 1.0)
-    with pytest.raises(TraceError, match="cost column 'cost_usd' is empty"):
+    with pytest.raises(UserError, match="cost column 'cost_usd' is empty"):
         arrays.cost("cost_usd")
 
 
@@ -75,7 +74,7 @@ def test_zoo_file_rejects_unknown_fields(tmp_path):
     assert zoo.names == ("s", "l") and zoo.models[1].gpus == (0, 1)
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  - name: s\n    colour: red\n")
-    with pytest.raises(TraceError, match="unknown model field 'colour'"):
+    with pytest.raises(UserError, match="unknown model field 'colour'"):
         load_zoo(bad)
 
 
@@ -83,5 +82,5 @@ def test_a_trace_never_casts_away_a_bad_satisfied_value():
     df = long_frame().with_columns(
         pl.when(pl.col("doc_id") == "2").then(0.5).otherwise(pl.col("satisfied")).alias("satisfied")
     )
-    with pytest.raises(TraceError, match=r"row 4: value 0\.5 is not 0 or 1"):
+    with pytest.raises(UserError, match=r"row 4: value 0\.5 is not 0 or 1"):
         Trace(df, Zoo.from_names(["a", "b"]), provenance={"source": "toy.csv"})

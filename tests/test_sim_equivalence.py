@@ -5,11 +5,10 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 import pytest
-
-from sim.config import RunConfig, SweepConfig
-from sim.reference import simulate_reference
-from sim.sweep import load, run_sweep
-from traces.io import load_benches
+from messplus.sim.config import RunConfig, SweepConfig
+from messplus.sim.reference import simulate_reference
+from messplus.sim.sweep import load, run_sweep
+from messplus.traces.io import load_benches
 
 GRID = dict(
     alphas=(0.55,),

@@ -1,7 +1,7 @@
 import polars as pl
 import pyarrow.parquet as pq
+from messplus.sim.config import RESULTS_KEY
 
-from sim.config import RESULTS_KEY
 from tests.conftest import cli
 from tests.test_cli_traces import assert_one_line_error
 
@@ -67,11 +67,10 @@ def test_baselines_alone_keep_the_full_schema(tmp_path, small_trace):
 
 def test_sweep_reports_whether_the_predictor_tells_requests_apart(tmp_path, small_trace):
     import numpy as np
-
-    from sim.config import SweepConfig
-    from sim.inputs import Inputs
-    from sim.metrics import predictor_quality
-    from sim.sweep import run_sweep
+    from messplus.sim.config import SweepConfig
+    from messplus.sim.inputs import Inputs
+    from messplus.sim.metrics import predictor_quality
+    from messplus.sim.sweep import run_sweep
 
     r = sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "messplus", "--c", "1")
     assert r.returncode == 0, r.stderr

@@ -1,11 +1,10 @@
 import numpy as np
 import polars as pl
 import pytest
-
-from sim.baselines import fit_logistic
-from traces.dense import to_arrays
-from traces.io import read_trace
-from traces.synth import PAPER_TABLE2, synth_trace
+from messplus.sim.baselines import fit_logistic
+from messplus.traces.dense import to_arrays
+from messplus.traces.io import read_trace
+from messplus.traces.synth import PAPER_TABLE2, synth_trace
 
 DEMO = "traces/data/demo.parquet"
 

@@ -7,12 +7,11 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from messplus.common import UserError, run_cli
+from messplus.traces.io import Trace, read_trace, trace_files, write_trace
+from messplus.traces.zoo import resolve_names
 from rich.console import Console
 from rich.table import Table
-
-from traces.errors import TraceError, run_cli
-from traces.io import Trace, read_trace, trace_files, write_trace
-from traces.zoo import resolve_names
 
 DEFAULT_DIR = Path("data/traces")
 app = typer.Typer(help="Trace files: the one format shared by collect, sim and analysis.", no_args_is_help=True)
@@ -45,7 +44,7 @@ def import_messplus_cmd(
     zoo: ZooFile = None,
 ) -> None:
     """MESS+ reference-code traces (label_/energy_consumption_/inference_time_<tier> columns)."""
-    from traces.importers.messplus import import_messplus
+    from messplus.traces.importers.messplus import import_messplus
 
     names = resolve_names(models, zoo, []) or None
     _finish(*import_messplus(paths, names), _out(out, "messplus"))
@@ -71,7 +70,7 @@ def import_lmeval_cmd(
     zoo: ZooFile = None,
 ) -> None:
     """lm-eval-harness --log_samples outputs, merged into one trace (no cost unless --costs)."""
-    from traces.importers.lmeval import import_lmeval
+    from messplus.traces.importers.lmeval import import_lmeval
 
     names = resolve_names(models, zoo, []) or None
     _finish(*import_lmeval(folders, names, task, metric, filter_key, costs), _out(out, "lmeval"))
@@ -94,7 +93,7 @@ def import_wide_cmd(
     zoo: ZooFile = None,
 ) -> None:
     """RouterBench-style wide tables with '<model>|total_cost' dollar columns."""
-    from traces.importers.wide import import_wide
+    from messplus.traces.importers.wide import import_wide
 
     names = resolve_names(models, zoo, []) or None
     _finish(*import_wide(path, names, id_col, text_col, bench_col, bench), _out(out, path.stem))
@@ -109,11 +108,11 @@ def synth(
     scale: Annotated[float, typer.Option(help="Fraction of the paper's request counts to generate.")] = 1.0,
 ) -> None:
     """Calibrated synthetic 3-model zoo from the MESS+ paper's Table 2 (Llama 1B/8B/70B)."""
-    from traces.synth import PAPER_TABLE2, synth_trace
+    from messplus.traces.synth import PAPER_TABLE2, synth_trace
 
     unknown = [b for b in bench or [] if b not in PAPER_TABLE2]
     if unknown:
-        raise TraceError(f"unknown bench {unknown[0]!r} (synth knows: {', '.join(PAPER_TABLE2)})")
+        raise UserError(f"unknown bench {unknown[0]!r} (synth knows: {', '.join(PAPER_TABLE2)})")
     out = _out(out, "synth")
     write_trace(synth_trace(bench, seed, n_features, scale), out)
     console.print(f"wrote {out}")

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-
-from traces.errors import TraceError
-from traces.io import Trace
+from messplus.common import UserError
+from messplus.traces.io import Trace
 
 COST_NAMES = ("energy_j", "latency_s", "cost_usd", "tokens")
 
@@ -37,7 +36,7 @@ class BenchArrays:
     def cost(self, name: str) -> np.ndarray:
         if name not in self.costs:
             have = ", ".join(self.costs) or "none"
-            raise TraceError(f"bench {self.bench}: cost column {name!r} is empty or incomplete (complete: {have})")
+            raise UserError(f"bench {self.bench}: cost column {name!r} is empty or incomplete (complete: {have})")
         return self.costs[name]
 
 
@@ -46,7 +45,7 @@ def to_arrays(trace: Trace, bench: str) -> BenchArrays:
     models = trace.zoo.names
     df = trace.df.filter(pl.col("bench") == bench)
     if df.is_empty():
-        raise TraceError(f"unknown bench {bench!r} (available: {', '.join(trace.benches)})")
+        raise UserError(f"unknown bench {bench!r} (available: {', '.join(trace.benches)})")
     order = df.select("doc_id").unique(maintain_order=True).with_row_index("_req")
     rank = pl.DataFrame({"model": list(models), "_m": np.arange(len(models))})
     df = df.join(order, on="doc_id").join(rank, on="model").sort(["_req", "_m"])

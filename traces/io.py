@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from traces.errors import TraceError
-from traces.schema import META_KEY, SCHEMA_VERSION, conform, validate
-from traces.zoo import Zoo
+from messplus.common import UserError, atomic_path
+from messplus.traces.schema import META_KEY, SCHEMA_VERSION, conform, validate
+from messplus.traces.zoo import Zoo
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pk")
 
@@ -46,7 +43,7 @@ def refuse_pickle(path: Path) -> None:
             head = f.read(2)
         is_pickle = len(head) == 2 and head[0] == 0x80 and head[1] <= 5
     if is_pickle:
-        raise TraceError(
+        raise UserError(
             f"{path}: refusing to load a pickle (unpickling runs arbitrary code); convert it where you trust it, "
             f"e.g. python -c \"import pandas as p; p.read_pickle('{path.name}').to_parquet('{path.stem}.parquet')\""
         )
@@ -71,36 +68,28 @@ def write_parquet(df: pl.DataFrame, path: str | Path, metadata: dict[bytes, dict
     table = df.to_arrow()
     extra = {k: json.dumps(v, sort_keys=True).encode() for k, v in metadata.items()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
 def read_trace(path: str | Path) -> Trace:
-    """Read and validate one trace file; every problem is a one-line TraceError."""
+    """Read and validate one trace file; every problem is a one-line UserError."""
     path = Path(path)
     refuse_pickle(path)
     if not path.is_file():
-        raise TraceError(f"{path}: trace file not found")
+        raise UserError(f"{path}: trace file not found")
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
-        raise TraceError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
     raw = (table.schema.metadata or {}).get(META_KEY)
     if raw is None:
-        raise TraceError(f"{path}: no trace metadata; write traces with `traces import` or traces.io.write_trace")
+        raise UserError(f"{path}: no trace metadata; write traces with `traces import` or traces.io.write_trace")
     meta = json.loads(raw)
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise TraceError(f"{path}: trace schema v{version}, this version reads v{SCHEMA_VERSION}; re-import the source")
+        raise UserError(f"{path}: trace schema v{version}, this version reads v{SCHEMA_VERSION}; re-import the source")
     zoo = Zoo.from_json(json.dumps(meta["zoo"]))
     provenance = {**meta.get("provenance", {}), "source": str(path)}
     return Trace(pl.from_arrow(table), zoo, bool(meta.get("synthetic")), provenance)
@@ -112,7 +101,7 @@ def trace_files(path: str | Path) -> list[Path]:
     if path.is_dir():
         files = sorted(path.glob("*.parquet"))
         if not files:
-            raise TraceError(f"{path}: folder holds no .parquet trace files")
+            raise UserError(f"{path}: folder holds no .parquet trace files")
         return files
     return [path]
 
@@ -127,5 +116,5 @@ def load_benches(path: str | Path, benches: list[str] | tuple[str, ...] | None =
             found.setdefault(b, trace)
     missing = [b for b in benches or () if b not in found]
     if missing:
-        raise TraceError(f"{path}: unknown bench {missing[0]!r} (available: {', '.join(found) or 'none'})")
+        raise UserError(f"{path}: unknown bench {missing[0]!r} (available: {', '.join(found) or 'none'})")
     return {b: found[b] for b in benches or found}

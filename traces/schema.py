@@ -7,8 +7,7 @@ each cost family says where its figure came from, so measured and estimated numb
 from __future__ import annotations
 
 import polars as pl
-
-from traces.errors import TraceError
+from messplus.common import UserError
 
 SCHEMA_VERSION = 1
 META_KEY = b"messplus"  # Parquet key-value metadata: JSON with schema_version, zoo, synthetic, provenance
@@ -54,55 +53,55 @@ def _first_row(df: pl.DataFrame, mask: pl.Expr) -> int | None:
 
 
 def validate(df: pl.DataFrame, where: str, models: tuple[str, ...] | None = None) -> None:
-    """Raise a one-line TraceError naming file, column and row for the first problem found."""
+    """Raise a one-line UserError naming file, column and row for the first problem found."""
     for name in REQUIRED:
         if name not in df.columns:
-            raise TraceError(
+            raise UserError(
                 f"{where}: missing column {name!r} (trace schema v{SCHEMA_VERSION} needs {', '.join(REQUIRED)})"
             )
     for name in REQUIRED[:4]:
         row = _first_row(df, pl.col(name).is_null())
         if row is not None:
-            raise TraceError(f"{where}: column {name!r} row {row}: empty value")
+            raise UserError(f"{where}: column {name!r} row {row}: empty value")
     sat = df["satisfied"]
     if not sat.dtype.is_numeric() and sat.dtype != pl.Boolean:
-        raise TraceError(f"{where}: column 'satisfied' has type {sat.dtype}, expected 0/1 integers")
+        raise UserError(f"{where}: column 'satisfied' has type {sat.dtype}, expected 0/1 integers")
     s = pl.col("satisfied").cast(pl.Float64)
     row = _first_row(df, s.is_null() | s.is_nan() | ~s.is_in([0.0, 1.0]))
     if row is not None:
-        raise TraceError(f"{where}: column 'satisfied' row {row}: value {df['satisfied'][row]!r} is not 0 or 1")
+        raise UserError(f"{where}: column 'satisfied' row {row}: value {df['satisfied'][row]!r} is not 0 or 1")
     for name in COSTS:
         if name not in df.columns:
             continue
         c = pl.col(name).cast(pl.Float64)
         row = _first_row(df, c.is_nan())
         if row is not None:
-            raise TraceError(f"{where}: column {name!r} row {row}: NaN cost (write null for a missing cost)")
+            raise UserError(f"{where}: column {name!r} row {row}: NaN cost (write null for a missing cost)")
         row = _first_row(df, c < 0)
         if row is not None:
-            raise TraceError(f"{where}: column {name!r} row {row}: negative cost {df[name][row]}")
+            raise UserError(f"{where}: column {name!r} row {row}: negative cost {df[name][row]}")
     for name in SOURCE_OF.values():
         if name in df.columns:
             row = _first_row(df, pl.col(name).is_not_null() & ~pl.col(name).is_in(SOURCES))
             if row is not None:
-                raise TraceError(
+                raise UserError(
                     f"{where}: column {name!r} row {row}: {df[name][row]!r} is not one of {', '.join(SOURCES)}"
                 )
     if models is not None:
         row = _first_row(df, ~pl.col("model").is_in(models))
         if row is not None:
-            raise TraceError(
+            raise UserError(
                 f"{where}: column 'model' row {row}: unknown model {df['model'][row]!r} (zoo: {', '.join(models)})"
             )
     key = ["bench", "doc_id", "model"]
     row = _first_row(df, pl.struct(key).is_duplicated())
     if row is not None:
         b, d, m = (df[k][row] for k in key)
-        raise TraceError(f"{where}: row {row}: duplicated (bench, doc_id, model) = ({b}, {d}, {m})")
+        raise UserError(f"{where}: row {row}: duplicated (bench, doc_id, model) = ({b}, {d}, {m})")
     zoo = models or tuple(df["model"].unique(maintain_order=True))
     counts = df.group_by(["bench", "doc_id"], maintain_order=True).agg(pl.col("model"))
     short = counts.filter(pl.col("model").list.len() < len(zoo)).head(1)
     if not short.is_empty():
         b, d, have = short.row(0)
         missing = next(m for m in zoo if m not in have)
-        raise TraceError(f"{where}: bench {b} doc_id {d}: no row for model {missing!r}")
+        raise UserError(f"{where}: bench {b} doc_id {d}: no row for model {missing!r}")

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-
-from traces.io import Trace
-from traces.zoo import ModelSpec, Zoo
+from messplus.traces.io import Trace
+from messplus.traces.zoo import ModelSpec, Zoo
 
 MODELS = (
     ModelSpec("llama-3.2-1b", hf_id="meta-llama/Llama-3.2-1B-Instruct"),

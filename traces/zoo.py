@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from traces.errors import TraceError
+from messplus.common import UserError
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,10 @@ class Zoo:
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
         if not names:
-            raise TraceError("zoo has no models")
+            raise UserError("zoo has no models")
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise TraceError(f"zoo lists model {sorted(dup)[0]!r} twice")
+            raise UserError(f"zoo lists model {sorted(dup)[0]!r} twice")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -58,9 +58,9 @@ def _spec(d: dict, where: str) -> ModelSpec:
     known = {f.name for f in fields(ModelSpec)}
     unknown = set(d) - known
     if unknown:
-        raise TraceError(f"{where}: unknown model field {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+        raise UserError(f"{where}: unknown model field {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
     if "name" not in d:
-        raise TraceError(f"{where}: a model entry has no 'name'")
+        raise UserError(f"{where}: a model entry has no 'name'")
     d = dict(d)
     if "gpus" in d:
         d["gpus"] = tuple(d["gpus"])
@@ -71,7 +71,7 @@ def load_zoo(path: str | Path) -> Zoo:
     """Read a zoo file (TOML or YAML) holding a `models` list in cost order."""
     path = Path(path)
     if not path.is_file():
-        raise TraceError(f"{path}: zoo file not found")
+        raise UserError(f"{path}: zoo file not found")
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(path.read_text())
@@ -80,18 +80,18 @@ def load_zoo(path: str | Path) -> Zoo:
 
             data = yaml.safe_load(path.read_text())
         else:
-            raise TraceError(f"{path}: zoo file must be .toml, .yaml or .yml")
+            raise UserError(f"{path}: zoo file must be .toml, .yaml or .yml")
     except (tomllib.TOMLDecodeError, ValueError) as e:
-        raise TraceError(f"{path}: cannot parse zoo file: {str(e).splitlines()[0]}") from None
+        raise UserError(f"{path}: cannot parse zoo file: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
-        raise TraceError(f"{path}: zoo file needs a 'models' list, cheapest model first")
+        raise UserError(f"{path}: zoo file needs a 'models' list, cheapest model first")
     return Zoo(tuple(_spec(m, str(path)) for m in data["models"]))
 
 
 def resolve_names(names: str | None, zoo_file: str | None, default: list[str]) -> list[str]:
     """Model names for an importer: `--models a,b,c`, else a zoo file, else the source's own names."""
     if names and zoo_file:
-        raise TraceError("give either --models or --zoo, not both")
+        raise UserError("give either --models or --zoo, not both")
     if zoo_file:
         return list(load_zoo(zoo_file).names)
     if names:

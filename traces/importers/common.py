@@ -5,24 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-
-from traces.errors import TraceError
-from traces.io import refuse_pickle
+from messplus.common import UserError
+from messplus.traces.io import refuse_pickle
 
 
 def read_table(path: Path) -> pl.DataFrame:
     """CSV (quoted fields may span lines) or Parquet; pickles are refused."""
     refuse_pickle(path)
     if not path.is_file():
-        raise TraceError(f"{path}: file not found")
+        raise UserError(f"{path}: file not found")
     try:
         if path.suffix == ".parquet":
             return pl.read_parquet(path)
         if path.suffix == ".csv":
             return pl.read_csv(path, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as e:
-        raise TraceError(f"{path}: cannot read table ({str(e).splitlines()[0]})") from None
-    raise TraceError(f"{path}: unsupported table format {path.suffix!r} (use .csv or .parquet)")
+        raise UserError(f"{path}: cannot read table ({str(e).splitlines()[0]})") from None
+    raise UserError(f"{path}: unsupported table format {path.suffix!r} (use .csv or .parquet)")
 
 
 def dedupe_long(df: pl.DataFrame, where: str, report: list[str]) -> pl.DataFrame:
@@ -34,7 +33,7 @@ def dedupe_long(df: pl.DataFrame, where: str, report: list[str]) -> pl.DataFrame
     bad = dup.group_by(key).agg(pl.col("satisfied").drop_nulls().n_unique().alias("n")).filter(pl.col("n") > 1)
     if not bad.is_empty():
         b, d, m, _ = bad.sort(key).row(0)
-        raise TraceError(f"{where}: bench {b} doc_id {d}: repeated rows disagree on whether {m!r} satisfied it")
+        raise UserError(f"{where}: bench {b} doc_id {d}: repeated rows disagree on whether {m!r} satisfied it")
     costs = [c for c in ("energy_j", "latency_s", "cost_usd") if c in df.columns]
     firsts = [c for c in df.columns if c not in key and c not in costs]
     merged = df.group_by(key, maintain_order=True).agg(

@@ -7,11 +7,10 @@ import re
 from pathlib import Path
 
 import polars as pl
-
-from traces.errors import TraceError
-from traces.importers.common import read_table
-from traces.io import Trace
-from traces.zoo import Zoo
+from messplus.common import UserError
+from messplus.traces.importers.common import read_table
+from messplus.traces.io import Trace
+from messplus.traces.zoo import Zoo
 
 METRIC_PREFERENCE = ("acc_norm", "acc", "exact_match")  # "auto" takes the first one a task logs
 SAMPLES = re.compile(r"samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-\.]+)\.jsonl$")
@@ -30,7 +29,7 @@ def pick_metric(sample: dict, metric: str, where: str) -> str:
         return metric
     found = next((m for m in METRIC_PREFERENCE if m in sample), None)
     if found is None:
-        raise TraceError(f"{where}: none of {', '.join(METRIC_PREFERENCE)} logged; pick one with --metric")
+        raise UserError(f"{where}: none of {', '.join(METRIC_PREFERENCE)} logged; pick one with --metric")
     return found
 
 
@@ -43,18 +42,18 @@ def read_samples(path: Path, metric: str = "auto", filter_key: str | None = None
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError:
-                    raise TraceError(f"{path}: line {lineno} is not valid JSON (truncated file?)") from None
+                    raise UserError(f"{path}: line {lineno} is not valid JSON (truncated file?)") from None
     if not rows:
-        raise TraceError(f"{path}: no samples")
+        raise UserError(f"{path}: no samples")
     filters = list(dict.fromkeys(r.get("filter", "none") for r in rows))
     key = filter_key or filters[0]
     if key not in filters:
-        raise TraceError(f"{path}: no samples for filter {key!r} (has: {', '.join(filters)})")
+        raise UserError(f"{path}: no samples for filter {key!r} (has: {', '.join(filters)})")
     rows = [r for r in rows if r.get("filter", "none") == key]
     metric = pick_metric(rows[0], metric, str(path))
     missing = next((i for i, r in enumerate(rows) if metric not in r), None)
     if missing is not None:
-        raise TraceError(f"{path}: sample {missing} has no metric {metric!r}")
+        raise UserError(f"{path}: sample {missing} has no metric {metric!r}")
     df = pl.DataFrame(
         {
             "doc_id": [str(r["doc_id"]) for r in rows],
@@ -73,7 +72,7 @@ def _samples_by_task(folder: Path) -> dict[str, Path]:
         if m and (m["task"] not in found or p.name > found[m["task"]].name):
             found[m["task"]] = p
     if not found:
-        raise TraceError(f"{folder}: no lm-eval samples_<task>_<date>.jsonl files (run lm-eval with --log_samples)")
+        raise UserError(f"{folder}: no lm-eval samples_<task>_<date>.jsonl files (run lm-eval with --log_samples)")
     return found
 
 
@@ -82,7 +81,7 @@ def _apply_costs(long: pl.DataFrame, costs: Path, report: list[str]) -> pl.DataF
     table = read_table(costs)
     cols = [c for c in ("energy_j", "latency_s", "cost_usd") if c in table.columns]
     if "model" not in table.columns or not cols:
-        raise TraceError(f"{costs}: cost table needs a 'model' column and one of energy_j, latency_s, cost_usd")
+        raise UserError(f"{costs}: cost table needs a 'model' column and one of energy_j, latency_s, cost_usd")
     per_request = "doc_id" in table.columns
     on = ["model", "doc_id"] if per_request else ["model"]
     table = table.select([pl.col(c).cast(pl.String) for c in on] + [pl.col(c).cast(pl.Float64) for c in cols])
@@ -107,7 +106,7 @@ def import_lmeval(
     """Folders are given cheapest model first; names default to the folder names."""
     names = names or [f.name for f in folders]
     if len(names) != len(folders):
-        raise TraceError(f"{len(names)} model names for {len(folders)} folders")
+        raise UserError(f"{len(names)} model names for {len(folders)} folders")
     report: list[str] = []
     per_model = [_samples_by_task(f) for f in folders]
     common = set.intersection(*(set(p) for p in per_model))
@@ -115,7 +114,7 @@ def import_lmeval(
     for name, found in zip(names, per_model, strict=True):
         missing = [t for t in tasks if t not in found]
         if missing:
-            raise TraceError(f"model {name}: no samples for task {missing[0]!r} (has: {', '.join(sorted(found))})")
+            raise UserError(f"model {name}: no samples for task {missing[0]!r} (has: {', '.join(sorted(found))})")
     frames = []
     for task in tasks:
         for name, found in zip(names, per_model, strict=True):

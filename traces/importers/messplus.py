@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import polars as pl
-
-from traces.errors import TraceError
-from traces.importers.common import dedupe_long, read_table
-from traces.io import Trace
-from traces.zoo import Zoo
+from messplus.common import UserError
+from messplus.traces.importers.common import dedupe_long, read_table
+from messplus.traces.io import Trace
+from messplus.traces.zoo import Zoo
 
 TIERS = ("xsmall", "small", "medium", "large", "xlarge")  # the reference code's size order
 
@@ -20,13 +19,13 @@ def _read_records(path: Path) -> pl.DataFrame:
         try:
             records = json.loads(path.read_text())  # Python's json accepts the bare NaN tokens
         except json.JSONDecodeError as e:
-            raise TraceError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+            raise UserError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
         if not isinstance(records, list) or not records:
-            raise TraceError(f"{path}: expected a non-empty JSON list of records")
+            raise UserError(f"{path}: expected a non-empty JSON list of records")
         return pl.DataFrame(records, infer_schema_length=None)
     batches = sorted(path.glob("*.csv"))
     if not batches:
-        raise TraceError(f"{path}: no .json file or folder of .csv batches")
+        raise UserError(f"{path}: no .json file or folder of .csv batches")
     return pl.concat([read_table(b) for b in batches], how="diagonal_relaxed")
 
 
@@ -35,22 +34,22 @@ def _bench_sources(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise TraceError(f"{path}: not found")
+        raise UserError(f"{path}: not found")
     if any(path.glob("*.csv")):
         return [path]
     found = sorted(path.glob("*.json")) + sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob("*.csv")))
     if not found:
-        raise TraceError(f"{path}: holds no MESS+ traces (*.json lists or folders of *.csv batches)")
+        raise UserError(f"{path}: holds no MESS+ traces (*.json lists or folders of *.csv batches)")
     return found
 
 
 def _tiers(df: pl.DataFrame, where: str) -> list[str]:
     found = [c.removeprefix("label_") for c in df.columns if c.startswith("label_")]
     if not found:
-        raise TraceError(f"{where}: missing columns 'label_<tier>' (MESS+ format)")
+        raise UserError(f"{where}: missing columns 'label_<tier>' (MESS+ format)")
     unknown = [t for t in found if t not in TIERS]
     if unknown:
-        raise TraceError(
+        raise UserError(
             f"{where}: unknown tier {unknown[0]!r} in column 'label_{unknown[0]}' (known: {', '.join(TIERS)})"
         )
     return sorted(found, key=TIERS.index)
@@ -62,16 +61,16 @@ def _one_bench(src: Path, names: list[str] | None, report: list[str]) -> tuple[p
     tiers = _tiers(df, where)
     names = names or tiers
     if len(names) != len(tiers):
-        raise TraceError(f"{where}: {len(names)} model names given for {len(tiers)} tiers ({', '.join(tiers)})")
+        raise UserError(f"{where}: {len(names)} model names given for {len(tiers)} tiers ({', '.join(tiers)})")
     for col in ("doc_id", "input_text"):
         if col not in df.columns:
-            raise TraceError(f"{where}: missing column {col!r} (MESS+ format)")
+            raise UserError(f"{where}: missing column {col!r} (MESS+ format)")
     bench = df["benchmark_name"][0] if "benchmark_name" in df.columns else src.stem
     parts = []
     for tier, name in zip(tiers, names, strict=True):
         for col in (f"energy_consumption_{tier}", f"inference_time_{tier}"):
             if col not in df.columns:
-                raise TraceError(f"{where}: missing column {col!r}")
+                raise UserError(f"{where}: missing column {col!r}")
         metric = next((c for c in (f"acc_norm_{tier}", f"acc_{tier}") if c in df.columns), None)
         if metric is not None:
             disagree = df.filter(pl.col(metric) != pl.col(f"label_{tier}")).height
@@ -106,7 +105,7 @@ def import_messplus(paths: list[Path], names: list[str] | None) -> tuple[Trace, 
         for src in _bench_sources(path):
             long, got = _one_bench(src, names, report)
             if zoo_names is not None and got != zoo_names:
-                raise TraceError(f"{src}: tiers {got} differ from earlier files' {zoo_names}")
+                raise UserError(f"{src}: tiers {got} differ from earlier files' {zoo_names}")
             zoo_names = got
             frames.append(long)
     trace = Trace(

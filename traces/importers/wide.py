@@ -10,11 +10,10 @@ import ast
 from pathlib import Path
 
 import polars as pl
-
-from traces.errors import TraceError
-from traces.importers.common import dedupe_long, read_table
-from traces.io import Trace
-from traces.zoo import Zoo
+from messplus.common import UserError
+from messplus.traces.importers.common import dedupe_long, read_table
+from messplus.traces.io import Trace
+from messplus.traces.zoo import Zoo
 
 COST_SUFFIX = "|total_cost"
 
@@ -43,20 +42,20 @@ def import_wide(
     df = read_table(path)
     for col in (id_col, text_col):
         if col not in df.columns:
-            raise TraceError(f"{where}: missing column {col!r} (set it with --id-col / --text-col)")
+            raise UserError(f"{where}: missing column {col!r} (set it with --id-col / --text-col)")
     found = [
         c.removesuffix(COST_SUFFIX)
         for c in df.columns
         if c.endswith(COST_SUFFIX) and c.removesuffix(COST_SUFFIX) in df.columns
     ]
     if not found:
-        raise TraceError(f"{where}: no model columns (need '<model>' and '<model>{COST_SUFFIX}' pairs)")
+        raise UserError(f"{where}: no model columns (need '<model>' and '<model>{COST_SUFFIX}' pairs)")
     if names:
         missing = [n for n in names if n not in found]
         if missing:
-            raise TraceError(f"{where}: unknown model {missing[0]!r} (table has: {', '.join(found)})")
+            raise UserError(f"{where}: unknown model {missing[0]!r} (table has: {', '.join(found)})")
     if bench is None and bench_col not in df.columns:
-        raise TraceError(f"{where}: missing column {bench_col!r}; name the benchmark with --bench")
+        raise UserError(f"{where}: missing column {bench_col!r}; name the benchmark with --bench")
     bench_expr = pl.lit(bench) if bench is not None else pl.col(bench_col).cast(pl.String)
     report: list[str] = []
     long = pl.concat(
@@ -81,7 +80,7 @@ def import_wide(
             f"{where}: empty cells after merging repeats ({detail}); dropped {drop.height} incomplete requests"
         )
     if long.is_empty():
-        raise TraceError(f"{where}: no request has every model's correctness and cost")
+        raise UserError(f"{where}: no request has every model's correctness and cost")
     if not names:  # cost order: cheapest mean cost first
         names = long.group_by("model").agg(pl.col("cost_usd").mean()).sort(["cost_usd", "model"])["model"].to_list()
     long = long.with_columns(pl.lit("imported").alias("cost_usd_source"))
