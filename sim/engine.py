@@ -46,10 +46,12 @@ def replay_queues(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run R MESS+ runs over S positions.
 
-    shat, ehat, sat: [S, R, M] (time-major); explored, has_feedback: [S, R] bool; alpha, V: [R].
+    shat, ehat, sat: [R, S, M]; explored, has_feedback: [R, S] bool; alpha, V: [R].
     Returns chosen [R, S] (int64), q [R, S] decision queue and q_full [R, S] full-information queue, both after
     each step's update.
     """
+    shat, ehat, sat = (a.transpose(1, 0, 2) for a in (shat, ehat, sat))  # time-major for the loop
+    explored, has_feedback = explored.T, has_feedback.T
     S, R, M = sat.shape
     rows = np.arange(R)
     chosen = np.empty((S, R), dtype=np.int64)

@@ -197,15 +197,8 @@ def mess_runs(
         explored = np.stack([groups[g].explored for g in gi])  # [R, S]
         fb = np.stack([b.draws[keys[g][0]].feedback_u < f for g, *_, f in part])
         shat = np.stack([trained[g].shat for g in gi])
-        chosen, q, q_full = replay_queues(
-            shat.transpose(1, 0, 2),
-            np.stack([ehat[g, m] for g, m, *_ in part]).transpose(1, 0, 2),
-            S_runs.transpose(1, 0, 2),
-            explored.T,
-            fb.T,
-            alpha,
-            V,
-        )
+        ehats = np.stack([ehat[g, m] for g, m, *_ in part])
+        chosen, q, q_full = replay_queues(shat, ehats, S_runs, explored, fb, alpha, V)
         rows = [
             {"method": "messplus", "seed": keys[g][0], "c": keys[g][1], "k": keys[g][2], "cost_estimate": m, "V": v,
              "feedback": f, **quality[g]}
