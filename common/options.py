@@ -1,0 +1,179 @@
+"""Options declared once. A config dataclass's fields carry their default, help text and valid range; the typer
+command and the validation both derive from them, so a default or a range is never written twice.
+
+Field types understood: int, float, str, bool, Literal[...] (choices), X | None (None: "not given"), and
+tuple[X, ...] (a comma list on the command line; X may itself be float | Literal[...]).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Annotated, Any, Literal
+
+import typer
+
+from messplus.common import UserError
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a field means to users: help, CLI flag, valid range (closed unless *_open), list rules."""
+
+    help: str | Callable[[], str]
+    flag: str | None = None  # default: --field-name
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: Callable[[], tuple[str, ...]] | None = None  # dynamic choices (Literal types carry their own)
+    empty_ok: bool = False  # a list option that may be empty (meaning "all")
+    unique: bool = False  # a list option whose entries may not repeat
+
+
+def opt(default: Any, help: str | Callable[[], str], **spec: Any) -> Any:
+    """A dataclass field with its user-facing spec."""
+    return field(default=default, metadata={"spec": Spec(help, **spec)})
+
+
+def flag(f) -> str:
+    return f.metadata["spec"].flag or "--" + f.name.replace("_", "-")
+
+
+def _parts(tp) -> tuple[Any, bool, bool]:
+    """(element type, is a list, may be None) of a field's type."""
+    args = typing.get_args(tp)
+    optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        tp = next(a for a in args if a is not type(None))
+    if typing.get_origin(tp) is tuple:
+        return typing.get_args(tp)[0], True, optional
+    return tp, False, optional
+
+
+def _choices(tp, spec: Spec) -> tuple[str, ...] | None:
+    if spec.choices is not None:
+        return spec.choices()
+    lits = [a for a in (typing.get_args(tp) or (tp,)) if typing.get_origin(a) is Literal]
+    return tuple(c for lit in lits for c in typing.get_args(lit)) or None
+
+
+def _number_type(tp) -> type | None:
+    kinds = [a for a in (typing.get_args(tp) or (tp,)) if a in (int, float)]
+    return kinds[0] if kinds else None
+
+
+def _parse_one(text: str, tp, name: str):
+    """One element from its command-line text: a listed choice, else a number of the field's kind."""
+    choices = _choices(tp, Spec(""))
+    if choices and text in choices:
+        return text
+    kind = _number_type(tp)
+    if kind is None:
+        return text.strip()
+    try:
+        return int(text) if kind is int else float(text)
+    except ValueError:
+        want = "an integer" if kind is int else "a number"
+        also = f" or one of {', '.join(choices)}" if choices else ""
+        raise UserError(f"{name}: expected {want}{also}, got {text!r}") from None
+
+
+def _describe(spec: Spec, tp, default, listed: bool) -> str:
+    text = spec.help() if callable(spec.help) else spec.help
+    choices = _choices(tp, spec)
+    if choices and spec.choices is None:
+        text += f" [{'|'.join(choices)}]"
+    return text + (" Comma list." if listed else "")
+
+
+def hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def command(cls, run: Callable[..., None], extra: list[inspect.Parameter]) -> Callable[..., None]:
+    """A typer command whose options are `extra` plus every field of `cls`; it builds and validates the config,
+    then calls run(cfg, **extra values)."""
+    tps, params = hints(cls), list(extra)
+    for f in fields(cls):
+        tp, listed, optional = _parts(tps[f.name])
+        spec = f.metadata["spec"]
+        cli_type = str if listed or _choices(tp, spec) else (tp if tp in (int, float, bool) else str)
+        default = ",".join(map(str, f.default)) if listed else f.default
+        info = typer.Option(flag(f), help=_describe(spec, tp, f.default, listed))
+        annotation = Annotated[cli_type | None if optional else cli_type, info]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+    names = {p.name for p in extra}
+
+    def cmd(**kw):
+        cfg = from_cli(cls, {k: v for k, v in kw.items() if k not in names})
+        run(cfg, **{k: v for k, v in kw.items() if k in names})
+
+    cmd.__signature__ = inspect.Signature(params)
+    cmd.__annotations__ = {p.name: p.annotation for p in params}
+    cmd.__doc__ = run.__doc__
+    return cmd
+
+
+def from_cli(cls, raw: dict[str, Any]):
+    """The config from command-line values (comma lists split and parsed), validated."""
+    tps, values = hints(cls), {}
+    for f in fields(cls):
+        tp, listed, _ = _parts(tps[f.name])
+        v = raw[f.name]
+        if listed:
+            v = tuple(_parse_one(x.strip(), tp, flag(f)) for x in str(v).split(",") if x.strip())
+        values[f.name] = v
+    cfg = cls(**values)
+    validate(cfg)
+    return cfg
+
+
+def _check_value(v, tp, spec: Spec, name: str) -> None:
+    choices = _choices(tp, spec)
+    if isinstance(v, str):
+        if choices and v not in choices:
+            raise UserError(f"{name}: {v!r} is not one of {', '.join(choices)}")
+        if not choices and _number_type(tp) is not None:
+            raise UserError(f"{name}: expected a number, got {v!r}")
+        return
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return
+    if _number_type(tp) is int and not float(v).is_integer():
+        raise UserError(f"{name}: expected an integer, got {v!r}")
+    if not math.isfinite(v):
+        raise UserError(f"{name}: must be a finite number, got {v!r}")
+    lo_bad = spec.lo is not None and (v <= spec.lo if spec.lo_open else v < spec.lo)
+    hi_bad = spec.hi is not None and (v >= spec.hi if spec.hi_open else v > spec.hi)
+    if lo_bad or hi_bad:
+        lo = "-inf" if spec.lo is None else f"{spec.lo:g}"
+        hi = "inf" if spec.hi is None else f"{spec.hi:g}"
+        span = f"{'(' if spec.lo_open or spec.lo is None else '['}{lo}, {hi}{')' if spec.hi_open or spec.hi is None else ']'}"
+        raise UserError(f"{name}: {v!r} is outside {span}")
+
+
+def validate(cfg) -> None:
+    """Every field against its spec: type, finite, in range, a listed choice, lists non-empty and without repeats."""
+    tps = hints(type(cfg))
+    for f in fields(cfg):
+        spec, (tp, listed, optional) = f.metadata["spec"], _parts(tps[f.name])
+        v, name = getattr(cfg, f.name), flag(f)
+        if v is None:
+            if not optional:
+                raise UserError(f"{name}: a value is required")
+            continue
+        items = v if listed else (v,)
+        if listed and not items and not spec.empty_ok:
+            raise UserError(f"{name}: give at least one value")
+        if listed and spec.unique and len(set(items)) < len(items):
+            raise UserError(f"{name}: values repeat ({', '.join(map(str, items))})")
+        for item in items:
+            _check_value(item, tp, spec, name)
+
+
+def defaults(cls) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}

@@ -1,0 +1,70 @@
+"""One bench of a sweep, loaded once: arrays, predictor inputs and settings, resolved alphas, each seed's draws,
+and the bounds (E_OPT, best stationary mix) every run of a (seed, alpha) is judged against."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from messplus.common import UserError
+from messplus.sim.config import PredictorConfig, SweepConfig
+from messplus.sim.draws import Draws, draw
+from messplus.sim.inputs import Inputs, request_inputs
+from messplus.sim.routers import Split
+from messplus.sim.routers.bounds import mix_bound, opt_cost
+from messplus.traces.dense import BenchArrays, to_arrays
+from messplus.traces.io import Trace
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    arrays: BenchArrays
+    X: np.ndarray  # [T, h] predictor inputs
+    encoder: str
+    pred: PredictorConfig  # the predictor settings for this bench
+    family: str  # the preset table they came from
+    E: np.ndarray  # [T, M] the minimised cost
+    alphas: tuple[float, ...]
+    draws: dict[int, Draws]
+    bounds: dict[tuple[int, float], tuple[float, float, float]]  # (seed, alpha) -> E_OPT, mix sat, mix cost
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(self.arrays.models)
+
+    def split(self, rows: np.ndarray) -> Split:
+        return Split(self.X[rows], self.arrays.satisfied[rows], self.E[rows])
+
+    def columns(self, seed: np.ndarray, alpha: np.ndarray) -> tuple[dict, dict]:
+        """For runs with these seeds and alphas [R]: the bench's configuration columns, and their references."""
+        cfg = {"seed": seed, "encoder": [self.encoder] * len(seed), "n_calib": [self.draws[s].n_calib for s in seed]}
+        ref = np.array([self.bounds[s, a] for s, a in zip(seed, alpha, strict=True)]).reshape(-1, 3)
+        return cfg, {"opt_cost_per_request": ref[:, 0], "mix_cost_per_request": ref[:, 2]}
+
+
+def resolve_alphas(acc: np.ndarray, alphas) -> tuple[float, ...]:
+    """'mid' is halfway between the cheapest model's accuracy and the best one's (acc [M])."""
+    return tuple(float((acc[0] + acc.max()) / 2) if a == "mid" else float(a) for a in alphas)
+
+
+def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None, progress=None) -> Bench:
+    arrays = to_arrays(trace, bench)
+    inputs = given if given is not None else request_inputs(arrays, cfg, progress)
+    X, pred = inputs.X, cfg.predictor(bench, inputs.family)
+    if X.shape[0] != arrays.shape[0]:
+        raise UserError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")
+    alphas = resolve_alphas(arrays.satisfied.mean(0), cfg.alphas)
+    T, M = arrays.shape
+    n_calib = round(cfg.calib_frac * T)
+    if T - n_calib < 2:
+        raise UserError(f"bench {bench}: {T} requests leave no stream after a {cfg.calib_frac} calibration split")
+    draws = {s: draw(s, T, n_calib, X.shape[1], M, pred.epochs, pred.dropout, pred.input_dropout) for s in cfg.seeds}
+    E = arrays.cost(cfg.cost)
+    bounds = {}
+    for s, a in itertools.product(cfg.seeds, alphas):
+        Ss, Es = arrays.satisfied[draws[s].stream], E[draws[s].stream]
+        bounds[s, a] = (opt_cost(Ss, Es, a), *mix_bound(Ss, Es, a))
+    return Bench(bench, arrays, X, inputs.encoder, pred, inputs.family, E, alphas, draws, bounds)

@@ -1,0 +1,152 @@
+"""MESS+ over a whole sweep: one predictor trajectory per (bench, seed, c, k), all trained at once (sim.predictor),
+then every run's queue replayed on its trajectory's predictions (sim.engine), a chunk of runs at a time."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import polars as pl
+import torch
+
+from messplus.common import pick_device
+from messplus.sim.bench import Bench
+from messplus.sim.config import SweepConfig
+from messplus.sim.draws import explore_prob
+from messplus.sim.engine import cost_estimates, replay_queues
+from messplus.sim.metrics import auc_z, bce, nan_to_none, outcome, ranks_agree
+from messplus.sim.predictor import Group, Trained, predict_groups
+from messplus.sim.results import PREDICTION_SCHEMA, Block
+from messplus.sim.routers import MESSPLUS
+
+
+def train(cfg: SweepConfig, benches: dict[str, Bench], progress=None) -> dict[str, tuple[list, list, list]]:
+    """Per bench: the (seed, c, k) keys, their groups, and each trained trajectory; one batch over all benches."""
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
+    keyed = {name: groups(cfg, b, dtype) for name, b in benches.items()}
+    flat = iter(predict_groups([g for _, gs in keyed.values() for g in gs], pick_device(cfg.device), dtype, progress))
+    return {name: (keys, gs, [next(flat) for _ in gs]) for name, (keys, gs) in keyed.items()}
+
+
+def groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tuple], list[Group]]:
+    """One predictor trajectory per (seed, c, k): the keys and the groups to train.
+
+    Training inputs and masks are made once per seed for every position any (c, k) explores; with input dropout
+    each epoch has its own input, so each step is its own unit (predictor.Group)."""
+    dev, pred, (h, L) = pick_device(cfg.device), b.pred, (b.X.shape[1], b.pred.epochs)
+    tensor = lambda v: torch.as_tensor(v, dtype=dtype, device=dev)  # noqa: E731
+    X = tensor(b.X)
+    keys, groups = [], []
+    for seed in cfg.seeds:
+        d = b.draws[seed]
+        W1 = tensor(d.W1)
+        P0 = X[torch.as_tensor(d.stream, device=dev)] @ W1.T  # [S, h]
+        flags = {(c, k): d.explore_u < explore_prob(len(d.stream), c, k) for c, k in itertools.product(cfg.cs, cfg.ks)}
+        ever = np.flatnonzero(np.any(list(flags.values()), axis=0))  # positions any (c, k) trains on
+        hidden, inputs = d.keep_masks(ever)  # [n_ever, L, h] each (L = epochs)
+        x = X[torch.as_tensor(d.stream[ever], device=dev)]  # [n_ever, h]
+        if pred.input_dropout > 0:  # [n_ever, L, h]: a unit per step
+            xu = x[:, None] * tensor(inputs) / (1.0 - pred.input_dropout)
+            p0u, keep = xu @ W1.T, hidden.reshape(len(ever), L, 1, h)
+        else:  # [n_ever, 1, h]: a unit per explored request
+            xu, p0u, keep = x[:, None], P0[torch.as_tensor(ever, device=dev)][:, None], hidden[:, None]
+        per = xu.shape[1]  # units per exploration
+        for (c, k), explored in flags.items():
+            sel = np.searchsorted(ever, np.flatnonzero(explored))
+            ix = torch.as_tensor(sel, device=dev)
+            g = Group(
+                X, P0, b.arrays.satisfied, d.stream, explored,
+                unit_pos=np.repeat(ever[sel], per),
+                Xu=xu[ix].reshape(-1, h), P0u=p0u[ix].reshape(-1, h),
+                keep=keep[sel].reshape(-1, L // per, h), b1=d.b1, W2=d.W2, b2=d.b2, cfg=pred,
+            )  # fmt: skip
+            keys.append((seed, c, k))
+            groups.append(g)
+    return keys, groups
+
+
+def diagnose(tr: Trained, y: np.ndarray, explored: np.ndarray) -> dict:
+    """What a run records of its predictor: per model, the AUC of the pre-update predictions on the second half of
+    the stream and its z against chance (None: that model's outcome never varies there); whether the mean
+    predictions there rank the models as their accuracies on the explored requests do; the share of dead ReLUs."""
+    half = len(y) // 2
+    aucs, zs = zip(*(auc_z(tr.shat[half:, m], y[half:, m]) for m in range(y.shape[1])), strict=True)
+    return {
+        "predictor_auc": nan_to_none(aucs),
+        "predictor_auc_z": nan_to_none(zs),
+        "predictor_rank_ok": ranks_agree(tr.shat[half:].mean(0), y[explored]),
+        "predictor_dead": None if np.isnan(tr.dead) else tr.dead,
+    }
+
+
+def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], trained: list[Trained], chunk: int = 1024):
+    """Every MESS+ run of one bench, advanced together `chunk` runs at a time so memory stays bounded whatever the
+    grid. Yields one Block per chunk."""
+    grid = list(itertools.product(range(len(keys)), cfg.cost_estimates, b.alphas, cfg.Vs, cfg.feedbacks))
+    ehat = {(g, m): cost_estimates(b.E[gs[g].stream], gs[g].explored, m) for g in range(len(keys))
+            for m in cfg.cost_estimates}  # fmt: skip
+    quality = [diagnose(tr, b.arrays.satisfied[g.stream], g.explored) for g, tr in zip(gs, trained, strict=True)]
+    p = b.pred
+    for lo in range(0, len(grid), chunk):
+        g, est, alpha, V, fb = (np.array(col) for col in zip(*grid[lo : lo + chunk], strict=True))
+        S_runs = np.stack([b.arrays.satisfied[gs[i].stream] for i in g])  # [R, S, M]
+        E_runs = np.stack([b.E[gs[i].stream] for i in g])  # [R, S, M]
+        explored = np.stack([gs[i].explored for i in g])  # [R, S]
+        has_fb = np.stack([b.draws[keys[i][0]].feedback_u < f for i, f in zip(g, fb, strict=True)])  # [R, S]
+        shat = np.stack([trained[i].shat for i in g])  # [R, S, M]
+        ehats = np.stack([ehat[i, m] for i, m in zip(g, est, strict=True)])  # [R, S, M]
+        chosen, q, q_full = replay_queues(shat, ehats, S_runs, explored, has_fb, alpha, V)
+        seed, c, k = (np.array([keys[i][j] for i in g]) for j in range(3))
+        config, reference = b.columns(seed, alpha)
+        R = len(g)
+        config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, "V": V, "c": c, "k": k, "feedback": fb, "cost_estimate": est,
+                   "cost": [cfg.cost] * R, "preset": [b.family] * R, "lr": np.full(R, p.lr),
+                   "momentum": np.full(R, p.momentum), "epochs": np.full(R, p.epochs),
+                   "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm)}  # fmt: skip
+        config |= {col: [quality[i][col] for i in g] for col in quality[0]}
+        o = outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, bce(shat, S_runs))
+        yield Block(b.name, config, alpha, reference, S_runs.shape[1], outcome=o)
+
+
+def prediction_table(benches: dict[str, Bench], trained: dict[str, tuple[list, list, list]]) -> pl.DataFrame:
+    """One row per (bench, seed, c, k) predictor and stream position: what it predicted before that request's own
+    update, the true labels, and what exploring cost (for learning curves)."""
+    frames = []
+    for name, (keys, gs, trs) in trained.items():
+        b = benches[name]
+        for (seed, c, k), g, tr in zip(keys, gs, trs, strict=True):
+            shat = tr.shat
+            n, M = shat.shape
+            cols = {
+                "bench": [name] * n, "seed": np.full(n, seed), "c": np.full(n, c), "k": np.full(n, k),
+                "t": np.arange(1, n + 1), "explored": g.explored,
+                "explore_cost": np.where(g.explored, b.E[g.stream].sum(1), 0.0),
+                "shat": pl.Series(shat.astype(np.float32), dtype=pl.Array(pl.Float32, M)).arr.to_list(),
+                "label": pl.Series(b.arrays.satisfied[g.stream].astype(np.int8), dtype=pl.Array(pl.Int8, M)).arr.to_list(),
+            }  # fmt: skip
+            frames.append(pl.DataFrame(cols, schema=PREDICTION_SCHEMA))
+    return pl.concat(frames) if frames else pl.DataFrame(schema=PREDICTION_SCHEMA)
+
+
+def predictor_warnings(quality: pl.DataFrame) -> list[str]:
+    """The predictor failures a user must see: requests not told apart, models ranked wrongly, dead ReLUs."""
+    out = []
+    for r in quality.iter_rows(named=True):
+        where = f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}: the predictor"
+        if all(z is None or z < 2 for z in r["z"]):
+            out.append(
+                f"{where} does not tell requests apart (no model's late AUC is 2 SE above chance); try a larger "
+                "--c or another encoder"
+            )
+        if r["rank_wrong"]:
+            out.append(
+                f"{where} ranks the models against their accuracy on the explored requests on {r['rank_wrong']} of "
+                f"{r['seeds']} seeds: it diverged, so MESS+ routes worse than base rates would; try --preset for "
+                "this encoder, or a lower --lr and --momentum"
+            )
+        if r["dead"] is not None and r["dead"] >= 0.5:
+            out.append(
+                f"{where} ends with {100 * r['dead']:.0f}% dead ReLUs (never active on an explored request): its "
+                "steps are too large for these inputs; lower --lr or --momentum"
+            )
+    return out

@@ -1,0 +1,235 @@
+"""A sweep's results: the three output tables' schemas, how runs become rows, and the folder they live in.
+
+Every method family yields `Block`s (R runs of one bench); `frames` turns any stream of blocks into the runs and
+steps tables, so no method writes rows of its own. The three tables are written as one set: into a temporary
+folder beside the target, which then replaces the target by rename, so a reader sees the old set or the new one,
+never a mix. `open_results` reads a set back for analysis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from messplus.common import UserError
+from messplus.sim.metrics import Outcome, steps, summary
+from messplus.traces.io import write_parquet
+
+KEY = b"messplus_results"  # Parquet metadata of each table: version, config, models, warnings
+VERSION = 4  # 4: runs gained kind (policy or bound, from the router registry)
+NAMES = ("runs", "steps", "predictions")
+
+RUN_SCHEMA = {
+    "run_id": pl.Int64, "bench": pl.String, "method": pl.String, "kind": pl.String, "seed": pl.Int64,
+    "alpha": pl.Float64, "V": pl.Float64, "c": pl.Float64, "k": pl.Float64, "feedback": pl.Float64,
+    "cost_estimate": pl.String, "cost": pl.String, "encoder": pl.String, "preset": pl.String, "lr": pl.Float64,
+    "momentum": pl.Float64, "epochs": pl.Int64, "input_dropout": pl.Float64, "clip_norm": pl.Float64,
+    "n_requests": pl.Int64, "n_calib": pl.Int64,
+    "satisfaction": pl.Float64, "sla_met": pl.Boolean, "total_cost": pl.Float64, "cost_per_request": pl.Float64,
+    "opt_cost_per_request": pl.Float64, "cost_vs_opt": pl.Float64, "mix_cost_per_request": pl.Float64,
+    "cost_vs_mix": pl.Float64, "call_ratio": pl.List(pl.Float64),
+    "n_explore": pl.Int64, "sla_first_ok": pl.Int64, "q_final": pl.Float64, "q_full_final": pl.Float64,
+    "predictor_auc": pl.List(pl.Float64), "predictor_auc_z": pl.List(pl.Float64), "predictor_rank_ok": pl.Boolean,
+    "predictor_dead": pl.Float64,
+}  # fmt: skip
+
+STEP_SCHEMA = {
+    "run_id": pl.Int64, "t": pl.Int64, "chosen": pl.Int16, "explored": pl.Boolean, "running_satisfaction": pl.Float64,
+    "running_cost": pl.Float64, "q": pl.Float64, "q_full": pl.Float64, "loss": pl.Float64,
+}  # fmt: skip
+
+PREDICTION_SCHEMA = {
+    "bench": pl.String, "seed": pl.Int64, "c": pl.Float64, "k": pl.Float64, "t": pl.Int64, "explored": pl.Boolean,
+    "explore_cost": pl.Float64, "shat": pl.List(pl.Float32), "label": pl.List(pl.Int8),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Block:
+    """R runs of one method family on one bench.
+
+    config: [R] per column (method, kind, seed, and whatever of RUN_SCHEMA's configuration the family has;
+    absent columns are null). reference: [R] opt_cost_per_request and mix_cost_per_request of each run's (seed, alpha).
+    A policy has its per-step `outcome`; a bound has `figures` ([R] satisfaction, cost_per_request, ...) instead.
+    Non-finite figures mean "does not exist" (e.g. no mix reaches alpha) and become nulls.
+    """
+
+    bench: str
+    config: dict[str, list | np.ndarray]
+    alpha: np.ndarray
+    reference: dict[str, np.ndarray]
+    n_requests: int
+    outcome: Outcome | None = None
+    figures: dict[str, np.ndarray] | None = None
+
+
+def _column(name: str, values, dtype: pl.DataType) -> pl.Series:
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f" and values.ndim == 1:
+        values = np.where(np.isfinite(values), values, np.nan)
+        return pl.Series(name, values, nan_to_null=True).cast(dtype)
+    if isinstance(values, np.ndarray) and values.ndim == 2:
+        values = values.tolist()
+    return pl.Series(name, values, dtype=dtype)
+
+
+def _runs_frame(cols: dict, R: int) -> pl.DataFrame:
+    data = [_column(k, cols[k], t) if k in cols else pl.Series(k, [None] * R, dtype=t) for k, t in RUN_SCHEMA.items()]
+    return pl.DataFrame(data)
+
+
+def _ratio(cost: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(ref) & (ref > 0), cost / ref, np.nan)
+
+
+def frames(blocks: Iterable[Block], n_models: int, steps_every: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The runs and steps tables of a stream of blocks, run ids in order (consumed lazily: bounded memory)."""
+    runs, step_parts, n = [], [], 0
+    for b in blocks:
+        R = len(b.alpha)
+        ids = np.arange(n, n + R)
+        figures = summary(b.outcome, b.alpha, n_models) if b.outcome is not None else b.figures
+        cpr = np.asarray(figures["cost_per_request"], dtype=float)
+        cols = {"run_id": ids, "bench": [b.bench] * R, **b.config, "alpha": b.alpha,
+                "n_requests": np.full(R, b.n_requests), **figures, **b.reference,
+                "cost_vs_opt": _ratio(cpr, b.reference["opt_cost_per_request"]),
+                "cost_vs_mix": _ratio(cpr, b.reference["mix_cost_per_request"])}  # fmt: skip
+        runs.append(_runs_frame(cols, R))
+        if b.outcome is not None:
+            step_parts.append(pl.DataFrame(steps(b.outcome, ids, steps_every), schema=STEP_SCHEMA))
+        n += R
+    run_df = pl.concat(runs) if runs else pl.DataFrame(schema=RUN_SCHEMA)
+    step_df = pl.concat(step_parts) if step_parts else pl.DataFrame(schema=STEP_SCHEMA)
+    return run_df, step_df.with_columns(pl.col("loss").fill_nan(None))
+
+
+def _stale(out: Path) -> list[Path]:
+    return list(out.parent.glob(f".{out.name}.new-*")) + list(out.parent.glob(f".{out.name}.old-*"))
+
+
+def check_out(out: Path) -> None:
+    """Before any work: `out` must be a folder we may replace (absent, empty, or a results set) in a writable
+    place. An interrupted swap is repaired first: a set moved aside is put back."""
+    out = Path(out)
+    if not out.exists():
+        moved = sorted(out.parent.glob(f".{out.name}.old-*")) if out.parent.is_dir() else []
+        if moved:
+            os.rename(moved[-1], out)  # a previous write stopped between its two renames
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    foreign = (
+        sorted(p.name for p in out.iterdir() if p.name not in {f"{n}.parquet" for n in NAMES}) if out.is_dir() else []
+    )
+    if foreign:
+        raise UserError(f"--out {out}: holds {foreign[0]!r}, so it is not a results folder; choose another --out")
+    existing = next(p for p in (out.parent, *out.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: {existing} is not writable")
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The three output tables of a sweep, in memory, with the metadata every file carries."""
+
+    runs: pl.DataFrame
+    steps: pl.DataFrame
+    predictions: pl.DataFrame
+    meta: dict
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.meta["warnings"]
+
+    def write(self, out: str | Path) -> list[Path]:
+        """Write the set atomically (temporary folder, then rename over `out`); returns the file paths."""
+        out = Path(out)
+        check_out(out)
+        for p in _stale(out):
+            shutil.rmtree(p, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        new = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+        try:
+            for name in NAMES:
+                write_parquet(getattr(self, name), new / f"{name}.parquet", {KEY: self.meta})
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex}"
+            if out.exists():
+                os.rename(out, old)
+            os.rename(new, out)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError as e:
+            raise UserError(f"--out {out}: could not write the results ({e.strerror or e})") from None
+        finally:
+            shutil.rmtree(new, ignore_errors=True)
+        return [out / f"{name}.parquet" for name in NAMES]
+
+
+UNITS = {
+    "energy_j": ("MJ", 1e-6, "J"),
+    "cost_usd": ("USD", 1.0, "USD"),
+    "latency_s": ("h", 1 / 3600, "s"),
+    "tokens": ("M tokens", 1e-6, "tokens"),
+}
+
+
+@dataclass(frozen=True)
+class Results:
+    """A results folder read back: runs / steps / predictions as LazyFrames, plus the sweep's metadata."""
+
+    runs: pl.LazyFrame
+    steps: pl.LazyFrame
+    predictions: pl.LazyFrame
+    meta: dict
+
+    @property
+    def models(self) -> list[str]:
+        return self.meta["models"]
+
+    @property
+    def cost(self) -> str:
+        return self.meta["config"]["cost"]
+
+    def unit(self, total: bool) -> tuple[str, float]:
+        """(label, scale) for totals (MJ, hours, ...) or per-request figures (J, s, ...)."""
+        big, scale, small = UNITS.get(self.cost, (self.cost, 1.0, self.cost))
+        return (big, scale) if total else (small, 1.0)
+
+
+def _meta(path: Path) -> dict:
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(KEY)
+        return json.loads(raw) if raw else {}
+    except (OSError, pa.ArrowException, ValueError) as e:
+        raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+
+
+def open_results(folder: str | Path) -> Results:
+    """The set in `folder`, after checking each file is there, readable, of this version and of the same sweep."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: results folder not found (write one with `sim sweep --out {folder}`)")
+    metas = {}
+    for name in NAMES:
+        path = folder / f"{name}.parquet"
+        if not path.is_file():
+            raise UserError(f"{path}: missing; rerun `sim sweep --out {folder}`")
+        metas[name] = _meta(path)
+        version = metas[name].get("results_version")
+        if version != VERSION:
+            raise UserError(f"{path}: results schema v{version}, this version reads v{VERSION}; rerun `sim sweep`")
+    if len({m.get("sweep_id") for m in metas.values()}) > 1:
+        raise UserError(f"{folder}: its files come from different sweeps; rerun `sim sweep --out {folder}`")
+    lazy = {name: pl.scan_parquet(folder / f"{name}.parquet") for name in NAMES}
+    return Results(**lazy, meta=metas["runs"])

@@ -1,0 +1,88 @@
+"""Routers: every method besides MESS+ itself, and the bounds every method is judged against.
+
+A policy is fitted once per seed on the calibration split (some also know the whole bench in advance; their help
+says so), then routes that seed's scored stream for each alpha, returning the chosen model per request. A bound
+returns the (satisfaction, cost per request) of the stream's best policy of some class directly. Each lives in
+its own module in this package and registers itself with `@register`, so adding a baseline is one new file; the
+sweep writes each run's `kind`, which is what tables and figures read.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+MESSPLUS = "messplus"  # the method the engine simulates; every other one is a router
+
+
+@dataclass(frozen=True)
+class Split:
+    """Some requests of one bench, in arrival order. Shapes: n requests, h input dims, M models (cost order)."""
+
+    X: np.ndarray  # [n, h] predictor inputs
+    S: np.ndarray  # [n, M] satisfied 0/1
+    E: np.ndarray  # [n, M] cost
+
+
+class Policy(Protocol):
+    def fit(self, calib: Split, bench: Split) -> None:
+        """Learn from the calibration split; `bench` (every request) only for methods that say they know it."""
+
+    def route(self, stream: Split, alpha: float, u: np.ndarray) -> np.ndarray:
+        """chosen [S] model per stream request, for SLA alpha; u [S] are the seed's uniforms for random choices."""
+
+
+class Bound(Protocol):
+    def bound(self, stream: Split, alpha: float) -> tuple[float, float]:
+        """(satisfaction, cost per request) on the stream; cost inf when nothing in its class reaches alpha."""
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: Literal["policy", "bound"]  # bound: a reference no deployed router can reach; tables set it apart
+    help: str  # what it knows, and when
+    make: Callable[..., Policy | Bound] | None  # None: MESS+, simulated by sim.mess and sim.engine
+    needs_calib: bool = False  # fits on the calibration split
+    per_model: bool = False  # one run per zoo model, named <name>:<model>, made with make(model=index)
+
+    @property
+    def routes(self) -> bool:
+        """Whether it chooses a model per request (a Policy; the oracle too), rather than bounding the cost."""
+        return self.make is not None and hasattr(self.make, "route")
+
+    def variants(self, models: tuple[str, ...]) -> list[tuple[str, Policy | Bound]]:
+        """(run name, fresh instance) for each run this method contributes."""
+        if self.per_model:
+            return [(f"{self.name}:{m}", self.make(model=i)) for i, m in enumerate(models)]
+        return [(self.name, self.make())]
+
+
+_REGISTRY: dict[str, Method] = {
+    MESSPLUS: Method(MESSPLUS, "policy", "MESS+: online predictor trained on its own explorations; knows nothing "
+                     "in advance", None),
+}  # fmt: skip
+
+
+def register(name: str, kind: Literal["policy", "bound"], help: str, needs_calib: bool = False,
+             per_model: bool = False):  # fmt: skip
+    """Class decorator: make `name` a method of every sweep."""
+
+    def add(cls):
+        _REGISTRY[name] = Method(name, kind, help, cls, needs_calib, per_model)
+        return cls
+
+    return add
+
+
+def registry() -> dict[str, Method]:
+    """Every method by name: MESS+, then policies, then bounds (alphabetical within each)."""
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
+    order = sorted(_REGISTRY.values(), key=lambda m: (m.name != MESSPLUS, m.kind == "bound", m.name))
+    return {m.name: m for m in order}
