@@ -8,9 +8,11 @@ from typing import Annotated
 
 import polars as pl
 import typer
-from messplus.analysis.load import open_results
-from messplus.common import UserError, run_cli
 from rich.console import Console
+
+from messplus.common import UserError, run_cli
+from messplus.sim.results import open_results
+from messplus.sim.routers import MESSPLUS
 
 app = typer.Typer(help="Tables and figures from a sweep's runs/steps/predictions Parquet.", no_args_is_help=True)
 console = Console(width=150)
@@ -91,7 +93,7 @@ def plot(
     if kind in (Kind.plane, Kind.calls):
         paths = [getattr(plots, kind.value)(res, out)]
     else:
-        have = res.runs.filter(pl.col("method") == "messplus").select(pl.col("bench").unique()).collect()["bench"]
+        have = res.runs.filter(pl.col("method") == MESSPLUS).select(pl.col("bench").unique()).collect()["bench"]
         benches = [bench] if bench else sorted(have)
         missing = [b for b in benches if b not in have.to_list()]
         if missing or not benches:

@@ -11,10 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
-from messplus.analysis.load import Results
+
 from messplus.analysis.tables import labelled
-from messplus.sim.config import BOUNDS
 from messplus.sim.metrics import auc, bce
+from messplus.sim.results import Results
+from messplus.sim.routers import MESSPLUS
 
 COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 STYLES = ["-", "--", ":", "-."]
@@ -42,7 +43,7 @@ def spread(values: list, k: int = 4) -> list:
 
 def dynamics(res: Results, bench: str, out: Path) -> Path:
     """Figure 2: running satisfaction and cost per request over time, a column per V, a line per alpha."""
-    runs = res.runs.filter(pl.col("method") == "messplus", pl.col("bench") == bench)
+    runs = res.runs.filter(pl.col("method") == MESSPLUS, pl.col("bench") == bench)
     first = runs.select(pl.col("c").min(), pl.col("k").min(), pl.col("feedback").max()).collect().row(0)
     runs = runs.filter(pl.col("c") == first[0], pl.col("k") == first[1], pl.col("feedback") == first[2]).collect()
     all_Vs, all_alphas = sorted(runs["V"].unique()), sorted(runs["alpha"].unique())
@@ -102,16 +103,18 @@ def plane(res: Results, out: Path) -> Path:
     and the offline optimum E_OPT."""
     runs = (
         labelled(res.runs)
-        .group_by(["bench", "method", "label", "alpha"])
+        .group_by(["bench", "method", "kind", "label", "alpha"])
         .agg(pl.col("cost_per_request").mean(), (100 * pl.col("satisfaction")).mean().alias("satisfaction"))
         .collect()
     )
     benches = sorted(runs["bench"].unique())
+    references = sorted(set(runs.filter(pl.col("kind") == "bound")["method"]) - {"opt"})  # E_OPT: a line
     cols = min(4, len(benches))
     rows = -(-len(benches) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.7 * cols, 3.3 * rows + 0.5), squeeze=False)
-    methods = sorted(m for m in runs["method"].unique() if m not in BOUNDS)
-    singles = [f"single:{m}" for m in res.models if f"single:{m}" in methods]
+    methods = sorted(runs.filter(pl.col("kind") == "policy")["method"].unique())
+    per_model = {m.split(":", 1)[1]: m for m in methods if ":" in m}  # <method>:<model> runs, in zoo order
+    singles = [per_model[m] for m in res.models if m in per_model]
     others = [m for m in methods if m not in singles]
     styles = {m: dict(color=COLORS[i % 8], marker=MARKERS[i % len(MARKERS)]) for i, m in enumerate(others)}
     greys = np.linspace(0.75, 0.15, max(len(singles), 1))
@@ -128,6 +131,10 @@ def plane(res: Results, out: Path) -> Path:
             if len(pts) > 1:
                 front = pareto(pts)
                 ax.step(front[:, 0], front[:, 1], where="post", color=style["color"], lw=0.9, alpha=0.7)
+        for i, m in enumerate(references):
+            pts = b.filter(pl.col("method") == m).drop_nulls("cost_per_request")
+            ax.scatter(pts["cost_per_request"], pts["satisfaction"], s=40, facecolors="none", edgecolors="k",
+                       marker=MARKERS[-1 - i], label=f"{m} (bound)", zorder=2)  # fmt: skip
         opt = b.filter(pl.col("method") == "opt").drop_nulls("cost_per_request").sort("alpha")
         if opt.height:
             ax.plot(opt["cost_per_request"], 100 * opt["alpha"], "k--", lw=1, marker="_", ms=12, label="E_OPT (bound)")
@@ -192,7 +199,7 @@ def calls(res: Results, out: Path) -> Path:
     Single-model baselines are left out: each answers everything with its own model."""
     M = len(res.models)
     runs = (
-        res.runs.filter(~pl.col("method").is_in(BOUNDS), ~pl.col("method").str.starts_with("single:"))
+        res.runs.filter(pl.col("kind") == "policy", ~pl.col("method").str.contains(":"))
         .with_columns([pl.col("call_ratio").list.get(m).alias(f"m{m}") for m in range(M)])
         .group_by(["bench", "method"])
         .agg([pl.col(f"m{m}").mean() for m in range(M)])

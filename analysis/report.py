@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+
 from messplus.analysis import plots
-from messplus.analysis.load import Results
 from messplus.analysis.tables import main_table, predictor_markdown, to_latex, to_markdown
 from messplus.sim.metrics import predictor_quality
+from messplus.sim.results import Results
+from messplus.sim.routers import MESSPLUS
 
 
 def summary(table: pl.DataFrame) -> list[str]:
@@ -18,12 +20,12 @@ def summary(table: pl.DataFrame) -> list[str]:
         ["bench", "alpha"], maintain_order=True
     ):
         met = b.filter(pl.col("sla_met")).sort("cost_vs_opt", nulls_last=True)
-        mess = b.filter(pl.col("method") == "messplus")
+        mess = b.filter(pl.col("method") == MESSPLUS)
         head = f"{bench} (alpha {alpha:.3f}): "
         if met.is_empty():
             lines.append(head + "no method met the SLA on every seed.")
             continue
-        policies = met.filter(pl.col("method") != "oracle")  # the oracle is a bound, not a policy
+        policies = met  # the table holds policies only: bounds are its reference columns
         names = ", ".join(f"{r['label']} ({r['cost_vs_opt']:.2f}x)" for r in policies.iter_rows(named=True))
         cheapest = f"; cheapest {policies['label'][0]}" if policies.height else ""
         mess_note = ""
@@ -49,7 +51,7 @@ def write_report(res: Results, out: Path) -> Path:
     (out / "summary.txt").write_text("\n".join(text) + "\n")
     figs = out / "figures"
     benches = res.runs.select(pl.col("bench").unique(maintain_order=True)).collect()["bench"].to_list()
-    has_mess = res.runs.filter(pl.col("method") == "messplus").select(pl.len()).collect().item() > 0
+    has_mess = res.runs.filter(pl.col("method") == MESSPLUS).select(pl.len()).collect().item() > 0
     sections = [("Cost against satisfaction", plots.plane(res, figs)), ("Model call shares", plots.calls(res, figs))]
     if has_mess:
         for b in benches:

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import polars as pl
-from messplus.analysis.load import Results
+
 from messplus.common import UserError
-from messplus.sim.config import BOUNDS
+from messplus.sim.results import Results
+from messplus.sim.routers import MESSPLUS
 
 CONFIG = ("V", "c", "k", "feedback", "cost_estimate")
 
 
 def labelled(runs: pl.LazyFrame) -> pl.LazyFrame:
     """Add `label`: the method, plus the MESS+ settings that vary in this sweep (e.g. "messplus V=0.001")."""
-    mess = runs.filter(pl.col("method") == "messplus")
+    mess = runs.filter(pl.col("method") == MESSPLUS)
     varying = [c for c in CONFIG if mess.select(pl.col(c).n_unique()).collect().item() > 1]
     parts = [pl.lit(f" {c}=") + pl.col(c).cast(pl.String) for c in varying]
     suffix = pl.concat_str(parts) if parts else pl.lit("")
     return runs.with_columns(
-        pl.when(pl.col("method") == "messplus")
-        .then(pl.lit("messplus") + suffix)
-        .otherwise(pl.col("method"))
-        .alias("label")
+        pl.when(pl.col("method") == MESSPLUS).then(pl.lit(MESSPLUS) + suffix).otherwise(pl.col("method")).alias("label")
     )
 
 
@@ -30,7 +28,7 @@ KEYS = ["bench", "alpha", "label", "method"]  # one table row each
 def policy_runs(res: Results) -> pl.LazyFrame:
     """Labelled runs of every method that is a policy (bounds left out), with call shares in % as share_<m>."""
     shares = [(100 * pl.col("call_ratio").list.get(m)).alias(f"share_{m}") for m in range(len(res.models))]
-    return labelled(res.runs).filter(~pl.col("method").is_in(BOUNDS)).with_columns(shares)
+    return labelled(res.runs).filter(pl.col("kind") == "policy").with_columns(shares)
 
 
 def per_seed(models: list[str]) -> list[pl.Expr]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from messplus.sim.embed import embed_texts
 from messplus.traces.dense import to_arrays
 from messplus.traces.importers.messplus import import_messplus

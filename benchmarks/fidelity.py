@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 import polars as pl
+
 from messplus.sim.cli import DEMO
 from messplus.sim.config import SweepConfig
 from messplus.sim.sweep import run_sweep

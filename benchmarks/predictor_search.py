@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
 from messplus.sim.cli import DEMO
 from messplus.sim.config import SweepConfig
 from messplus.sim.metrics import bce

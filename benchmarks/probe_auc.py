@@ -1,6 +1,6 @@
 """How much of each model's outcome an encoder's embeddings hold: the ceiling for the online predictor's AUC.
 
-Per bench and model, a logistic probe (sim.baselines.fit_logistic) is fitted on 4/5 of the requests and scores the
+Per bench and model, a logistic probe (sim.routers.logistic.fit_logistic) is fitted on 4/5 of the requests and scores the
 held-out fifth, five times over a random order; the AUC of those out-of-fold scores is printed. Prints figures;
 asserts nothing.
 
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from messplus.sim.baselines import out_of_fold
+
 from messplus.sim.embed import embed_texts
 from messplus.sim.metrics import auc_z
 from messplus.sim.presets import max_length as bench_max_length
+from messplus.sim.routers.logistic import out_of_fold
 from messplus.traces.dense import to_arrays
 from messplus.traces.importers.messplus import import_messplus
 from messplus.traces.io import load_benches, write_trace

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+
 from messplus.common import UserError, progress_bars, run_cli
 from messplus.traces.zoo import load_zoo
-from rich.console import Console
 
 ZOOS = files("messplus.collect") / "zoos"
 app = typer.Typer(help="Run every zoo model once per benchmark sample; record correctness, tokens, latency, energy.")

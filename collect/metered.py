@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from lm_eval.api.model import LM
+
 from messplus.collect.energy import Meter
 
 

@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import polars as pl
+
 from messplus.collect.energy import Meter, open_meter
 from messplus.collect.metered import MeteredLM
 from messplus.common import UserError, atomic_path, pick_device, slug

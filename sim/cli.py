@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -9,11 +10,14 @@ from typing import Annotated
 
 import polars as pl
 import typer
-from messplus.common import UserError, pick_device, progress_bars, run_cli
-from messplus.sim import presets
-from messplus.sim.config import METHOD_HELP, METHODS, SweepConfig
 from rich.console import Console
 from rich.table import Table
+
+from messplus.common import UserError, pick_device, progress_bars, run_cli
+from messplus.common.options import command
+from messplus.sim import presets
+from messplus.sim.config import SweepConfig
+from messplus.sim.routers import MESSPLUS
 
 DEMO = files("messplus.traces") / "data" / "demo.parquet"
 app = typer.Typer(help="Replay measured traces under routing policies.", no_args_is_help=True)
@@ -141,121 +145,37 @@ def embed(
         console.print(f"{name}: {len(texts)} texts -> {X.shape[1]}-dim, {enc_id}, {time.perf_counter() - t0:.2f} s")
 
 
-@app.command()
-def sweep(
-    traces: Annotated[
-        Path, typer.Option(help="Trace file or folder (default: the bundled synthetic demo zoo).")
-    ] = Path(str(DEMO)),
-    bench: Annotated[
-        str | None, typer.Option(help="Comma list of benches (default: every bench in the trace).")
-    ] = None,
-    alpha: Annotated[
-        str, typer.Option(help="SLA targets, comma list; 'mid' = halfway between the cheapest and the best model.")
-    ] = "mid",
-    V: Annotated[str, typer.Option("--V", help="Cost weights V, comma list.")] = "1e-3",
-    c: Annotated[str, typer.Option(help="Exploration scales c (p_t = min(1, c/t^k)), comma list.")] = "0.1",
-    k: Annotated[
-        str, typer.Option(help="Exploration decays k, comma list (paper code: 0.25; paper text: 0.5).")
-    ] = "0.25",
-    feedback: Annotated[str, typer.Option(help="Feedback rates: share of requests that update the queue.")] = "1.0",
-    cost_estimate: Annotated[
-        str,
-        typer.Option(
-            help="Cost MESS+ believes at decision time, comma list: mean (running mean of the costs seen on "
-            "explorations; what a deployed router knows), last (the last explored request's, as the reference "
-            "simulator), oracle (the request's own realised cost: knows the future, an upper bound on savings)."
-        ),
-    ] = "mean",
-    seeds: Annotated[str, typer.Option(help="Seeds, comma list; each draws its own request order.")] = "42,43,44",
-    methods: Annotated[
-        str, typer.Option(help="Comma list of methods: " + "; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
-    ] = ",".join(METHODS),
-    cost: Annotated[str, typer.Option(help="Cost minimised: energy_j, latency_s, cost_usd or tokens.")] = "energy_j",
-    calib_frac: Annotated[
-        float, typer.Option(help="Share of each seed's order held out to fit baselines; never scored.")
-    ] = 0.2,
-    preset: Annotated[
-        str,
-        typer.Option(
-            help="Predictor settings table: auto (from the encoder), paper (Table 4 + reference code, tuned for "
-            "ModernBERT), minilm, features. Options below override single fields."
-        ),
-    ] = "auto",
-    epochs: Annotated[int | None, typer.Option(help="SGD steps per explored request (default: preset).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Predictor learning rate (default: preset).")] = None,
-    momentum: Annotated[float | None, typer.Option(help="SGD momentum (default: preset).")] = None,
-    weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 0.01,
-    input_dropout: Annotated[
-        float | None, typer.Option(help="Dropout on the encoder embedding while training (default: preset).")
-    ] = None,
-    clip_norm: Annotated[
-        float | None, typer.Option(help="Gradient-norm clipping before each SGD step, 0 = off (default: preset).")
-    ] = None,
-    encoder: Annotated[
-        str,
-        typer.Option(
-            help="Predictor input: auto (trace features, else minilm), features, minilm, modernbert, or an HF id/path."
-        ),
-    ] = "auto",
-    pooling: Annotated[
-        str | None, typer.Option(help="Encoder pooling: cls (first token, the paper's) or mean (default: preset).")
-    ] = None,
-    max_length: Annotated[int | None, typer.Option(help="Encoder max tokens (default: the bench's).")] = None,
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Embedding cache (default: ~/.cache/messplus/embeddings).")
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="Predictor arithmetic: float32 or float64.")] = "float32",
-    steps_every: Annotated[int, typer.Option(help="Keep every n-th step in steps.parquet (and the last).")] = 1,
-    out: Annotated[
-        Path, typer.Option(help="Output folder for runs.parquet, steps.parquet and predictions.parquet.")
-    ] = Path("results/sweep"),
-) -> None:
-    """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen baselines."""
+def sweep(cfg: SweepConfig, traces: Path, out: Path) -> None:
+    """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen routers and
+    bounds. Options that take a comma list span one axis of the grid each."""
+    from messplus.sim.metrics import predictor_quality
+    from messplus.sim.results import check_out
     from messplus.sim.sweep import run_sweep
 
-    device = pick_device(device)
-    if dtype not in ("float32", "float64"):
-        raise UserError(f"--dtype must be float32 or float64, not {dtype!r}")
-    cfg = SweepConfig(
-        benches=words(bench) if bench else (),
-        alphas=tuple("mid" if a == "mid" else floats(a, "--alpha")[0] for a in words(alpha)),
-        Vs=floats(V, "--V"),
-        cs=floats(c, "--c"),
-        ks=floats(k, "--k"),
-        feedbacks=floats(feedback, "--feedback"),
-        cost_estimates=words(cost_estimate),
-        seeds=tuple(int(s) for s in floats(seeds, "--seeds")),
-        methods=words(methods),
-        cost=cost,
-        calib_frac=calib_frac,
-        preset=preset,
-        epochs=epochs,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        input_dropout=input_dropout,
-        clip_norm=clip_norm,
-        encoder=encoder,
-        pooling=pooling,
-        max_length=max_length,
-        cache_dir=str(cache_dir) if cache_dir else None,
-        device=device,
-        dtype=dtype,
-        steps_every=steps_every,
-    )
+    check_out(out)
     t0 = time.perf_counter()
     with progress_bars(console) as bars:
-        results = run_sweep(cfg, traces, bars)
-    paths = results.write(out)
-    console.print(summary_table(results.runs, cost))
-    if results.quality.height:
-        console.print(predictor_table(results.quality, results.meta["models"]))
-    for w in results.warnings:
+        tables = run_sweep(cfg, traces, bars)
+    paths = tables.write(out)
+    console.print(summary_table(tables.runs, cfg.cost))
+    quality = predictor_quality(tables.runs)
+    if quality.height:
+        console.print(predictor_table(quality, tables.meta["models"]))
+    for w in tables.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    n_mess = results.runs.filter(pl.col("method") == "messplus").height
+    n_mess = tables.runs.filter(pl.col("method") == MESSPLUS).height
     elapsed = time.perf_counter() - t0
-    console.print(f"{results.runs.height} runs ({n_mess} MESS+) in {elapsed:.1f} s -> {', '.join(map(str, paths))}")
+    console.print(f"{tables.runs.height} runs ({n_mess} MESS+) in {elapsed:.1f} s -> {', '.join(map(str, paths))}")
+
+
+SWEEP_PATHS = [
+    inspect.Parameter("traces", inspect.Parameter.KEYWORD_ONLY, default=Path(str(DEMO)), annotation=Annotated[
+        Path, typer.Option(help="Trace file or folder (default: the bundled synthetic demo zoo).")]),
+    inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=Path("results/sweep"), annotation=Annotated[
+        Path, typer.Option(help="Results folder: runs.parquet, steps.parquet and predictions.parquet, replaced "
+                           "as one set.")]),
+]  # fmt: skip
+app.command("sweep")(command(SweepConfig, sweep, SWEEP_PATHS))
 
 
 def main() -> None:

@@ -1,55 +1,54 @@
-"""Typed configuration: the predictor's settings, one MESS+ run, and the sweep grid."""
+"""Typed configuration, declared once: the sweep grid (every field carries its default, help and valid range; the
+`sim sweep` options and their validation derive from it), one MESS+ run, and the predictor's resolved settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from messplus.common.options import opt
 from messplus.sim import presets
 
-COST_ESTIMATES = ("mean", "last", "oracle")  # oracle: the request's own realised cost
-RESULTS_KEY = b"messplus_results"  # Parquet metadata of runs/steps/predictions: config, models, version
-RESULTS_VERSION = 3  # 3: runs gained preset, input_dropout, clip_norm, predictor_rank_ok, predictor_dead
-# Every method, with what it knows and when: `sim sweep --help` and README print these.
-METHOD_HELP = {
-    "messplus": "MESS+: online predictor trained on its own explorations; knows nothing in advance",
-    "single": "each zoo model alone (single:<model>)",
-    "educated": "the paper's educated guessing (Appendix B heuristic): a random model per request; knows every "
-    "model's accuracy on the whole benchmark in advance",
-    "routellm": "RouteLLM-style weak/strong router: logistic classifier and threshold fitted on the calibration split",
-    "routellm-paper": "the same classifier with the threshold tuned as in the paper, on the scored stream itself "
-    "(first of 0.9..0.1 that meets alpha): knows the stream's outcomes",
-    "routerdc": "RouterDC-style: per-model logistic classifiers on the calibration split, the likeliest model wins",
-    "oracle": "per request the cheapest model that satisfies it: knows every outcome",
-    "mix": "bound: the best fixed random mix of models, knowing each model's mean accuracy and cost on the stream",
-    "opt": "bound: E_OPT, the offline optimum of the paper's problem on the stream (exact LP relaxation)",
-}
-METHODS = tuple(METHOD_HELP)
-BOUNDS = ("mix", "opt")  # not policies: tables and figures show them as references
+CostEstimate = Literal["mean", "last", "oracle"]  # oracle: the request's own realised cost
+Cost = Literal["energy_j", "latency_s", "cost_usd", "tokens"]
+
+
+def _method_help() -> str:
+    from messplus.sim.routers import registry
+
+    return "Methods: all (every one below); " + "; ".join(f"{m.name}: {m.help}" for m in registry().values()) + "."
+
+
+def _method_names() -> tuple[str, ...]:
+    from messplus.sim.routers import registry
+
+    return ("all", *registry())
 
 
 @dataclass(frozen=True)
 class PredictorConfig:
-    """Online head: Linear(h,h) -> LayerNorm -> ReLU -> Dropout -> Linear(h,M) -> sigmoid, SGD on BCE."""
+    """Online head: Linear(h,h) -> LayerNorm -> ReLU -> Dropout -> Linear(h,M) -> sigmoid, SGD on BCE. Resolved
+    per bench from a preset and the sweep's overrides (SweepConfig.predictor); every field is documented there."""
 
     lr: float
     momentum: float
-    epochs: int = 3  # SGD steps on each explored request
-    weight_decay: float = 0.01
-    dropout: float = 0.1  # on the hidden layer (paper's architecture)
-    input_dropout: float = 0.1  # on the pooled embedding (paper Appendix B and reference code)
-    clip_norm: float = 1.0  # total gradient-norm clipping before each step (reference code); 0: off
+    epochs: int
+    weight_decay: float
+    dropout: float
+    input_dropout: float
+    clip_norm: float  # 0: off
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One MESS+ run; everything random derives from `seed`."""
+    """One MESS+ run of the per-request reference; everything random comes from `seed` (its sim.draws.Draws)."""
 
     alpha: float  # SLA: required mean satisfaction
     V: float  # cost weight in the drift-plus-penalty objective
     c: float  # exploration scale, p_t = min(1, c / t**k)
-    k: float = 0.25  # exploration decay (paper code and appendix: 1/4; main text: 1/2)
-    feedback: float = 1.0  # fraction of requests whose satisfaction reaches the queue
-    cost_estimate: str = "mean"  # cost believed at decision time: mean | last | oracle
+    k: float = 0.25
+    feedback: float = 1.0
+    cost_estimate: CostEstimate = "mean"
     seed: int = 0
 
 
@@ -57,32 +56,54 @@ class RunConfig:
 class SweepConfig:
     """The grid: every list is one axis; runs are their Cartesian product per bench."""
 
-    benches: tuple[str, ...] = ()  # (): every bench in the trace
-    alphas: tuple[float | str, ...] = ("mid",)  # "mid": halfway between the cheapest and the best model's accuracy
-    Vs: tuple[float, ...] = (1e-3,)
-    cs: tuple[float, ...] = (0.1,)
-    ks: tuple[float, ...] = (0.25,)
-    feedbacks: tuple[float, ...] = (1.0,)
-    cost_estimates: tuple[str, ...] = ("mean",)
-    seeds: tuple[int, ...] = (42, 43, 44)
-    methods: tuple[str, ...] = METHODS
-    cost: str = "energy_j"
-    calib_frac: float = 0.2  # leading share of each seed's order held out to fit baselines; never scored
-    preset: str = "auto"  # predictor settings table (sim.presets): auto picks it from the encoder
-    epochs: int | None = None  # None: the preset's (likewise for every predictor field below)
-    lr: float | None = None
-    momentum: float | None = None
-    weight_decay: float = 0.01
-    dropout: float = 0.1
-    input_dropout: float | None = None
-    clip_norm: float | None = None
-    encoder: str = "auto"  # auto: the trace's features, else minilm; or features, minilm, modernbert, an HF id/path
-    pooling: str | None = None  # cls (first token) or mean; None: the preset's
-    max_length: int | None = None  # None: the bench's (sim.presets.MAX_LENGTH)
-    cache_dir: str | None = None  # None: the user's cache directory
-    device: str = "cpu"
-    dtype: str = "float32"
-    steps_every: int = 1  # keep every n-th step in the steps table (the last step always)
+    # fmt: off
+    benches: tuple[str, ...] = opt((), "Benches to replay (default: every bench in the trace).", flag="--bench",
+                                   empty_ok=True)
+    alphas: tuple[float | Literal["mid"], ...] = opt(
+        ("mid",), "SLA targets; 'mid' = halfway between the cheapest and the best model's accuracy.", flag="--alpha",
+        lo=0, hi=1, lo_open=True)
+    Vs: tuple[float, ...] = opt((1e-3,), "Cost weights V (in the cost column's unit: J, USD, s or tokens).",
+                                flag="--V", lo=0)
+    cs: tuple[float, ...] = opt((0.1,), "Exploration scales c: explore with p_t = min(1, c / t^k).", flag="--c", lo=0,
+                                lo_open=True)
+    ks: tuple[float, ...] = opt((0.25,), "Exploration decays k (paper code and appendix: 0.25; main text: 0.5).",
+                                flag="--k", lo=0)
+    feedbacks: tuple[float, ...] = opt((1.0,), "Feedback rates: share of requests whose outcome reaches the queue.",
+                                       flag="--feedback", lo=0, hi=1)
+    cost_estimates: tuple[CostEstimate, ...] = opt(
+        ("mean",), "Cost MESS+ believes at decision time: mean (running mean of the costs seen on explorations; "
+        "what a deployed router knows), last (the last explored request's, as the reference simulator), oracle "
+        "(the request's own realised cost: knows the future, an upper bound on savings).", flag="--cost-estimate")
+    seeds: tuple[int, ...] = opt((42, 43, 44), "Seeds; each draws its own request order and randomness.", lo=0,
+                                 unique=True)
+    methods: tuple[str, ...] = opt(("all",), _method_help, choices=_method_names, unique=True)
+    cost: Cost = opt("energy_j", "Cost minimised: energy_j (J), latency_s (s), cost_usd (USD) or tokens (prompt + "
+                     "completion tokens).")
+    calib_frac: float = opt(0.2, "Leading share of each seed's order held out to fit the baselines; never scored.",
+                            lo=0, hi=0.9)
+    preset: Literal["auto", "paper", "minilm", "features"] = opt(
+        "auto", "Predictor settings table: auto (from the encoder), paper (Table 4 + reference code, tuned for "
+        "ModernBERT), minilm, features. The options below override single fields.")
+    epochs: int | None = opt(None, "SGD steps per explored request (default: the preset's).", lo=1)
+    lr: float | None = opt(None, "Predictor learning rate (default: the preset's).", lo=0, lo_open=True)
+    momentum: float | None = opt(None, "SGD momentum (default: the preset's).", lo=0, hi=1, hi_open=True)
+    weight_decay: float = opt(0.01, "SGD weight decay.", lo=0)
+    dropout: float = opt(0.1, "Dropout on the predictor's hidden layer while training.", lo=0, hi=1, hi_open=True)
+    input_dropout: float | None = opt(None, "Dropout on the encoder embedding while training (default: the "
+                                      "preset's).", lo=0, hi=1, hi_open=True)
+    clip_norm: float | None = opt(None, "Gradient-norm clipping before each SGD step, 0 = off (default: the "
+                                  "preset's).", lo=0)
+    encoder: str = opt("auto", "Predictor input: auto (the trace's features, else minilm), features, minilm, "
+                       "modernbert, or a Hugging Face id or local path.")
+    pooling: Literal["cls", "mean"] | None = opt(None, "Encoder pooling: cls (first token, the paper's) or mean "
+                                                 "(default: the preset's).")
+    max_length: int | None = opt(None, "Encoder max tokens (default: the bench's).", lo=1)
+    cache_dir: str | None = opt(None, "Embedding cache (default: ~/.cache/messplus/embeddings).")
+    device: Literal["auto", "cpu", "cuda"] = opt("auto", "Where the predictor trains: auto picks cuda when torch "
+                                                 "sees a GPU.")
+    dtype: Literal["float32", "float64"] = opt("float32", "Predictor arithmetic.")
+    steps_every: int = opt(1, "Keep every n-th step in steps.parquet (and the last).", lo=1)
+    # fmt: on
 
     def family(self, encoder: str) -> str:
         """The preset table for a resolved encoder name (features, minilm, modernbert, an HF id/path)."""

@@ -11,6 +11,7 @@ import numpy as np
 class Draws:
     """Shapes: T requests in the trace, S = T - n_calib scored (stream) requests, h input dim, M models.
 
+    seed:            the seed everything here derives from
     order:      [T]  permutation of the trace; order[:n_calib] is the calibration split, the rest the stream
     explore_u:  [S]  uniforms; position i explores iff explore_u[i] < p_{i+1}
     feedback_u: [S]  uniforms; position i has feedback iff feedback_u[i] < f
@@ -19,6 +20,7 @@ class Draws:
     choice_u:   [S]  uniforms for randomised baselines (educated guessing)
     """
 
+    seed: int
     order: np.ndarray
     n_calib: int
     explore_u: np.ndarray
@@ -65,6 +67,7 @@ def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: 
         return (2 * rs[4].random(shape, dtype=np.float32) - 1) * bound
 
     return Draws(
+        seed=seed,
         order=rs[0].permutation(T),
         n_calib=n_calib,
         explore_u=rs[1].random(S),

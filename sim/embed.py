@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from messplus.common import UserError, atomic_path, slug
 from messplus.sim.presets import max_length as bench_max_length
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from messplus.sim.config import PredictorConfig
 from messplus.sim.draws import Draws
-from torch import nn
 
 
 class Head(nn.Module):

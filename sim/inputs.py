@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from messplus.common import UserError
+
+from messplus.common import UserError, pick_device
 from messplus.sim import presets
 from messplus.sim.config import SweepConfig
 from messplus.traces.dense import BenchArrays
@@ -46,7 +47,7 @@ def request_inputs(arrays: BenchArrays, cfg: SweepConfig, progress=None) -> Inpu
         arrays.bench,
         pooling=cfg.pooling or presets.preset(family, arrays.bench).pooling,
         max_length=cfg.max_length,
-        device=cfg.device,
+        device=pick_device(cfg.device),
         cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None,
         progress=progress,
     )

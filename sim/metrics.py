@@ -126,7 +126,7 @@ def summary(o: Outcome, alpha: np.ndarray, M: int) -> dict[str, np.ndarray]:
     running = np.cumsum(o.sat, axis=1) / t
     below = running < alpha[:, None] - 1e-12
     last_below = np.where(below.any(1), S - 1 - np.argmax(below[:, ::-1], axis=1), -1)
-    first_ok = np.where(below[:, -1], -1, last_below + 2)  # 1-based; -1: never settles above alpha
+    first_ok = np.where(below[:, -1], np.nan, last_below + 2.0)  # 1-based; NaN: never settles above alpha
     calls = np.stack([(o.chosen == m).sum(1) for m in range(M)], axis=1) / S
     return {
         "satisfaction": running[:, -1],

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from messplus.sim.config import PredictorConfig, RunConfig
 from messplus.sim.draws import Draws, explore_prob
 from messplus.sim.head import Head, optimizer
@@ -44,6 +45,8 @@ def simulate_reference(
     X: np.ndarray, S: np.ndarray, E: np.ndarray, d: Draws, run: RunConfig, pred: PredictorConfig, dtype=torch.float64
 ) -> Steps:
     """X [T, h] request inputs, S [T, M] satisfaction, E [T, M] cost; requests arrive in the order `d.stream`."""
+    if d.seed != run.seed:
+        raise ValueError(f"draws of seed {d.seed} given for a run of seed {run.seed}")
     stream = d.stream
     n, M = len(stream), S.shape[1]
     head = Head.from_draws(d, dtype)

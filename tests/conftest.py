@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from messplus.traces.io import write_trace
 from messplus.traces.synth import synth_trace
 

@@ -4,8 +4,8 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from messplus.sim.config import RESULTS_KEY
 
+from messplus.sim.results import KEY as RESULTS_KEY
 from tests.conftest import cli
 from tests.test_cli_traces import assert_one_line_error
 
@@ -48,8 +48,8 @@ def test_table_matches_a_direct_computation_from_runs(sweep_dir, tmp_path):
     assert row["sla_met"][0] == mess["sla_met"].all()
     shares = np.array(mess["call_ratio"].to_list()).mean(0)
     assert row["share_llama-3.3-70b"][0] == pytest.approx(100 * shares[2])
-    avg = table.filter(pl.col("bench") == "average", pl.col("label") == "oracle")
-    per_bench = table.filter(pl.col("bench") != "average", pl.col("label") == "oracle")
+    avg = table.filter(pl.col("bench") == "average", pl.col("label") == "educated")
+    per_bench = table.filter(pl.col("bench") != "average", pl.col("label") == "educated")
     assert avg["satisfaction_pct"][0] == pytest.approx(per_bench["satisfaction_pct"].mean())
 
 

@@ -4,8 +4,8 @@ import pickle
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from messplus.traces.schema import META_KEY
 
+from messplus.traces.schema import META_KEY
 from tests.conftest import cli
 
 

@@ -15,7 +15,6 @@ pytest.importorskip("lm_eval", reason="the optional 'collect' extra (lm-eval[hf]
 from messplus.collect.energy import Meter, integrate, open_meter
 from messplus.collect.metered import apportion
 from messplus.traces.io import read_trace
-
 from tests.collect_fixtures import tiny_zoo, toy_task
 from tests.conftest import cli
 from tests.test_cli_traces import assert_one_line_error

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from messplus.common import UserError
 from messplus.sim.embed import Encoder, embed_texts, resolve
 

@@ -3,11 +3,11 @@
 import numpy as np
 import polars as pl
 import pytest
+
 from messplus.sim import presets
 from messplus.sim.config import SweepConfig
 from messplus.sim.metrics import ranks_agree
 from messplus.sim.sweep import run_sweep
-
 from tests.conftest import cli
 
 DIVERGING = dict(lr=3.0, momentum=0.95, clip_norm=0.0, input_dropout=0.0)  # steps far too large, nothing clipped

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
 from messplus.common import UserError
 from messplus.traces.dense import to_arrays
 from messplus.traces.importers.lmeval import import_lmeval

@@ -1,6 +1,7 @@
 import numpy as np
 import polars as pl
 import pytest
+
 from messplus.common import UserError
 from messplus.traces.dense import to_arrays
 from messplus.traces.io import Trace, read_trace, write_trace

@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 import pytest
+
 from messplus.sim.config import RunConfig, SweepConfig
 from messplus.sim.reference import simulate_reference
 from messplus.sim.sweep import load, run_sweep

@@ -1,7 +1,7 @@
 import polars as pl
 import pyarrow.parquet as pq
-from messplus.sim.config import RESULTS_KEY
 
+from messplus.sim.results import KEY as RESULTS_KEY
 from tests.conftest import cli
 from tests.test_cli_traces import assert_one_line_error
 
@@ -39,11 +39,11 @@ def test_impossible_alpha_warns_instead_of_crashing(tmp_path, small_trace):
 
 def test_bad_sweep_options_are_one_line_errors(tmp_path, small_trace):
     assert_one_line_error(
-        sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "messplus,magic"), "unknown method 'magic'"
+        sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "messplus,magic"), "--methods: 'magic' is not one of"
     )
     bad_bench = cli("sim", "sweep", "--traces", str(small_trace), "--bench", "mmlu", cwd=tmp_path)
     assert_one_line_error(bad_bench, "unknown bench 'mmlu'", "available: arc_challenge")
-    assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "o", "--V", "fast"), "--V: expected a comma list")
+    assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "o", "--V", "fast"), "--V: expected a number")
     assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "o", "--cost", "cost_usd"), "cost column 'cost_usd'")
 
 
@@ -67,6 +67,7 @@ def test_baselines_alone_keep_the_full_schema(tmp_path, small_trace):
 
 def test_sweep_reports_whether_the_predictor_tells_requests_apart(tmp_path, small_trace):
     import numpy as np
+
     from messplus.sim.config import SweepConfig
     from messplus.sim.inputs import Inputs
     from messplus.sim.metrics import predictor_quality

@@ -1,7 +1,8 @@
 import numpy as np
 import polars as pl
 import pytest
-from messplus.sim.baselines import fit_logistic
+
+from messplus.sim.routers.logistic import fit_logistic
 from messplus.traces.dense import to_arrays
 from messplus.traces.io import read_trace
 from messplus.traces.synth import PAPER_TABLE2, synth_trace

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from rich.console import Console
+from rich.table import Table
+
 from messplus.common import UserError, run_cli
 from messplus.traces.io import Trace, read_trace, trace_files, write_trace
 from messplus.traces.zoo import resolve_names
-from rich.console import Console
-from rich.table import Table
 
 DEFAULT_DIR = Path("data/traces")
 app = typer.Typer(help="Trace files: the one format shared by collect, sim and analysis.", no_args_is_help=True)

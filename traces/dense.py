@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
 from messplus.common import UserError
 from messplus.traces.io import Trace
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from messplus.common import UserError, atomic_path
 from messplus.traces.schema import META_KEY, SCHEMA_VERSION, conform, validate
 from messplus.traces.zoo import Zoo

@@ -7,6 +7,7 @@ each cost family says where its figure came from, so measured and estimated numb
 from __future__ import annotations
 
 import polars as pl
+
 from messplus.common import UserError
 
 SCHEMA_VERSION = 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+
 from messplus.traces.io import Trace
 from messplus.traces.zoo import ModelSpec, Zoo
 

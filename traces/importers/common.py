@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+
 from messplus.common import UserError
 from messplus.traces.io import refuse_pickle
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import polars as pl
+
 from messplus.common import UserError
 from messplus.traces.importers.common import read_table
 from messplus.traces.io import Trace

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+
 from messplus.common import UserError
 from messplus.traces.importers.common import dedupe_long, read_table
 from messplus.traces.io import Trace

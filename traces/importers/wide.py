@@ -10,6 +10,7 @@ import ast
 from pathlib import Path
 
 import polars as pl
+
 from messplus.common import UserError
 from messplus.traces.importers.common import dedupe_long, read_table
 from messplus.traces.io import Trace
