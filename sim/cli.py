@@ -155,17 +155,17 @@ def sweep(cfg: SweepConfig, traces: Path, out: Path) -> None:
     check_out(out)
     t0 = time.perf_counter()
     with progress_bars(console) as bars:
-        tables = run_sweep(cfg, traces, bars)
-    paths = tables.write(out)
-    console.print(summary_table(tables.runs, cfg.cost))
-    quality = predictor_quality(tables.runs)
+        results = run_sweep(cfg, traces, bars)
+    paths = results.write(out)
+    console.print(summary_table(results.runs, cfg.cost))
+    quality = predictor_quality(results.runs)
     if quality.height:
-        console.print(predictor_table(quality, tables.meta["models"]))
-    for w in tables.warnings:
+        console.print(predictor_table(quality, results.meta["models"]))
+    for w in results.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    n_mess = tables.runs.filter(pl.col("method") == MESSPLUS).height
+    n_mess = results.runs.filter(pl.col("method") == MESSPLUS).height
     elapsed = time.perf_counter() - t0
-    console.print(f"{tables.runs.height} runs ({n_mess} MESS+) in {elapsed:.1f} s -> {', '.join(map(str, paths))}")
+    console.print(f"{results.runs.height} runs ({n_mess} MESS+) in {elapsed:.1f} s -> {', '.join(map(str, paths))}")
 
 
 SWEEP_PATHS = [

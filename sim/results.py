@@ -140,18 +140,40 @@ def check_out(out: Path) -> None:
         raise UserError(f"--out {out}: {existing} is not writable")
 
 
-@dataclass(frozen=True)
-class Tables:
-    """The three output tables of a sweep, in memory, with the metadata every file carries."""
+UNITS = {
+    "energy_j": ("MJ", 1e-6, "J"),
+    "cost_usd": ("USD", 1.0, "USD"),
+    "latency_s": ("h", 1 / 3600, "s"),
+    "tokens": ("M tokens", 1e-6, "tokens"),
+}
 
-    runs: pl.DataFrame
-    steps: pl.DataFrame
-    predictions: pl.DataFrame
+
+@dataclass(frozen=True)
+class Results:
+    """The three tables of a sweep and the metadata every file carries: DataFrames fresh from `run_sweep`,
+    LazyFrames when read back by `open_results`."""
+
+    runs: pl.DataFrame | pl.LazyFrame
+    steps: pl.DataFrame | pl.LazyFrame
+    predictions: pl.DataFrame | pl.LazyFrame
     meta: dict
 
     @property
     def warnings(self) -> list[str]:
         return self.meta["warnings"]
+
+    @property
+    def models(self) -> list[str]:
+        return self.meta["models"]
+
+    @property
+    def cost(self) -> str:
+        return self.meta["config"]["cost"]
+
+    def unit(self, total: bool) -> tuple[str, float]:
+        """(label, scale) for totals (MJ, hours, ...) or per-request figures (J, s, ...)."""
+        big, scale, small = UNITS.get(self.cost, (self.cost, 1.0, self.cost))
+        return (big, scale) if total else (small, 1.0)
 
     def write(self, out: str | Path) -> list[Path]:
         """Write the set atomically (temporary folder, then rename over `out`); returns the file paths."""
@@ -174,37 +196,6 @@ class Tables:
         finally:
             shutil.rmtree(new, ignore_errors=True)
         return [out / f"{name}.parquet" for name in NAMES]
-
-
-UNITS = {
-    "energy_j": ("MJ", 1e-6, "J"),
-    "cost_usd": ("USD", 1.0, "USD"),
-    "latency_s": ("h", 1 / 3600, "s"),
-    "tokens": ("M tokens", 1e-6, "tokens"),
-}
-
-
-@dataclass(frozen=True)
-class Results:
-    """A results folder read back: runs / steps / predictions as LazyFrames, plus the sweep's metadata."""
-
-    runs: pl.LazyFrame
-    steps: pl.LazyFrame
-    predictions: pl.LazyFrame
-    meta: dict
-
-    @property
-    def models(self) -> list[str]:
-        return self.meta["models"]
-
-    @property
-    def cost(self) -> str:
-        return self.meta["config"]["cost"]
-
-    def unit(self, total: bool) -> tuple[str, float]:
-        """(label, scale) for totals (MJ, hours, ...) or per-request figures (J, s, ...)."""
-        big, scale, small = UNITS.get(self.cost, (self.cost, 1.0, self.cost))
-        return (big, scale) if total else (small, 1.0)
 
 
 def _meta(path: Path) -> dict:

@@ -24,7 +24,7 @@ from messplus.sim.bench import Bench, load
 from messplus.sim.config import SweepConfig
 from messplus.sim.inputs import Inputs
 from messplus.sim.metrics import outcome, predictor_quality
-from messplus.sim.results import VERSION, Block, Tables, frames
+from messplus.sim.results import VERSION, Block, Results, frames
 from messplus.sim.routers import MESSPLUS, registry
 from messplus.traces.io import load_benches
 
@@ -45,7 +45,7 @@ def run_sweep(
     traces: Path,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     inputs: dict[str, Inputs] | None = None,
-) -> Tables:
+) -> Results:
     """progress(label, total) returns an advance(n) callback; None runs silently.
     inputs: optional per-bench predictor inputs used instead of cfg.encoder."""
     validate(cfg)
@@ -71,7 +71,7 @@ def run_sweep(
     meta["sweep_id"] = hashlib.sha256(
         json.dumps(meta, sort_keys=True).encode() + runs.hash_rows().to_numpy().tobytes()
     ).hexdigest()[:16]
-    return Tables(runs, steps, mess.prediction_table(benches, trained), meta)
+    return Results(runs, steps, mess.prediction_table(benches, trained), meta)
 
 
 def bench_blocks(cfg: SweepConfig, b: Bench, trained: tuple[list, list, list]) -> Iterator[Block]:
