@@ -17,6 +17,7 @@ from messplus.common import UserError, pick_device, progress_bars, run_cli
 from messplus.common.options import command
 from messplus.sim import presets
 from messplus.sim.config import SweepConfig
+from messplus.sim.metrics import predictor_quality, z_critical
 from messplus.sim.routers import MESSPLUS
 
 DEMO = files("messplus.traces") / "data" / "demo.parquet"
@@ -94,14 +95,15 @@ def predictor_table(quality: pl.DataFrame, models: list[str]) -> Table:
     """Does the predictor tell requests apart? Late AUC per model, mean over seeds, with its z against chance."""
     table = Table(
         title="MESS+ predictor: AUC per model on the second half of each stream, before each request's update "
-        "(mean over seeds; z: standard errors above chance)",
+        "(mean over seeds; z: standard errors above chance; green: above the 5% level corrected for the number of models)",
         title_justify="left",
     )
     for col in ("bench", "c", "k", *models):
         table.add_column(col, justify="left" if col == "bench" else "right")
+    z_crit = z_critical(len(models))
     for r in quality.iter_rows(named=True):
         cells = [
-            "-" if a is None else f"[{'green' if z >= 2 else 'red'}]{a:.3f} (z {z:.1f})[/]"
+            "-" if a is None else f"[{'green' if z >= z_crit else 'red'}]{a:.3f} (z {z:.1f})[/]"
             for a, z in zip(r["auc"], r["z"], strict=True)
         ]
         table.add_row(r["bench"], f"{r['c']:g}", f"{r['k']:g}", *cells)
@@ -148,7 +150,6 @@ def embed(
 def sweep(cfg: SweepConfig, traces: Path, out: Path) -> None:
     """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen routers and
     bounds. Options that take a comma list span one axis of the grid each."""
-    from messplus.sim.metrics import predictor_quality
     from messplus.sim.results import check_out
     from messplus.sim.sweep import run_sweep
 

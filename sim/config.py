@@ -66,6 +66,10 @@ class SweepConfig:
                                 flag="--V", lo=0)
     cs: tuple[float, ...] = opt((0.1,), "Exploration scales c: explore with p_t = min(1, c / t^k).", flag="--c", lo=0,
                                 lo_open=True)
+    v_unit: Literal["raw", "largest"] = opt(
+        "raw", "What V multiplies: raw (the cost column as it is, so V carries its unit: 1e-3 per joule is not "
+        "1e-3 per dollar) or largest (each cost divided by the largest model's mean cost on the bench, a per-model "
+        "price profile: V is then unit-free, and V = 1 weighs the largest model's cost like one unit of queue).")
     ks: tuple[float, ...] = opt((0.25,), "Exploration decays k (paper code and appendix: 0.25; main text: 0.5).",
                                 flag="--k", lo=0)
     feedbacks: tuple[float, ...] = opt((1.0,), "Feedback rates: share of requests whose outcome reaches the queue.",

@@ -14,10 +14,11 @@ from messplus.sim.bench import Bench
 from messplus.sim.config import SweepConfig
 from messplus.sim.draws import explore_prob
 from messplus.sim.engine import cost_estimates, replay_queues
-from messplus.sim.metrics import auc_z, bce, nan_to_none, outcome, ranks_agree
+from messplus.sim.metrics import auc_z, bce, nan_to_none, outcome, ranks_agree, z_critical
 from messplus.sim.predictor import Group, Trained, predict_groups
 from messplus.sim.results import PREDICTION_SCHEMA, Block
 from messplus.sim.routers import MESSPLUS
+from messplus.sim.routers.bounds import accuracy_price
 
 
 def train(cfg: SweepConfig, benches: dict[str, Bench], progress=None) -> dict[str, tuple[list, list, list]]:
@@ -79,6 +80,37 @@ def diagnose(tr: Trained, y: np.ndarray, explored: np.ndarray) -> dict:
     }
 
 
+def cost_unit(cfg: SweepConfig, b: Bench) -> float:
+    """What one unit of V's cost is: the cost column's own unit, or the largest model's mean cost on the bench."""
+    return float(b.E[:, -1].mean()) if cfg.v_unit == "largest" else 1.0
+
+
+def cost_balance_warnings(cfg: SweepConfig, benches: dict[str, Bench]) -> list[str]:
+    """Where V makes the cost term negligible or dominant. The queue comes to rest near q* = V x lambda, lambda
+    being the price of accuracy at alpha (sim.routers.bounds.accuracy_price; Lyapunov theory: Q / V tends to the
+    constraint's multiplier). Far below one request's effect on the queue, MESS+ flips between the cheapest model
+    and the one predicted best; far above, the shortfall after S requests, about q* / S (Theorem 1), stays large."""
+    out = []
+    for name, b in benches.items():
+        acc, cost, S = b.arrays.satisfied.mean(0), b.E.mean(0), len(next(iter(b.draws.values())).stream)
+        for alpha, V in itertools.product(b.alphas, cfg.Vs):
+            rest = V / cost_unit(cfg, b) * accuracy_price(acc, cost, alpha)
+            where = f"bench {name}, alpha {alpha:.3f}, V={V:g} ({cfg.v_unit})"
+            if 0 < rest < 0.1:
+                out.append(f"{where}: the cost term is negligible (the queue rests near {rest:.2g}, below one "
+                           "request's effect): MESS+ flips between the cheapest model and the one predicted best; "
+                           "raise V, or give it with --v-unit largest")  # fmt: skip
+            elif rest > 0.01 * S:
+                short = (
+                    f"about {100 * rest / S:.1f} points below alpha after {S} requests"
+                    if rest < S
+                    else (f"far below alpha: {S} requests cannot build the queue that high")
+                )
+                out.append(f"{where}: the cost term dominates (the queue rests near {rest:.3g}, so MESS+ ends "
+                           f"{short}); lower V")  # fmt: skip
+    return out
+
+
 def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], trained: list[Trained], chunk: int = 1024):
     """Every MESS+ run of one bench, advanced together `chunk` runs at a time so memory stays bounded whatever the
     grid. Yields one Block per chunk."""
@@ -95,11 +127,11 @@ def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], train
         has_fb = np.stack([b.draws[keys[i][0]].feedback_u < f for i, f in zip(g, fb, strict=True)])  # [R, S]
         shat = np.stack([trained[i].shat for i in g])  # [R, S, M]
         ehats = np.stack([ehat[i, m] for i, m in zip(g, est, strict=True)])  # [R, S, M]
-        chosen, q, q_full = replay_queues(shat, ehats, S_runs, explored, has_fb, alpha, V)
+        chosen, q, q_full = replay_queues(shat, ehats, S_runs, explored, has_fb, alpha, V / cost_unit(cfg, b))
         seed, c, k = (np.array([keys[i][j] for i in g]) for j in range(3))
         config, reference = b.columns(seed, alpha)
         R = len(g)
-        config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, "V": V, "c": c, "k": k, "feedback": fb, "cost_estimate": est,
+        config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, "V": V, "v_unit": [cfg.v_unit] * R, "c": c, "k": k, "feedback": fb, "cost_estimate": est,
                    "cost": [cfg.cost] * R, "preset": [b.family] * R, "lr": np.full(R, p.lr),
                    "momentum": np.full(R, p.momentum), "epochs": np.full(R, p.epochs),
                    "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm)}  # fmt: skip
@@ -133,10 +165,11 @@ def predictor_warnings(quality: pl.DataFrame) -> list[str]:
     out = []
     for r in quality.iter_rows(named=True):
         where = f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}: the predictor"
-        if all(z is None or z < 2 for z in r["z"]):
+        z_crit = z_critical(len(r["z"]))
+        if all(z is None or z < z_crit for z in r["z"]):
             out.append(
-                f"{where} does not tell requests apart (no model's late AUC is 2 SE above chance); try a larger "
-                "--c or another encoder"
+                f"{where} does not tell requests apart (no model's late AUC is {z_crit:.2f} SE above chance, the "
+                f"one-sided 5% level corrected for {len(r['z'])} models); try a larger --c or another encoder"
             )
         if r["rank_wrong"]:
             out.append(

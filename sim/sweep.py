@@ -58,6 +58,7 @@ def run_sweep(
     models = next(iter(benches.values())).models
     runs, steps = frames(blocks, len(models), cfg.steps_every)
     warnings = reach_warnings(benches) + mess.predictor_warnings(predictor_quality(runs))
+    warnings += mess.cost_balance_warnings(cfg, benches) if with_mess else []
     meta = {
         "results_version": VERSION,
         "messplus_version": version("messplus"),

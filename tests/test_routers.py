@@ -54,3 +54,13 @@ def test_bounds_and_policies_are_told_apart_by_kind(small_trace):
     assert kinds["oracle"] == kinds["mix"] == kinds["opt"] == "bound"
     assert all(kinds[m] == "policy" for m in kinds if m.startswith("single:"))
     assert len([m for m in kinds if m.startswith("single:")]) == 3  # one run per zoo model
+
+
+def test_accuracy_price_is_the_slope_of_the_cheapest_mix():
+    from messplus.sim.routers.bounds import accuracy_price
+
+    acc, cost = np.array([0.5, 0.7, 0.9]), np.array([1.0, 2.0, 10.0])
+    assert accuracy_price(acc, cost, 0.6) == pytest.approx(5.0)  # mixing models 0 and 1: 1 cost per 0.2 accuracy
+    assert accuracy_price(acc, cost, 0.8) == pytest.approx(40.0)  # models 1 and 2: 8 per 0.2
+    assert accuracy_price(acc, cost, 0.4) == 0.0  # the cheapest model already beats alpha
+    assert accuracy_price(acc, cost, 0.95) == np.inf

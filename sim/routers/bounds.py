@@ -29,6 +29,19 @@ def mix_lp(acc: np.ndarray, cost: np.ndarray, alpha: float) -> np.ndarray:
     return best if best is not None else np.eye(M)[int(np.argmax(acc))]
 
 
+def accuracy_price(acc: np.ndarray, cost: np.ndarray, alpha: float) -> float:
+    """The multiplier of the accuracy constraint in `mix_lp`: extra cost per unit of accuracy at alpha, the slope
+    of the cheapest mix's cost against its accuracy (0 when a model beats alpha for free, inf past the best)."""
+    p = mix_lp(acc, cost, alpha)
+    used = np.flatnonzero(p > 0)
+    if p @ acc < alpha - 1e-12:
+        return float("inf")
+    if len(used) == 2:
+        i, j = used
+        return float((cost[j] - cost[i]) / (acc[j] - acc[i]))
+    return 0.0
+
+
 def mix_bound(S: np.ndarray, E: np.ndarray, alpha: float) -> tuple[float, float]:
     """The best fixed random mix of models, knowing each model's mean satisfaction and cost on this stream (S, E
     [S, M]): its (satisfaction, cost per request), cost inf if no mix reaches alpha."""
