@@ -147,13 +147,13 @@ def embed(
         console.print(f"{name}: {len(texts)} texts -> {X.shape[1]}-dim, {enc_id}, {time.perf_counter() - t0:.2f} s")
 
 
-def sweep(cfg: SweepConfig, traces: Path, out: Path) -> None:
+def sweep(cfg: SweepConfig, traces: Path, out: Path, overwrite: bool) -> None:
     """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen routers and
     bounds. Options that take a comma list span one axis of the grid each."""
-    from messplus.sim.results import check_out
+    from messplus.sim.results import check_out, options
     from messplus.sim.sweep import run_sweep
 
-    check_out(out)
+    check_out(out, options(cfg, traces), overwrite)
     t0 = time.perf_counter()
     with progress_bars(console) as bars:
         results = run_sweep(cfg, traces, bars)
@@ -175,6 +175,8 @@ SWEEP_PATHS = [
     inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=Path("results/sweep"), annotation=Annotated[
         Path, typer.Option(help="Results folder: runs.parquet, steps.parquet and predictions.parquet, replaced "
                            "as one set.")]),
+    inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+        bool, typer.Option(help="Replace a results folder written with other options (same options: always).")]),
 ]  # fmt: skip
 app.command("sweep")(command(SweepConfig, sweep, SWEEP_PATHS))
 

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +118,16 @@ def _stale(out: Path) -> list[Path]:
     return list(out.parent.glob(f".{out.name}.new-*")) + list(out.parent.glob(f".{out.name}.old-*"))
 
 
-def check_out(out: Path) -> None:
+def options(cfg, traces: str | Path) -> dict:
+    """The options a sweep was asked for, as recorded in its metadata (JSON types; no machine-local paths)."""
+    given = {k: v for k, v in asdict(cfg).items() if k != "cache_dir"} | {"traces": Path(traces).name}
+    return json.loads(json.dumps(given))
+
+
+def check_out(out: Path, asked: dict | None = None, overwrite: bool = True) -> None:
     """Before any work: `out` must be a folder we may replace (absent, empty, or a results set) in a writable
-    place. An interrupted swap is repaired first: a set moved aside is put back."""
+    place, holding results of the `asked` options unless `overwrite`. An interrupted swap is repaired first: a
+    set moved aside is put back."""
     out = Path(out)
     if not out.exists():
         moved = sorted(out.parent.glob(f".{out.name}.old-*")) if out.parent.is_dir() else []
@@ -138,6 +145,13 @@ def check_out(out: Path) -> None:
         raise UserError(f"--out {out}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"--out {out}: {existing} is not writable")
+    runs = out / "runs.parquet"
+    if not overwrite and runs.is_file():
+        held = _meta(runs).get("options", {})
+        differ = [k for k in sorted(set(held) | set(asked or {})) if held.get(k) != (asked or {}).get(k)]
+        if differ:
+            raise UserError(f"--out {out}: holds results of another configuration ({differ[0]} differs); pass "
+                            "--overwrite to replace them, or choose another --out")  # fmt: skip
 
 
 UNITS = {

@@ -24,7 +24,7 @@ from messplus.sim.bench import Bench, load
 from messplus.sim.config import SweepConfig
 from messplus.sim.inputs import Inputs
 from messplus.sim.metrics import outcome, predictor_quality
-from messplus.sim.results import VERSION, Block, Results, frames
+from messplus.sim.results import VERSION, Block, Results, frames, options
 from messplus.sim.routers import MESSPLUS, registry
 from messplus.traces.io import load_benches
 
@@ -49,6 +49,7 @@ def run_sweep(
     """progress(label, total) returns an advance(n) callback; None runs silently.
     inputs: optional per-bench predictor inputs used instead of cfg.encoder."""
     validate(cfg)
+    asked = options(cfg, traces)
     found = load_benches(traces, cfg.benches or None)
     cfg = resolve(cfg, tuple(found))
     benches = {name: load(cfg, found[name], name, (inputs or {}).get(name), progress) for name in cfg.benches}
@@ -62,8 +63,8 @@ def run_sweep(
     meta = {
         "results_version": VERSION,
         "messplus_version": version("messplus"),
-        "config": {k: v for k, v in asdict(cfg).items() if k != "cache_dir"},  # no machine-local paths
-        "traces": Path(traces).name,
+        "options": asked,
+        "config": {k: v for k, v in asdict(cfg).items() if k != "cache_dir"},  # as run; no machine-local paths
         "models": list(models),
         "encoders": {n: b.encoder for n, b in benches.items()},
         "alphas": {n: list(b.alphas) for n, b in benches.items()},

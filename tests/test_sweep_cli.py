@@ -85,3 +85,21 @@ def test_sweep_reports_whether_the_predictor_tells_requests_apart(tmp_path, smal
     noise = {"piqa": Inputs(np.random.default_rng(0).standard_normal((T, 8)).astype(np.float32), "noise", "features")}
     res = run_sweep(cfg, small_trace, inputs=noise)
     assert any("piqa, c=1, k=0.25: the predictor does not tell requests apart" in w for w in res.warnings)
+
+
+def test_results_of_other_options_are_replaced_only_when_asked(tmp_path, small_trace):
+    out = tmp_path / "o"
+    fast = ("--methods", "opt", "--bench", "piqa")
+    assert sweep(tmp_path, small_trace, out, *fast).returncode == 0
+    before = (out / "runs.parquet").read_bytes()
+    refused = sweep(tmp_path, small_trace, out, *fast, "--alpha", "0.7")
+    assert_one_line_error(refused, "another configuration", "alphas differs", "--overwrite")
+    assert (out / "runs.parquet").read_bytes() == before  # nothing touched
+    assert sweep(tmp_path, small_trace, out, *fast).returncode == 0  # the same options may always rerun
+    assert sweep(tmp_path, small_trace, out, *fast, "--alpha", "0.7", "--overwrite").returncode == 0
+    assert pl.read_parquet(out / "runs.parquet")["alpha"].unique().to_list() == [0.7]
+    assert not list(tmp_path.glob(".o.*"))  # no temporary folder left behind
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "mine", *fast), "not a results folder")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
