@@ -118,6 +118,13 @@ def _stale(out: Path) -> list[Path]:
     return list(out.parent.glob(f".{out.name}.new-*")) + list(out.parent.glob(f".{out.name}.old-*"))
 
 
+def recover(out: Path) -> None:
+    """Undo a write that stopped between its two renames: the old set, moved aside, goes back in place."""
+    moved = sorted(out.parent.glob(f".{out.name}.old-*")) if out.parent.is_dir() else []
+    if moved and not out.exists():
+        os.rename(moved[-1], out)
+
+
 def options(cfg, traces: str | Path) -> dict:
     """The options a sweep was asked for, as recorded in its metadata (JSON types; no machine-local paths)."""
     given = {k: v for k, v in asdict(cfg).items() if k != "cache_dir"} | {"traces": Path(traces).name}
@@ -129,10 +136,7 @@ def check_out(out: Path, asked: dict | None = None, overwrite: bool = True) -> N
     place, holding results of the `asked` options unless `overwrite`. An interrupted swap is repaired first: a
     set moved aside is put back."""
     out = Path(out)
-    if not out.exists():
-        moved = sorted(out.parent.glob(f".{out.name}.old-*")) if out.parent.is_dir() else []
-        if moved:
-            os.rename(moved[-1], out)  # a previous write stopped between its two renames
+    recover(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
     foreign = (
@@ -223,6 +227,7 @@ def _meta(path: Path) -> dict:
 def open_results(folder: str | Path) -> Results:
     """The set in `folder`, after checking each file is there, readable, of this version and of the same sweep."""
     folder = Path(folder)
+    recover(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: results folder not found (write one with `sim sweep --out {folder}`)")
     metas = {}
