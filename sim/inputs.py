@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def request_inputs(arrays: BenchArrays, cfg: SweepConfig, progress=None) -> Inpu
         return Inputs(arrays.features, "features", family)
     from messplus.sim.embed import embed_texts
 
+    texts, cut = distinctive(list(arrays.texts))
     X, enc_id = embed_texts(
-        arrays.texts,
+        texts,
         name,
         arrays.bench,
         pooling=cfg.pooling or presets.preset(family, arrays.bench).pooling,
@@ -51,4 +53,25 @@ def request_inputs(arrays: BenchArrays, cfg: SweepConfig, progress=None) -> Inpu
         cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None,
         progress=progress,
     )
-    return Inputs(X, enc_id, family)
+    return Inputs(X, enc_id + (f" (shared prefix of {cut} characters stripped)" if cut else ""), family)
+
+
+MIN_PREFIX = 64  # characters; shorter shared openings ("Question: ") cost the encoder nothing worth saving
+
+
+def distinctive(texts: list[str]) -> tuple[list[str], int]:
+    """The texts without the prefix they all share (few-shot examples, a system prompt), cut at a whitespace, and
+    the cut's length. An encoder that reads only the first max_length tokens would otherwise see the same shots
+    for every request; RouterBench's 5-shot ARC prompts share their first ~1,500 characters."""
+    prefix = os.path.commonprefix(texts) if len(texts) > 1 else ""  # noqa: RUF071 (characters, not paths)
+    cut = max(prefix.rfind(" "), prefix.rfind("\n")) + 1 if len(prefix) >= MIN_PREFIX else 0
+    return ([t[cut:] for t in texts] if cut else texts), cut
+
+
+def distinct_warnings(name: str, X: np.ndarray) -> list[str]:
+    """A bench whose requests mostly share one input cannot be routed per request by anything that reads it."""
+    n = len(np.unique(X, axis=0))
+    if n >= 0.5 * len(X):
+        return []
+    return [f"bench {name}: only {n} distinct predictor inputs for {len(X)} requests; MESS+ and the learned "
+            "routers cannot tell most requests apart (raise --max-length, or check the texts)"]  # fmt: skip

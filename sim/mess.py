@@ -97,9 +97,10 @@ def cost_balance_warnings(cfg: SweepConfig, benches: dict[str, Bench]) -> list[s
             rest = V / cost_unit(cfg, b) * accuracy_price(acc, cost, alpha)
             where = f"bench {name}, alpha {alpha:.3f}, V={V:g} ({cfg.v_unit})"
             if 0 < rest < 0.1:
+                hint = "raise V" + (", or give it unit-free with --v-unit largest" if cfg.v_unit == "raw" else "")
                 out.append(f"{where}: the cost term is negligible (the queue rests near {rest:.2g}, below one "
-                           "request's effect): MESS+ flips between the cheapest model and the one predicted best; "
-                           "raise V, or give it with --v-unit largest")  # fmt: skip
+                           f"request's effect): MESS+ flips between the cheapest model and the one predicted best; "
+                           f"{hint}")  # fmt: skip
             elif rest > 0.01 * S:
                 short = (
                     f"about {100 * rest / S:.1f} points below alpha after {S} requests"

@@ -22,7 +22,7 @@ from messplus.common.options import validate
 from messplus.sim import mess
 from messplus.sim.bench import Bench, load
 from messplus.sim.config import SweepConfig
-from messplus.sim.inputs import Inputs
+from messplus.sim.inputs import Inputs, distinct_warnings
 from messplus.sim.metrics import outcome, predictor_quality
 from messplus.sim.results import VERSION, Block, Results, frames, options
 from messplus.sim.routers import MESSPLUS, registry
@@ -58,7 +58,8 @@ def run_sweep(
     blocks = itertools.chain.from_iterable(bench_blocks(cfg, b, trained[b.name]) for b in benches.values())
     models = next(iter(benches.values())).models
     runs, steps = frames(blocks, len(models), cfg.steps_every)
-    warnings = reach_warnings(benches) + mess.predictor_warnings(predictor_quality(runs))
+    warnings = reach_warnings(benches) + [w for b in benches.values() for w in distinct_warnings(b.name, b.X)]
+    warnings += mess.predictor_warnings(predictor_quality(runs))
     warnings += mess.cost_balance_warnings(cfg, benches) if with_mess else []
     meta = {
         "results_version": VERSION,

@@ -34,3 +34,15 @@ def test_quality_threshold_is_corrected_for_the_number_of_models():
     assert z_critical(1) == pytest.approx(1.96, abs=0.01)
     assert z_critical(11) == pytest.approx(2.84, abs=0.01)  # 11 models at z = 2: one passes by chance too often
     assert pl.Series([z_critical(m) for m in range(1, 6)]).is_sorted()
+
+
+def test_a_shared_prompt_prefix_is_stripped_before_embedding():
+    from messplus.sim.inputs import distinct_warnings, distinctive
+
+    shots = "Question: 2+2? Answer: 4\n" * 20  # 500 characters of few-shot examples every prompt shares
+    texts = [shots + f"Question: {q}? Answer:" for q in ("why is the sky blue", "what is 7x6", "who wrote Hamlet")]
+    stripped, cut = distinctive(texts)
+    assert cut == len(shots) and stripped[1] == "Question: what is 7x6? Answer:"
+    assert distinctive(["Question: a", "Question: b"]) == (["Question: a", "Question: b"], 0)  # short: kept
+    assert distinct_warnings("arc", np.ones((10, 4)))[0].startswith("bench arc: only 1 distinct")
+    assert distinct_warnings("arc", np.eye(10)) == []
