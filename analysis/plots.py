@@ -80,15 +80,15 @@ def dynamics(res: Results, bench: str, out: Path) -> Path:
             if len(ok) == runs.filter(pl.col("V") == V, pl.col("alpha") == a).height:  # every seed settles above alpha
                 t_ok = float(ok.mean())
                 axes[0, j].plot([t_ok], [100 * a], marker=MARKERS[i], color=COLORS[i % len(COLORS)], ms=7, mfc="white")
-        settled = steps.filter(pl.col("V") == V, pl.col("t") >= max(2, steps["t"].max() // 20))
-        if settled.height:  # the first few requests swing wildly; scale to the rest
-            lo, hi = 100 * settled["running_satisfaction"].min(), 100 * settled["running_satisfaction"].max()
-            lo, hi = min(lo, 100 * min(alphas)), max(hi, 100 * max(alphas))
-            axes[0, j].set_ylim(lo - 0.1 * (hi - lo) - 0.5, hi + 0.1 * (hi - lo) + 0.5)
-            axes[1, j].set_ylim(0, 1.1 * settled["running_cost"].max())
         thinned = " (4 of each shown)" if len(Vs) < len(all_Vs) or len(alphas) < len(all_alphas) else ""
         axes[0, j].set_title(f"V = {V:g}{thinned if j == 0 else ''}")
         axes[1, j].set_xlabel("request index t")
+    settled = steps.filter(pl.col("t") >= max(2, steps["t"].max() // 20))  # the first requests swing wildly
+    if settled.height:  # one scale for every V panel (shared axes), fitted to the settled part
+        lo = min(100 * settled["sat_lo"].min(), 100 * min(alphas))
+        hi = max(100 * settled["sat_hi"].max(), 100 * max(alphas))
+        axes[0, 0].set_ylim(lo - 0.1 * (hi - lo) - 0.5, hi + 0.1 * (hi - lo) + 0.5)
+        axes[1, 0].set_ylim(0, 1.1 * settled["running_cost"].max())
     axes[0, 0].set_ylabel("running satisfaction (%)")
     axes[1, 0].set_ylabel(f"running cost per request ({unit})")
     handles, labels = axes[0, 0].get_legend_handles_labels()
