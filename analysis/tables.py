@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 
 from messplus.common import UserError
@@ -127,6 +129,21 @@ def main_table_columns(unit: str, models: list[str]) -> list[str]:
             "satisfaction_pct_std", "sla_met", "seeds_met", "cost_vs_opt", *[f"share_{m}" for m in reversed(models)]]  # fmt: skip
 
 
+def pm(mean: float, sd: float, digits: int = 4) -> str:
+    """mean ± sd with the same decimals: as many as `digits` significant digits of the mean need."""
+    d = max(0, digits - 1 - math.floor(math.log10(abs(mean)))) if mean else 2
+    return f"{mean:.{d}f} ± {sd:.{d}f}"
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    """Every character LaTeX treats specially, escaped in one pass (model names may hold any of them)."""
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
 def _cells(table: pl.DataFrame, models: list[str]) -> tuple[list[str], list[list[str]]]:
     unit = next(c for c in table.columns if c.startswith("cost_") and not c.endswith("_std") and c != "cost_vs_opt")
     header = ["bench", "alpha", "method", f"operating cost ({unit.removeprefix('cost_')})", "satisfaction %", "cost / E_OPT", "SLA",
@@ -136,7 +153,7 @@ def _cells(table: pl.DataFrame, models: list[str]) -> tuple[list[str], list[list
         shares = " / ".join(f"{r[f'share_{m}']:.0f}" for m in reversed(models))
         rows.append([
             r["bench"], "" if r["alpha"] is None else f"{r['alpha']:.3f}", r["label"],
-            f"{r[unit]:.4g} ± {r[unit + '_std']:.2g}", f"{r['satisfaction_pct']:.2f} ± {r['satisfaction_pct_std']:.2f}",
+            pm(r[unit], r[unit + "_std"]), pm(r["satisfaction_pct"], r["satisfaction_pct_std"]),
             "-" if r["cost_vs_opt"] is None else f"{r['cost_vs_opt']:.2f}",
             "met" if r["sla_met"] else f"missed ({r['seeds'] - r['seeds_met']}/{r['seeds']} seeds)", shares,
         ])  # fmt: skip
@@ -156,16 +173,15 @@ def to_markdown(table: pl.DataFrame, models: list[str]) -> str:
 def to_latex(table: pl.DataFrame, models: list[str]) -> str:
     """A tabular with met / missed rows shaded green / red, as the paper does (needs \\usepackage[table]{xcolor})."""
     header, rows = _cells(table, models)
-    esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")  # noqa: E731
     out = [
         r"\begin{tabular}{" + "l" * 3 + "r" * (len(header) - 3) + "}",
         r"\toprule",
-        " & ".join(map(esc, header)) + r" \\",
+        " & ".join(map(latex_escape, header)) + r" \\",
         r"\midrule",
     ]
     for row in rows:
         colour = r"\rowcolor{green!12}" if row[6] == "met" else r"\rowcolor{red!12}"
-        out.append(colour + " & ".join(map(esc, row)) + r" \\")
+        out.append(colour + " & ".join(map(latex_escape, row)) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(out) + "\n"
 

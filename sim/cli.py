@@ -98,8 +98,8 @@ def predictor_table(quality: pl.DataFrame, models: list[str]) -> Table:
         "(mean over seeds; z: standard errors above chance; green: above the 5% level corrected for the number of models)",
         title_justify="left",
     )
-    for col in ("bench", "c", "k", *models):
-        table.add_column(col, justify="left" if col == "bench" else "right")
+    for col in ("bench", "c", "k", *models):  # fold, never cut: model names must stay readable
+        table.add_column(col, justify="left" if col == "bench" else "right", overflow="fold")
     z_crit = z_critical(len(models))
     for r in quality.iter_rows(named=True):
         cells = [

@@ -98,3 +98,14 @@ def test_missing_folder_and_older_schema_are_one_line_errors(sweep_dir, tmp_path
         meta["results_version"] = 0
         pq.write_table(table.replace_schema_metadata({RESULTS_KEY: json.dumps(meta)}), old / f"{name}.parquet")
     assert_one_line_error(cli("analysis", "table", str(old)), "results schema v0", "rerun `sim sweep`")
+
+
+def test_latex_escapes_hostile_model_names_and_numbers_share_their_decimals():
+    from messplus.analysis.tables import latex_escape, pm
+
+    hostile = "R&D #1 {50%} $x_y^2~\\"
+    assert latex_escape(hostile) == r"R\&D \#1 \{50\%\} \$x\_y\textasciicircum{}2\textasciitilde{}\textbackslash{}"
+    assert latex_escape("84.1 ± 0.3") == r"84.1 $\pm$ 0.3"
+    assert pm(0.0004011, 5e-07) == "0.0004011 ± 0.0000005"
+    assert pm(1234.5, 12.25) == "1234 ± 12" or pm(1234.5, 12.25) == "1235 ± 12"
+    assert pm(0.0, 0.0) == "0.00 ± 0.00"
