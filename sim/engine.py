@@ -1,13 +1,19 @@
 """The MESS+ decision rule and virtual queues for many runs at once.
 
 Predictions and exploration draws are shared by every run of a group (bench x seed x c x k), so the only
-per-run work is the queue recurrence, advanced for all runs together: one step is a handful of [R, M] array ops.
+per-run work is the queue recurrence. Each step depends on the queue the last one left, so it is a sequential
+walk: a compiled kernel (numba) takes each run through its stream, a few float operations per model and step.
 """
 
 from __future__ import annotations
 
+from functools import partial
+from typing import get_args
+
 import numpy as np
-from messplus.sim.config import COST_ESTIMATES
+from numba import njit
+
+from messplus.sim.config import CostEstimate
 from messplus.sim.metrics import lindley
 
 
@@ -20,7 +26,7 @@ def cost_estimates(E: np.ndarray, explored: np.ndarray, mode: str) -> np.ndarray
     """
     if mode == "oracle":
         return E
-    if mode not in COST_ESTIMATES:
+    if mode not in get_args(CostEstimate):
         raise ValueError(f"unknown cost estimate {mode!r}")
     S, M = E.shape
     idx = np.arange(S)
@@ -49,21 +55,47 @@ def replay_queues(
     shat, ehat, sat: [R, S, M]; explored, has_feedback: [R, S] bool; alpha, V: [R].
     Returns chosen [R, S] (int64), q [R, S] decision queue and q_full [R, S] full-information queue, both after
     each step's update.
+
+    The queue makes each step depend on the last, so the walk over S is sequential; it runs compiled, one run at a
+    time on the [R, S, M] layout. Inputs are cast to float64 / bool first so one compiled signature serves every
+    call (and numpy's promotion of other dtypes is reproduced exactly).
     """
-    shat, ehat, sat = (a.transpose(1, 0, 2) for a in (shat, ehat, sat))  # time-major for the loop
-    explored, has_feedback = explored.T, has_feedback.T
-    S, R, M = sat.shape
-    rows = np.arange(R)
-    chosen = np.empty((S, R), dtype=np.int64)
-    slack = np.empty((S, R))  # alpha - s_chosen
-    q_hist = np.empty((S, R))
-    q = np.zeros(R)
-    cost = V[:, None] * ehat  # [S, R, M], the part of the score that does not depend on the queue
-    gap = alpha[:, None] - shat
-    for t in range(S):
-        ch = np.argmin(cost[t] + q[:, None] * gap[t], axis=1)  # first minimum: cheaper model wins ties
-        ch[explored[t]] = M - 1
-        slack[t] = alpha - sat[t, rows, ch]
-        q = np.where(has_feedback[t], np.maximum(0.0, q + slack[t]), q)
-        chosen[t], q_hist[t] = ch, q
-    return chosen.T, q_hist.T, lindley(slack.T)  # the full-information queue sees every step: closed form
+    f64, flags = partial(np.ascontiguousarray, dtype=np.float64), partial(np.ascontiguousarray, dtype=np.bool_)
+    R, S, _ = sat.shape
+    chosen = np.empty((R, S), dtype=np.int64)
+    q = np.empty((R, S))
+    slack = np.empty((R, S))  # alpha - s_chosen
+    _replay_kernel(
+        f64(shat), f64(ehat), f64(sat), flags(explored), flags(has_feedback), f64(alpha), f64(V), chosen, q, slack
+    )
+    return chosen, q, lindley(slack)  # the full-information queue sees every step: closed form
+
+
+@njit(cache=True)
+def _first_argmin(shat_t, ehat_t, alpha: float, V: float, q: float) -> int:
+    """First minimum over m of V * ehat + q * (alpha - shat), as np.argmin picks it: the cheaper model wins ties,
+    and a NaN score is taken at once (shat_t, ehat_t: [M])."""
+    best, arg = V * ehat_t[0] + q * (alpha - shat_t[0]), 0
+    for m in range(1, len(shat_t)):
+        if np.isnan(best):
+            break
+        score = V * ehat_t[m] + q * (alpha - shat_t[m])
+        if score < best or np.isnan(score):
+            best, arg = score, m
+    return arg
+
+
+@njit(cache=True)
+def _replay_kernel(shat, ehat, sat, explored, has_feedback, alpha, V, chosen, q_hist, slack) -> None:
+    """Fill chosen, q_hist and slack [R, S] in place. shat, ehat, sat: [R, S, M] float64; explored, has_feedback:
+    [R, S] bool; alpha, V: [R] float64. Same float operations, in the same order, as a per-request loop."""
+    R, S, M = sat.shape
+    for r in range(R):
+        q = 0.0
+        for t in range(S):
+            ch = M - 1 if explored[r, t] else _first_argmin(shat[r, t], ehat[r, t], alpha[r], V[r], q)
+            s = alpha[r] - sat[r, t, ch]
+            if has_feedback[r, t]:
+                x = q + s
+                q = 0.0 if x < 0.0 else x  # np.maximum(0, x), NaN kept
+            chosen[r, t], q_hist[r, t], slack[r, t] = ch, q, s
