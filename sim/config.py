@@ -11,6 +11,7 @@ from messplus.sim import presets
 
 CostEstimate = Literal["mean", "last", "oracle"]  # oracle: the request's own realised cost
 Cost = Literal["energy_j", "latency_s", "cost_usd", "tokens"]
+ExploreServe = Literal["best", "largest"]  # whose answer an exploration returns (sim.engine.explore_answers)
 
 
 def _method_help() -> str:
@@ -50,6 +51,7 @@ class RunConfig:
     feedback: float = 1.0
     cost_estimate: CostEstimate = "mean"
     seed: int = 0
+    explore_serve: ExploreServe = "best"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,10 @@ class SweepConfig:
         ("mean",), "Cost MESS+ believes at decision time: mean (running mean of the costs seen on explorations; "
         "what a deployed router knows), last (the last explored request's, as the reference simulator), oracle "
         "(the request's own realised cost: knows the future, an upper bound on savings).", flag="--cost-estimate")
+    explore_serve: ExploreServe = opt(
+        "best", "Whose answer an exploration returns (every model is queried): best (the most accurate model on "
+        "the explored requests so far, ties and the start to the largest) or largest (the paper's; in a zoo ordered "
+        "by dollar price the dearest model is not always the best).")
     seeds: tuple[int, ...] = opt((42, 43, 44), "Seeds; each draws its own request order and randomness.", lo=0,
                                  unique=True)
     methods: tuple[str, ...] = opt(("all",), _method_help, choices=_method_names, unique=True)

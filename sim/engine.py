@@ -41,18 +41,31 @@ def cost_estimates(E: np.ndarray, explored: np.ndarray, mode: str) -> np.ndarray
     return np.where(count[:, None] > 0, seen / np.maximum(count, 1)[:, None], 1.0)
 
 
+def explore_answers(S: np.ndarray, explored: np.ndarray, mode: str) -> np.ndarray:
+    """[n] the model whose answer an explored request returns, -1 where the request is not explored (S [n, M],
+    explored [n]). largest: the last model (the paper's). best: the most accurate on the explored requests strictly
+    before, ties to the later (larger) model, so the last one before any exploration and whenever it leads."""
+    M = S.shape[1]
+    if mode == "largest":
+        return np.where(explored, M - 1, -1)
+    seen = np.cumsum(np.where(explored[:, None], S, 0.0), axis=0)
+    seen = np.concatenate([np.zeros((1, M)), seen[:-1]])  # strictly before each request
+    return np.where(explored, M - 1 - np.argmax(seen[:, ::-1], axis=1), -1)
+
+
 def replay_queues(
     shat: np.ndarray,
     ehat: np.ndarray,
     sat: np.ndarray,
-    explored: np.ndarray,
+    served: np.ndarray,
     has_feedback: np.ndarray,
     alpha: np.ndarray,
     V: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run R MESS+ runs over S positions.
 
-    shat, ehat, sat: [R, S, M]; explored, has_feedback: [R, S] bool; alpha, V: [R].
+    shat, ehat, sat: [R, S, M]; served: [R, S] int, the model answering an explored request, -1 where MESS+
+    decides (explore_answers); has_feedback: [R, S] bool; alpha, V: [R].
     Returns chosen [R, S] (int64), q [R, S] decision queue and q_full [R, S] full-information queue, both after
     each step's update.
 
@@ -61,12 +74,13 @@ def replay_queues(
     call (and numpy's promotion of other dtypes is reproduced exactly).
     """
     f64, flags = partial(np.ascontiguousarray, dtype=np.float64), partial(np.ascontiguousarray, dtype=np.bool_)
+    ints = partial(np.ascontiguousarray, dtype=np.int64)
     R, S, _ = sat.shape
     chosen = np.empty((R, S), dtype=np.int64)
     q = np.empty((R, S))
     slack = np.empty((R, S))  # alpha - s_chosen
     _replay_kernel(
-        f64(shat), f64(ehat), f64(sat), flags(explored), flags(has_feedback), f64(alpha), f64(V), chosen, q, slack
+        f64(shat), f64(ehat), f64(sat), ints(served), flags(has_feedback), f64(alpha), f64(V), chosen, q, slack
     )
     return chosen, q, lindley(slack)  # the full-information queue sees every step: closed form
 
@@ -86,14 +100,14 @@ def _first_argmin(shat_t, ehat_t, alpha: float, V: float, q: float) -> int:
 
 
 @njit(cache=True)
-def _replay_kernel(shat, ehat, sat, explored, has_feedback, alpha, V, chosen, q_hist, slack) -> None:
-    """Fill chosen, q_hist and slack [R, S] in place. shat, ehat, sat: [R, S, M] float64; explored, has_feedback:
-    [R, S] bool; alpha, V: [R] float64. Same float operations, in the same order, as a per-request loop."""
-    R, S, M = sat.shape
+def _replay_kernel(shat, ehat, sat, served, has_feedback, alpha, V, chosen, q_hist, slack) -> None:
+    """Fill chosen, q_hist and slack [R, S] in place. shat, ehat, sat: [R, S, M] float64; served [R, S] int64;
+    has_feedback: [R, S] bool; alpha, V: [R] float64. Same float operations, in the same order, as a per-request loop."""
+    R, S = served.shape
     for r in range(R):
         q = 0.0
         for t in range(S):
-            ch = M - 1 if explored[r, t] else _first_argmin(shat[r, t], ehat[r, t], alpha[r], V[r], q)
+            ch = served[r, t] if served[r, t] >= 0 else _first_argmin(shat[r, t], ehat[r, t], alpha[r], V[r], q)
             s = alpha[r] - sat[r, t, ch]
             if has_feedback[r, t]:
                 x = q + s

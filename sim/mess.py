@@ -13,7 +13,7 @@ from messplus.common import pick_device
 from messplus.sim.bench import Bench
 from messplus.sim.config import SweepConfig
 from messplus.sim.draws import explore_prob
-from messplus.sim.engine import cost_estimates, replay_queues
+from messplus.sim.engine import cost_estimates, explore_answers, replay_queues
 from messplus.sim.metrics import auc_z, bce, nan_to_none, outcome, ranks_agree, z_critical
 from messplus.sim.predictor import Group, Trained, predict_groups
 from messplus.sim.results import PREDICTION_SCHEMA, Block
@@ -119,20 +119,22 @@ def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], train
     ehat = {(g, m): cost_estimates(b.E[gs[g].stream], gs[g].explored, m) for g in range(len(keys))
             for m in cfg.cost_estimates}  # fmt: skip
     quality = [diagnose(tr, b.arrays.satisfied[g.stream], g.explored) for g, tr in zip(gs, trained, strict=True)]
+    served = [explore_answers(b.arrays.satisfied[g.stream], g.explored, cfg.explore_serve) for g in gs]  # [S] each
     p = b.pred
     for lo in range(0, len(grid), chunk):
         g, est, alpha, V, fb = (np.array(col) for col in zip(*grid[lo : lo + chunk], strict=True))
         S_runs = np.stack([b.arrays.satisfied[gs[i].stream] for i in g])  # [R, S, M]
         E_runs = np.stack([b.E[gs[i].stream] for i in g])  # [R, S, M]
         explored = np.stack([gs[i].explored for i in g])  # [R, S]
+        answer = np.stack([served[i] for i in g])  # [R, S] model serving an exploration, -1 elsewhere
         has_fb = np.stack([b.draws[keys[i][0]].feedback_u < f for i, f in zip(g, fb, strict=True)])  # [R, S]
         shat = np.stack([trained[i].shat for i in g])  # [R, S, M]
         ehats = np.stack([ehat[i, m] for i, m in zip(g, est, strict=True)])  # [R, S, M]
-        chosen, q, q_full = replay_queues(shat, ehats, S_runs, explored, has_fb, alpha, V / cost_unit(cfg, b))
+        chosen, q, q_full = replay_queues(shat, ehats, S_runs, answer, has_fb, alpha, V / cost_unit(cfg, b))
         seed, c, k = (np.array([keys[i][j] for i in g]) for j in range(3))
         config, reference = b.columns(seed, alpha)
         R = len(g)
-        config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, "V": V, "v_unit": [cfg.v_unit] * R, "c": c, "k": k, "feedback": fb, "cost_estimate": est,
+        config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, "V": V, "v_unit": [cfg.v_unit] * R, "explore_serve": [cfg.explore_serve] * R, "c": c, "k": k, "feedback": fb, "cost_estimate": est,
                    "cost": [cfg.cost] * R, "preset": [b.family] * R, "lr": np.full(R, p.lr),
                    "momentum": np.full(R, p.momentum), "epochs": np.full(R, p.epochs),
                    "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm)}  # fmt: skip

@@ -55,7 +55,7 @@ def simulate_reference(
     out = {k: np.zeros(n) for k in ("chosen", "explored", "satisfied", "cost", "q", "q_full", "loss")}
     shats = np.zeros((n, M))
     q = q_full = 0.0
-    seen_sum, n_seen, last = np.zeros(M), 0, None
+    seen_sum, n_seen, last, seen_ok = np.zeros(M), 0, None, np.zeros(M)
     for i, r in enumerate(stream):
         x = torch.tensor(X[r], dtype=dtype)
         y = torch.tensor(S[r], dtype=dtype)
@@ -74,8 +74,9 @@ def simulate_reference(
                 if pred.clip_norm > 0:
                     torch.nn.utils.clip_grad_norm_(head.parameters(), pred.clip_norm)
                 opt.step()
-            chosen, cost = M - 1, E[r].sum()
-            seen_sum, n_seen, last = seen_sum + E[r], n_seen + 1, E[r]
+            best = M - 1 - int(np.argmax(seen_ok[::-1]))  # most accurate so far; ties to the larger model
+            chosen, cost = (best if run.explore_serve == "best" else M - 1), E[r].sum()
+            seen_sum, n_seen, last, seen_ok = seen_sum + E[r], n_seen + 1, E[r], seen_ok + S[r]
         else:
             ehat = cost_estimate(run.cost_estimate, E[r], seen_sum, n_seen, last)
             chosen = int(np.argmin(run.V * ehat + q * (run.alpha - shat)))  # first minimum: the cheaper model

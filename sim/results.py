@@ -32,7 +32,7 @@ NAMES = ("runs", "steps", "predictions")
 
 RUN_SCHEMA = {
     "run_id": pl.Int64, "bench": pl.String, "method": pl.String, "kind": pl.String, "seed": pl.Int64,
-    "alpha": pl.Float64, "V": pl.Float64, "v_unit": pl.String, "c": pl.Float64, "k": pl.Float64, "feedback": pl.Float64,
+    "alpha": pl.Float64, "V": pl.Float64, "v_unit": pl.String, "explore_serve": pl.String, "c": pl.Float64, "k": pl.Float64, "feedback": pl.Float64,
     "cost_estimate": pl.String, "cost": pl.String, "encoder": pl.String, "preset": pl.String, "lr": pl.Float64,
     "momentum": pl.Float64, "epochs": pl.Int64, "input_dropout": pl.Float64, "clip_norm": pl.Float64,
     "n_requests": pl.Int64, "n_calib": pl.Int64,

@@ -6,16 +6,18 @@ import pytest
 from messplus.sim.engine import replay_queues
 
 
-def replay_per_request(shat, ehat, sat, explored, has_feedback, alpha, V):
+def replay_per_request(shat, ehat, sat, served, has_feedback, alpha, V):
     """The spec, in Python floats: per run and request, the first cheapest score wins unless the request explores
-    (then the last model answers); the decision queue moves only on feedback, the full-information one always."""
+    (then the served model answers); the decision queue moves only on feedback, the full-information one always."""
     R, S, M = sat.shape
     chosen, q_hist, q_full_hist = np.zeros((R, S), np.int64), np.zeros((R, S)), np.zeros((R, S))
     for r in range(R):
         a, v, q, q_full = float(alpha[r]), float(V[r]), 0.0, 0.0
         for t in range(S):
             scores = [v * float(ehat[r, t, m]) + q * (a - float(shat[r, t, m])) for m in range(M)]
-            ch = M - 1 if explored[r, t] else min(range(M), key=scores.__getitem__)  # min keeps the first minimum
+            ch = (
+                served[r, t] if served[r, t] >= 0 else min(range(M), key=scores.__getitem__)
+            )  # min keeps the first minimum
             slack = a - float(sat[r, t, ch])
             q_full = max(0.0, q_full + slack)
             if has_feedback[r, t]:
@@ -36,9 +38,9 @@ def random_case(rng, R: int, S: int, M: int, dyadic: bool):
         shat, ehat = rng.random((R, S, M)), rng.random((R, S, M)) * 10
         alpha, V = rng.uniform(0.4, 0.9, R), 10.0 ** rng.uniform(-4, -1, R)
     sat = (rng.random((R, S, M)) < 0.6).astype(np.float64)
-    explored = rng.random((R, S)) < 0.2
+    served = np.where(rng.random((R, S)) < 0.2, rng.integers(0, M, (R, S)), -1)  # explored: some model answers
     has_feedback = rng.random((R, S)) < 0.7
-    return shat, ehat, sat, explored, has_feedback, alpha, V
+    return shat, ehat, sat, served, has_feedback, alpha, V
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -70,7 +72,7 @@ def test_a_tie_goes_to_the_lower_index_and_exploring_forces_the_last_model():
     ehat = np.ones((1, 2, 3))
     sat = np.array([[[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]])
     chosen, q, q_full = replay_queues(
-        shat, ehat, sat, np.array([[False, True]]), np.array([[True, True]]), np.array([0.5]), np.array([1.0])
+        shat, ehat, sat, np.array([[-1, 2]]), np.array([[True, True]]), np.array([0.5]), np.array([1.0])
     )
     np.testing.assert_array_equal(chosen, [[0, 2]])
     np.testing.assert_array_equal(q, [[0.0, 0.5]])
@@ -81,7 +83,7 @@ def test_no_feedback_freezes_the_decision_queue_only():
     R, S, M = 1, 5, 2
     sat = np.zeros((R, S, M))  # every answer fails: each step adds alpha to a queue that sees it
     out = replay_queues(
-        np.full((R, S, M), 0.5), np.ones((R, S, M)), sat, np.zeros((R, S), bool), np.zeros((R, S), bool),
+        np.full((R, S, M), 0.5), np.ones((R, S, M)), sat, np.full((R, S), -1), np.zeros((R, S), bool),
         np.array([0.5]), np.array([1.0]),
     )  # fmt: skip
     np.testing.assert_array_equal(out[1], np.zeros((R, S)))
@@ -90,10 +92,10 @@ def test_no_feedback_freezes_the_decision_queue_only():
 
 def test_other_input_dtypes_give_the_float64_result():
     """float32 predictions and bool flags given as ints are widened exactly, as numpy's promotion would."""
-    shat, ehat, sat, explored, has_feedback, alpha, V = random_case(np.random.default_rng(7), 3, 50, 4, dyadic=False)
+    shat, ehat, sat, served, has_feedback, alpha, V = random_case(np.random.default_rng(7), 3, 50, 4, dyadic=False)
     shat32 = shat.astype(np.float32)
-    want = replay_queues(shat32.astype(np.float64), ehat, sat, explored, has_feedback, alpha, V)
-    got = replay_queues(shat32, ehat, sat.astype(bool), explored.astype(np.int8), has_feedback, alpha, V)
+    want = replay_queues(shat32.astype(np.float64), ehat, sat, served, has_feedback, alpha, V)
+    got = replay_queues(shat32, ehat, sat.astype(bool), served.astype(np.int8), has_feedback.astype(np.int8), alpha, V)
     for w, g in zip(want, got, strict=True):
         np.testing.assert_array_equal(g, w)
 
@@ -104,6 +106,18 @@ def test_a_nan_score_is_chosen_as_numpy_argmin_would():
     shat = np.array([[[0.5, np.nan, 0.5, np.nan]]])  # [1, 1, 4]
     ehat = np.array([[[2.0, 3.0, 1.0, 1.0]]])
     chosen, _, _ = replay_queues(
-        shat, ehat, np.ones((1, 1, 4)), np.zeros((1, 1), bool), np.ones((1, 1), bool), np.array([0.5]), np.array([1.0])
+        shat, ehat, np.ones((1, 1, 4)), np.full((1, 1), -1), np.ones((1, 1), bool), np.array([0.5]), np.array([1.0])
     )
     assert chosen[0, 0] == np.argmin(ehat[0, 0] + 0.0 * (0.5 - shat[0, 0])) == 1
+
+
+def test_an_exploration_serves_the_best_model_on_earlier_explorations():
+    from messplus.sim.engine import explore_answers
+
+    S = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 1], [0, 0, 0]], dtype=float)  # [5, 3]
+    explored = np.array([True, True, False, True, True])
+    np.testing.assert_array_equal(explore_answers(S, explored, "largest"), [2, 2, -1, 2, 2])
+    # before any exploration: the largest; then model 0 leads (1 of 1, 2 of 2); ties go to the larger model
+    np.testing.assert_array_equal(explore_answers(S, explored, "best"), [2, 0, -1, 0, 0])
+    S[3] = [0, 1, 1]
+    assert explore_answers(S, explored, "best")[4] == 0  # 2 vs 1 vs 1: model 0 still leads
