@@ -83,6 +83,9 @@ def dynamics(res: Results, bench: str, out: Path) -> Path:
         thinned = " (4 of each shown)" if len(Vs) < len(all_Vs) or len(alphas) < len(all_alphas) else ""
         axes[0, j].set_title(f"V = {V:g}{thinned if j == 0 else ''}")
         axes[1, j].set_xlabel("request index t")
+    for ax in axes.flat:  # a drift stream's block boundaries
+        for t in res.meta.get("boundaries", {}).get(bench, []):
+            ax.axvline(t, color="k", lw=0.8, ls="--", alpha=0.6)
     settled = steps.filter(pl.col("t") >= max(2, steps["t"].max() // 20))  # the first requests swing wildly
     if settled.height:  # one scale for every V panel (shared axes), fitted to the settled part
         lo = min(100 * settled["sat_lo"].min(), 100 * min(alphas))

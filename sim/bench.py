@@ -14,6 +14,7 @@ from messplus.sim.draws import Draws, draw
 from messplus.sim.inputs import Inputs, request_inputs
 from messplus.sim.routers import Split
 from messplus.sim.routers.bounds import mix_bound, opt_cost
+from messplus.sim.streams import Stream, part_of
 from messplus.traces.dense import BenchArrays, to_arrays
 from messplus.traces.io import Trace
 
@@ -30,6 +31,8 @@ class Bench:
     alphas: tuple[float, ...]
     draws: dict[int, Draws]
     bounds: dict[tuple[int, float], tuple[float, float, float]]  # (seed, alpha) -> E_OPT, mix sat, mix cost
+    parts: np.ndarray | None = None  # [T] a combined stream's bench per request (index into part_names)
+    part_names: tuple[str, ...] = ()
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -37,6 +40,10 @@ class Bench:
 
     def split(self, rows: np.ndarray) -> Split:
         return Split(self.X[rows], self.arrays.satisfied[rows], self.E[rows])
+
+    def stream_parts(self, rows: np.ndarray) -> np.ndarray | None:
+        """[..., S] the part of each request in these rows [..., S] (None for a bench of its own)."""
+        return None if self.parts is None else self.parts[rows]
 
     def columns(self, seed: np.ndarray, alpha: np.ndarray) -> tuple[dict, dict]:
         """For runs with these seeds and alphas [R]: the bench's configuration columns, and their references."""
@@ -50,8 +57,11 @@ def resolve_alphas(acc: np.ndarray, alphas) -> tuple[float, ...]:
     return tuple(float((acc[0] + acc.max()) / 2) if a == "mid" else float(a) for a in alphas)
 
 
-def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None, progress=None) -> Bench:
+def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None, progress=None,
+         stream: Stream | None = None) -> Bench:  # fmt: skip
+    """stream: the combined stream this bench is (None: a bench of its own)."""
     arrays = to_arrays(trace, bench)
+    parts = part_of(arrays.doc_ids, stream.parts) if stream is not None else None
     inputs = given if given is not None else request_inputs(arrays, cfg, progress)
     X, pred = inputs.X, cfg.predictor(bench, inputs.family)
     if X.shape[0] != arrays.shape[0]:
@@ -61,10 +71,14 @@ def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None
     n_calib = round(cfg.calib_frac * T)
     if T - n_calib < 2:
         raise UserError(f"bench {bench}: {T} requests leave no stream after a {cfg.calib_frac} calibration split")
-    draws = {s: draw(s, T, n_calib, X.shape[1], M, pred.epochs, pred.dropout, pred.input_dropout) for s in cfg.seeds}
+    blocks = parts if stream is not None and stream.kind == "drift" else None
+    draws = {
+        s: draw(s, T, n_calib, X.shape[1], M, pred.epochs, pred.dropout, pred.input_dropout, blocks) for s in cfg.seeds
+    }
     E = arrays.cost(cfg.cost)
     bounds = {}
     for s, a in itertools.product(cfg.seeds, alphas):
         Ss, Es = arrays.satisfied[draws[s].stream], E[draws[s].stream]
         bounds[s, a] = (opt_cost(Ss, Es, a), *mix_bound(Ss, Es, a))
-    return Bench(bench, arrays, X, inputs.encoder, pred, inputs.family, E, alphas, draws, bounds)
+    names = stream.parts if stream is not None else ()
+    return Bench(bench, arrays, X, inputs.encoder, pred, inputs.family, E, alphas, draws, bounds, parts, names)

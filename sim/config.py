@@ -61,6 +61,10 @@ class SweepConfig:
     # fmt: off
     benches: tuple[str, ...] = opt((), "Benches to replay (default: every bench in the trace).", flag="--bench",
                                    empty_ok=True)
+    stream: str = opt("each", "Request streams: each (every bench its own stream, as the paper), mixed (the "
+                      "chosen benches interleaved at random per seed, under one SLA and one predictor) or "
+                      "drift:A,B,C (those benches in blocks, in that order, each shuffled; the calibration split is "
+                      "the start of the first block).")
     alphas: tuple[float | Literal["mid"], ...] = opt(
         ("mid",), "SLA targets; 'mid' = halfway between the cheapest and the best model's accuracy.", flag="--alpha",
         lo=0, hi=1, lo_open=True)

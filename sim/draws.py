@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from messplus.sim.streams import drift_order
+
 
 @dataclass(frozen=True)
 class Draws:
@@ -57,7 +59,19 @@ class Draws:
         return hidden, inputs
 
 
-def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: float, input_dropout: float) -> Draws:
+def draw(
+    seed: int,
+    T: int,
+    n_calib: int,
+    h: int,
+    M: int,
+    epochs: int,
+    dropout: float,
+    input_dropout: float,
+    blocks: np.ndarray | None = None,
+) -> Draws:
+    """Everything random in a run, from the seed. blocks [T] (a drift stream's part per request): serve the parts
+    in order, each shuffled, instead of one random order."""
     seqs = np.random.SeedSequence(seed).spawn(6)
     rs = [np.random.default_rng(s) for s in seqs]
     S = T - n_calib
@@ -68,7 +82,7 @@ def draw(seed: int, T: int, n_calib: int, h: int, M: int, epochs: int, dropout: 
 
     return Draws(
         seed=seed,
-        order=rs[0].permutation(T),
+        order=rs[0].permutation(T) if blocks is None else drift_order(rs[0], blocks),
         n_calib=n_calib,
         explore_u=rs[1].random(S),
         feedback_u=rs[2].random(S),

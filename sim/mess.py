@@ -140,7 +140,8 @@ def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], train
                    "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm)}  # fmt: skip
         config |= {col: [quality[i][col] for i in g] for col in quality[0]}
         o = outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, bce(shat, S_runs))
-        yield Block(b.name, config, alpha, reference, S_runs.shape[1], outcome=o)
+        parts = b.stream_parts(np.stack([gs[i].stream for i in g]))
+        yield Block(b.name, config, alpha, reference, S_runs.shape[1], outcome=o, parts=parts, part_names=b.part_names)
 
 
 def prediction_table(benches: dict[str, Bench], trained: dict[str, tuple[list, list, list]]) -> pl.DataFrame:

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from messplus.common import UserError
 from messplus.sim.metrics import Outcome, steps, summary
+from messplus.sim.streams import segments
 from messplus.traces.io import write_parquet
 
 KEY = b"messplus_results"  # Parquet metadata of each table: version, config, models, warnings
@@ -42,6 +43,7 @@ RUN_SCHEMA = {
     "n_explore": pl.Int64, "sla_first_ok": pl.Int64, "q_final": pl.Float64, "q_full_final": pl.Float64,
     "predictor_auc": pl.List(pl.Float64), "predictor_auc_z": pl.List(pl.Float64), "predictor_rank_ok": pl.Boolean,
     "predictor_dead": pl.Float64,
+    "segments": pl.List(pl.Struct({"bench": pl.String, "satisfaction": pl.Float64, "cost_per_request": pl.Float64})),
 }  # fmt: skip
 
 STEP_SCHEMA = {
@@ -72,6 +74,8 @@ class Block:
     n_requests: int
     outcome: Outcome | None = None
     figures: dict[str, np.ndarray] | None = None
+    parts: np.ndarray | None = None  # [R, S] a combined stream's bench per position (index into part_names)
+    part_names: tuple[str, ...] = ()
 
 
 def _column(name: str, values, dtype: pl.DataType) -> pl.Series:
@@ -105,6 +109,8 @@ def frames(blocks: Iterable[Block], n_models: int, steps_every: int) -> tuple[pl
                 "n_requests": np.full(R, b.n_requests), **figures, **b.reference,
                 "cost_vs_opt": _ratio(cpr, b.reference["opt_cost_per_request"]),
                 "cost_vs_mix": _ratio(cpr, b.reference["mix_cost_per_request"])}  # fmt: skip
+        if b.parts is not None and b.outcome is not None:
+            cols["segments"] = segments(b.parts, b.outcome.sat, b.outcome.cost, b.part_names)
         runs.append(_runs_frame(cols, R))
         if b.outcome is not None:
             step_parts.append(pl.DataFrame(steps(b.outcome, ids, steps_every), schema=STEP_SCHEMA))

@@ -19,7 +19,7 @@ import numpy as np
 
 from messplus.common import UserError
 from messplus.common.options import validate
-from messplus.sim import mess
+from messplus.sim import mess, streams
 from messplus.sim.bench import Bench, load
 from messplus.sim.config import SweepConfig
 from messplus.sim.inputs import Inputs, distinct_warnings
@@ -50,9 +50,8 @@ def run_sweep(
     inputs: optional per-bench predictor inputs used instead of cfg.encoder."""
     validate(cfg)
     asked = options(cfg, traces)
-    found = load_benches(traces, cfg.benches or None)
-    cfg = resolve(cfg, tuple(found))
-    benches = {name: load(cfg, found[name], name, (inputs or {}).get(name), progress) for name in cfg.benches}
+    cfg, found, stream = open_streams(cfg, traces)
+    benches = {n: load(cfg, found[n], n, (inputs or {}).get(n), progress, stream) for n in cfg.benches}
     with_mess = MESSPLUS in cfg.methods
     trained = mess.train(cfg, benches, progress) if with_mess else {name: ([], [], []) for name in benches}
     blocks = itertools.chain.from_iterable(bench_blocks(cfg, b, trained[b.name]) for b in benches.values())
@@ -61,20 +60,39 @@ def run_sweep(
     warnings = reach_warnings(benches) + [w for b in benches.values() for w in distinct_warnings(b.name, b.X)]
     warnings += mess.predictor_warnings(predictor_quality(runs))
     warnings += mess.cost_balance_warnings(cfg, benches) if with_mess else []
-    meta = {
-        "results_version": VERSION,
-        "messplus_version": version("messplus"),
-        "options": asked,
-        "config": {k: v for k, v in asdict(cfg).items() if k != "cache_dir"},  # as run; no machine-local paths
-        "models": list(models),
-        "encoders": {n: b.encoder for n, b in benches.items()},
-        "alphas": {n: list(b.alphas) for n, b in benches.items()},
-        "warnings": warnings,
-    }
+    meta = metadata(cfg, asked, benches, warnings)
     meta["sweep_id"] = hashlib.sha256(
         json.dumps(meta, sort_keys=True).encode() + runs.hash_rows().to_numpy().tobytes()
     ).hexdigest()[:16]
     return Results(runs, steps, mess.prediction_table(benches, trained), meta)
+
+
+def open_streams(cfg: SweepConfig, traces: Path) -> tuple[SweepConfig, dict, streams.Stream | None]:
+    """The configuration as run, the trace of each bench, and the combined stream (None: each bench its own)."""
+    found = load_benches(traces, cfg.benches or None)
+    stream = streams.parse(cfg.stream, tuple(found))
+    if stream.kind == "each":
+        return resolve(cfg, tuple(found)), found, None
+    cfg = replace(cfg, max_length=cfg.max_length or stream.max_length)
+    return resolve(cfg, (stream.name,)), {stream.name: streams.combine(stream, found)}, stream
+
+
+def metadata(cfg: SweepConfig, asked: dict, benches: dict[str, Bench], warnings: list[str]) -> dict:
+    """What every results file carries: versions, the options asked and the configuration run, models, encoders,
+    alphas, warnings, and a drift stream's block boundaries (stream positions of the first seed)."""
+    drift = {n: streams.boundaries(b.parts[b.draws[cfg.seeds[0]].stream]) for n, b in benches.items()
+             if b.parts is not None and cfg.stream.startswith("drift")}  # fmt: skip
+    return {
+        "results_version": VERSION,
+        "messplus_version": version("messplus"),
+        "options": asked,
+        "config": {k: v for k, v in asdict(cfg).items() if k != "cache_dir"},  # as run; no machine-local paths
+        "models": list(next(iter(benches.values())).models),
+        "encoders": {n: b.encoder for n, b in benches.items()},
+        "alphas": {n: list(b.alphas) for n, b in benches.items()},
+        "warnings": warnings,
+        "boundaries": drift,
+    }
 
 
 def bench_blocks(cfg: SweepConfig, b: Bench, trained: tuple[list, list, list]) -> Iterator[Block]:
@@ -110,7 +128,8 @@ def router_blocks(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[Block]:
     config, reference = b.columns(np.full(R, seed), alpha)
     config |= {"method": list(names), "kind": list(kinds), "cost": [cfg.cost] * R}
     o = outcome(chosen, np.zeros_like(chosen, dtype=bool), S, E, alpha)
-    yield Block(b.name, config, alpha, reference, len(stream.S), outcome=o)
+    parts = b.stream_parts(np.broadcast_to(b.draws[seed].stream, (R, len(stream.S))))
+    yield Block(b.name, config, alpha, reference, len(stream.S), outcome=o, parts=parts, part_names=b.part_names)
 
 
 def bound_blocks(cfg: SweepConfig, b: Bench) -> Iterator[Block]:
