@@ -5,6 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from messplus.sim.metrics import z_critical
 from tests.conftest import cli
 
 
@@ -18,9 +19,10 @@ def test_predictor_learns_on_real_piqa_with_minilm(shared, tmp_path):
     r = cli("sim", "sweep", "--traces", str(trace), "--methods", "messplus", "--cache-dir", str(tmp_path / "cache"),
             "--out", str(out), *args, cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "does not tell requests apart" not in r.stdout
     runs = pl.read_parquet(out / "runs.parquet").unique("seed")
     aucs, zs = np.array(runs["predictor_auc"].to_list()), np.array(runs["predictor_auc_z"].to_list())  # [seeds, M]
+    warned = "does not tell requests apart" in r.stdout  # only if no model clears the level corrected for 4 models
+    assert warned == (zs.mean(0).max() < z_critical(4)), (r.stdout, zs)
     assert aucs.shape == (3, 4) and (aucs > 0.5).all(), aucs  # every seed, every model
     assert (zs.mean(0) > 1.5).all() and zs.mean() > 2, zs  # over the seeds: well above chance for every model
     assert runs["predictor_rank_ok"].all() and runs["preset"].to_list() == ["minilm"] * 3
