@@ -1,26 +1,31 @@
 """Fast MESS+ predictor: many online training trajectories at once, exactly the reference's mathematics.
 
-Why it is fast. With SGD + momentum + weight decay, every parameter evolves linearly except for the gradients it
-receives, and the first layer's gradient at step j is rank one, delta_j x_j^T. So after n steps
+Trajectories ("groups": one per bench x seed x c x k) train side by side, one unit at a time, and then each
+predicts its whole stream, every position with the head it had then. The closed forms that make this fast are
+derived in docs/predictor.md; code lines cite its equations as `# (eq. n)`. In short: torch SGD with momentum and
+weight decay is linear in its state (eq. 1-4) and the first layer's gradient is rank one, so W1 is a weighted sum
+of outer products delta_j x_j^T (eq. 6) and is never formed: W1 x costs dot products x_j . x (eq. 7). A finished
+unit's gradients fold into two vectors (P, Q) (eq. 10-11).
 
-    W1_n = a[n] W1_0 + sum_{j<n} cw[n - j] delta_j x_j^T
-
-where a and cw come from a 2x2 recurrence in (lr, momentum, weight decay). W1 (h x h) is never formed: W1_n x costs
-O(n h) through dot products x_j . x, instead of O(h^2) per step and per prediction. Better still, the E gradients
-of one explored request share all later dynamics, so once its epochs are done they fold into two vectors.
-Trajectories ("groups": one per bench x seed x c x k) train side by side, one exploration at a time; a group's head
-changes only at its explorations, so afterwards its whole stream is predicted in chunks, each position with the
-head it had then.
+Shapes: G groups in a batch, U units (of the group with most), L SGD steps per unit, h input dim, M models,
+S stream positions, K = 3h + M h + M head parameters besides W1; `live` counts the groups still training.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from messplus.sim.config import PredictorConfig
+
+LN_EPS = 1e-5  # nn.LayerNorm's default, as in sim.head
+# aten's private LayerNorm backward kernel; None where this torch lacks it (layer_norm_backward stands in)
+_ATEN_LN_BACKWARD = getattr(torch.ops.aten, "native_layer_norm_backward", None)
 
 
 @dataclass(frozen=True)
@@ -54,179 +59,6 @@ class Group:
         return self.keep.shape[1]
 
 
-def sgd_coefficients(cfg: PredictorConfig, n_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Coefficients of torch SGD's linear dynamics, each [n_max + 1].
-
-    torch SGD: buf <- mu*buf + (g + wd*w); w <- w - lr*buf. On a (weight, buffer) pair this is (w, b) <- A (w, b)
-    with A = [[1 - lr wd, -lr mu], [wd, mu]] plus the gradient, which enters a fresh pair as (-lr, 1).
-    a[n], b[n]: first row of A^n (a: weight of the initial W1 after n steps).
-    cw[m], cb[m]: weight and buffer parts of a gradient applied m steps ago (cw[0] = cb[0] = 0).
-    """
-    lr, mu, wd = cfg.lr, cfg.momentum, cfg.weight_decay
-    A = np.array([[1 - lr * wd, -lr * mu], [wd, mu]])
-    a, b, cw, cb = (np.zeros(n_max + 1) for _ in range(4))
-    row, s_grad = np.array([1.0, 0.0]), np.array([-lr, 1.0])
-    a[0] = 1.0
-    for n in range(1, n_max + 1):
-        row = row @ A
-        a[n], b[n] = row
-        cw[n], cb[n] = s_grad
-        s_grad = A @ s_grad
-    return a, b, cw, cb
-
-
-class _Batch:
-    """Padded per-group state; groups sorted by number of units, so the active ones are a prefix. Every group of a
-    batch takes L steps per unit and `upe` units per exploration (epochs = L * upe).
-
-    Inputs of all benches are stacked into X_all [sum T, h]; xrows (one [S_g] array per group) maps each group's
-    stream positions to rows there. The head's parameters other than W1 live in one flat theta [G, P] with
-    P = 3h + M h + M (b1, LayerNorm weight and bias, W2, b2), so one fused SGD update serves them all.
-    """
-
-    def __init__(self, groups: list[Group], device: torch.device, dtype: torch.dtype) -> None:
-        t = lambda v: torch.as_tensor(np.asarray(v), dtype=dtype, device=device)  # noqa: E731
-        self.groups = groups
-        self.L = groups[0].steps_per_unit
-        self.upe = groups[0].cfg.epochs // self.L  # units per exploration
-        self.h, self.M = groups[0].X.shape[1], groups[0].Y.shape[1]
-        G, L, h, M = len(groups), self.L, self.h, self.M
-        self.n_units = np.array([len(g.unit_pos) for g in groups])
-        self.n_max = int(self.n_units.max()) * L  # training steps of the longest trajectory
-        n_u = max(1, int(self.n_units.max()))
-        X_at = {}  # stack each distinct input tensor once
-        for g in groups:
-            X_at.setdefault(id(g.X), (len(X_at), g.X))
-        x_off = np.cumsum([0] + [len(x) for _, x in X_at.values()])
-        self.X_all = torch.cat([x for _, x in X_at.values()])
-        self.S = np.array([len(g.stream) for g in groups])
-        self.xrows = [x_off[X_at[id(g.X)][0]] + g.stream for g in groups]
-        # padding past a group's own units is never read, so it is left uninitialised
-        self.Xtr = torch.empty(G, n_u, h, dtype=dtype, device=device)  # unit inputs
-        self.P0tr = torch.empty(G, n_u, h, dtype=dtype, device=device)
-        self.Gram = torch.empty(G, n_u, n_u, dtype=dtype, device=device)
-        self.Ytr = torch.empty(G, n_u, M, dtype=dtype, device=device)
-        self.keep = torch.empty(G, n_u, L, h, dtype=dtype, device=device)
-        for i, g in enumerate(groups):
-            n = len(g.unit_pos)
-            self.Xtr[i, :n], self.P0tr[i, :n] = g.Xu, g.P0u
-            self.Gram[i, :n, :n] = g.Xu @ g.Xu.T
-            self.Ytr[i, :n] = t(g.Y[g.stream[g.unit_pos]])
-            self.keep[i, :n] = t(g.keep) / (1.0 - g.cfg.dropout)
-        self.xsq = self.Gram.diagonal(dim1=1, dim2=2)  # [G, n_u] |x_u|^2: the norm of W1's rank-one gradient
-        distinct = {cfg: sgd_coefficients(cfg, self.n_max) for cfg in {g.cfg for g in groups}}  # few settings
-        a, b, cw, cb = (t([distinct[g.cfg][k] for g in groups]) for k in range(4))  # each [G, n_max + 1]
-        self.a = a  # weight of W1_0 after n steps
-        self.lr, self.mu, self.wd = (
-            t([[getattr(g.cfg, f)] for g in groups]) for f in ("lr", "momentum", "weight_decay")
-        )
-        self.clip = t([[g.cfg.clip_norm or np.inf] for g in groups])  # [G, 1]; inf: never clips
-        ones, zeros = np.ones((G, h)), np.zeros((G, h))
-        self.theta = t(
-            np.concatenate(
-                [[g.b1 for g in groups], ones, zeros, [g.W2.ravel() for g in groups], [g.b2 for g in groups]], 1
-            )
-        )
-        self.buf = torch.zeros_like(self.theta)
-        self.snaps = [self.theta.clone()]  # snaps[d]: theta of the groups with >= d explorations, after d of them
-        # First-layer gradients delta_j of the unit in progress; a finished unit's L of them fold into a weight
-        # part P and a momentum part Q: m steps later they weigh a[m] P + b[m] Q in W1.
-        self.D = torch.empty(G, L, h, dtype=dtype, device=device)
-        self.PQ = torch.empty(G, 2 * n_u, h, dtype=dtype, device=device)  # rows 2j, 2j + 1: P, Q of unit j
-        back = torch.arange(L, 0, -1, device=device)  # step l is L - l steps old when its unit ends
-        self.fold = torch.stack([cw[:, back], cb[:, back]], 1)  # [G, 2, L]
-        self.cw_back = cw[:, back[1:]]  # [G, L - 1]: cw[L - 1], ..., cw[1]
-        # [G, n_max + 2, 2]: row m + 1 holds (a[m], b[m]), what a fold m steps old weighs in W1; row 0 is zero
-        self.ab = F.pad(torch.stack([a, b], -1), (0, 0, 1, 0))
-
-    def unpack(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """[..., P] -> b1 [..., h], LayerNorm weight and bias [..., h], W2 [..., M, h], b2 [..., M]."""
-        h, M = self.h, self.M
-        b1, w, b, W2, b2 = theta.split([h, h, h, M * h, M], dim=-1)
-        return b1, w, b, W2.unflatten(-1, (M, h)), b2
-
-    def train(self, e: int) -> None:
-        """Unit e's L steps for every group that has one; the backward pass by hand."""
-        A, L = int((self.n_units > e).sum()), self.L
-        base = self.a[:A, e * L : (e + 1) * L, None] * self.P0tr[:A, e, None]  # [A, L, h]: W1_0 x, decayed
-        if e > 0:  # finished units, folded; read once for all steps
-            steps = e * L + torch.arange(L, device=base.device)  # [L] global step index of each step
-            m = steps[:, None] - L * torch.arange(1, e + 1, device=base.device)  # [L, e] steps since each fold
-            w = self.ab[:A].index_select(1, (m + 1).flatten()).view(A, L, e, 2)
-            w = (w * self.Gram[:A, e, :e][:, None, :, None]).flatten(2)  # [A, L, 2e], as PQ's rows
-            base = base + torch.bmm(w, self.PQ[:A, : 2 * e])
-        keep_e, y, gram = self.keep[:A, e], self.Ytr[:A, e], self.Gram[:A, e, e, None]
-        mu, lr, wd, clip, xsq = self.mu[:A], self.lr[:A], self.wd[:A], self.clip[:A], self.xsq[:A, e, None]
-        theta, buf = self.theta[:A], self.buf[:A]
-        for step in range(L):
-            b1, ln_w, ln_b, W2, b2 = self.unpack(theta)
-            z = base[:, step] + b1
-            if step > 0:  # earlier steps on this same input, cw[step], ..., cw[1] steps old
-                w = self.cw_back[:A, L - 1 - step :, None].mT  # [A, 1, step]
-                z += gram * torch.bmm(w, self.D[:A, :step]).squeeze(1)
-            # forward: LayerNorm -> affine -> ReLU -> dropout -> Linear -> sigmoid; BCE on logits, mean over M
-            zh, mean, rstd = torch.native_layer_norm(z, [self.h], None, None, 1e-5)
-            u = torch.addcmul(ln_b, zh, ln_w)
-            keep = keep_e[:, step] * (u > 0)
-            r = u * keep
-            p = torch.sigmoid(torch.einsum("ah,amh->am", r, W2) + b2)
-            dz2 = (p - y) / self.M  # [A, M]
-            du = torch.bmm(dz2[:, None, :], W2).squeeze(1) * keep  # [A, h]
-            dz = torch.ops.aten.native_layer_norm_backward(
-                du * ln_w, z, [self.h], mean, rstd, None, None, [True, False, False]
-            )[0]
-            grad = torch.cat([dz, du * zh, du, (dz2[:, :, None] * r[:, None, :]).flatten(1), dz2], 1)
-            # clip_grad_norm_: W1's gradient dz x^T has norm |dz| |x|; weight decay enters after clipping
-            norm = torch.sqrt((dz * dz).sum(1, keepdim=True) * xsq + (grad * grad).sum(1, keepdim=True))
-            coef = torch.clamp(clip / (norm + 1e-6), max=1.0)
-            dz, grad = dz * coef, grad * coef
-            self.D[:A, step] = dz
-            buf.mul_(mu).add_(torch.addcmul(grad, wd, theta))  # torch SGD: buf <- mu buf + (grad + wd theta)
-            theta.addcmul_(lr, buf, value=-1)  # theta <- theta - lr buf
-        if (e + 1) % self.upe == 0:  # an exploration ends: its head serves until the next one
-            self.snaps.append(self.theta[:A].clone())
-        self.PQ[:A, 2 * e : 2 * e + 2] = torch.bmm(self.fold[:A], self.D[:A])
-
-    def forward(self, i: int, X: torch.Tensor, P0: torch.Tensor, done: torch.Tensor, theta: torch.Tensor):
-        """Eval-mode head of group i after `done` units, per row: X, P0 [C, h] inputs and W1_0 inputs, done [C],
-        theta [C, P]. Returns the ReLU's input u [C, h] and the logits [C, M]."""
-        b1, ln_w, ln_b, W2, b2 = self.unpack(theta)
-        z = self.a[i].index_select(0, done * self.L)[:, None] * P0 + b1
-        k = int(done.max())
-        if k:  # ab's row 0 is zero: it stands for the folds still ahead (steps since fold < 0)
-            m = (done[:, None] - 1 - torch.arange(k, device=X.device)) * self.L  # [C, k] steps since each fold
-            w = self.ab[i].index_select(0, (m + 1).clamp(min=0).flatten()).view(len(done), k, 2)
-            g = X @ self.Xtr[i, :k].T  # [C, k] x . x_j of the units so far
-            z = z + (w * g[:, :, None]).flatten(1) @ self.PQ[i, : 2 * k]
-        u = torch.addcmul(ln_b, F.layer_norm(z, (self.h,)), ln_w)
-        return u, torch.einsum("sh,smh->sm", torch.relu(u), W2) + b2
-
-    def predict(self, i: int, chunk: int = 256) -> tuple[torch.Tensor, float]:
-        """[S, M] eval-mode predictions of group i at every stream position, each with the head it had then, and
-        the share of hidden units the final head never activates on the explored requests (dead ReLUs).
-
-        Positions are in time order, so a chunk needs only the first units' folds, and its per-position
-        parameters (gathered from the snapshots) stay in cache."""
-        g, S, dev = self.groups[i], int(self.S[i]), self.X_all.device
-        n_u = len(g.unit_pos)
-        done = torch.as_tensor(np.searchsorted(g.unit_pos, np.arange(S)), device=dev)  # units before each position
-        snaps = torch.stack([self.snaps[d][i] for d in range(n_u // self.upe + 1)])  # [explorations + 1, P]
-        X = self.X_all.index_select(0, torch.as_tensor(self.xrows[i], device=dev))
-        out = torch.empty(S, self.M, dtype=X.dtype, device=dev)
-        for lo in range(0, S, chunk):
-            d = done[lo : lo + chunk]
-            theta = snaps.index_select(0, torch.div(d, self.upe, rounding_mode="floor"))
-            out[lo : lo + chunk] = torch.sigmoid(
-                self.forward(i, X[lo : lo + chunk], g.P0[lo : lo + chunk], d, theta)[1]
-            )
-        pos = torch.as_tensor(np.flatnonzero(g.explored), device=dev)
-        if not len(pos):
-            return out, float("nan")
-        final = torch.full((len(pos),), n_u, device=dev)
-        u, _ = self.forward(i, X[pos], g.P0[pos], final, snaps[-1].expand(len(pos), -1))
-        return out, float((u <= 0).all(0).double().mean())
-
-
 @dataclass(frozen=True)
 class Trained:
     """What one trajectory predicted: shat [S, M] before each position's own update, and the share of hidden units
@@ -236,26 +68,292 @@ class Trained:
     dead: float
 
 
+class SgdCoefficients(NamedTuple):
+    """torch SGD's linear dynamics (eq. 3), each [n_max + 1], indexed by steps elapsed."""
+
+    a: np.ndarray  # weight's share of the initial weight
+    c: np.ndarray  # weight's share of the initial momentum buffer
+    p: np.ndarray  # weight's share of a gradient applied that many steps ago (p[0] = 0: not applied yet)
+    q: np.ndarray  # momentum buffer's share of that gradient (q[0] = 0)
+
+
+def sgd_coefficients(cfg: PredictorConfig, n_max: int) -> SgdCoefficients:
+    """(a, c, p, q) for steps 0..n_max: the first row of A^n, and A^(m-1) s for a gradient m steps old (eq. 2-3)."""
+    lr, mu, wd = cfg.lr, cfg.momentum, cfg.weight_decay
+    A = np.array([[1 - lr * wd, -lr * mu], [wd, mu]])  # (eq. 2)
+    a, c, p, q = (np.zeros(n_max + 1) for _ in range(4))
+    row, s = np.array([1.0, 0.0]), np.array([-lr, 1.0])  # first row of A^0; A^0 s
+    a[0] = 1.0
+    for n in range(1, n_max + 1):  # (eq. 3)
+        row = row @ A
+        a[n], c[n] = row
+        p[n], q[n] = s
+        s = A @ s
+    return SgdCoefficients(a, c, p, q)
+
+
+def layer_norm_backward(dzh: torch.Tensor, zh: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
+    """Gradient wrt z of zh = LayerNorm(z) without affine, over the last dim, in public torch ops (eq. 9):
+    dzh, zh [..., h], rstd [..., 1] = 1 / sqrt(var(z) + eps). The portable twin of aten's private kernel."""
+    return rstd * (dzh - dzh.mean(-1, keepdim=True) - zh * (dzh * zh).mean(-1, keepdim=True))
+
+
+def _ln_backward(dzh: torch.Tensor, z: torch.Tensor, zh: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor):
+    """(eq. 9) by aten's fused kernel where this torch has it (the results the project was validated with), else by
+    the public formula."""
+    if _ATEN_LN_BACKWARD is None:
+        return layer_norm_backward(dzh, zh, rstd)
+    return _ATEN_LN_BACKWARD(dzh, z, [z.shape[-1]], mean, rstd, None, None, [True, False, False])[0]
+
+
+@dataclass(frozen=True)
+class _Hyper:
+    """Per-group SGD settings, each [G, 1]; clip is inf where clipping is off."""
+
+    lr: torch.Tensor
+    momentum: torch.Tensor
+    weight_decay: torch.Tensor
+    clip: torch.Tensor
+
+    def __getitem__(self, rows: slice) -> _Hyper:
+        return _Hyper(self.lr[rows], self.momentum[rows], self.weight_decay[rows], self.clip[rows])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a batch of groups trains on, fixed before its first step. The groups share L and epochs and come
+    sorted by number of units, most first, so the ones still training at any unit are a prefix; rows past a group's
+    own units are padding, never read."""
+
+    groups: tuple[Group, ...]
+    L: int  # SGD steps per unit
+    units_per_exploration: int
+    n_units: np.ndarray  # [G]
+    X: torch.Tensor  # [sum T, h] the inputs of every bench in the batch, each once
+    rows: tuple[np.ndarray, ...]  # per group, [S]: its stream positions' rows in X
+    Xu: torch.Tensor  # [G, U, h] unit inputs x_u
+    P0u: torch.Tensor  # [G, U, h] W1_0 x_u
+    gram: torch.Tensor  # [G, U, U] x_u . x_v (eq. 7)
+    Yu: torch.Tensor  # [G, U, M] labels of each unit's request
+    keep: torch.Tensor  # [G, U, L, h] hidden keep-masks, scaled by 1 / (1 - dropout)
+    decay: torch.Tensor  # [G, L, U + 1, 2] (a, c) at k L + l steps: step l of a unit, k units on (eq. 11)
+    fold: torch.Tensor  # [G, 2, L] (p, q) at L - l steps: step l's share in its unit's fold (eq. 10)
+    recent: torch.Tensor  # [G, L, L] p at l - l' steps below the diagonal, 0 elsewhere (eq. 12)
+    hyper: _Hyper
+    theta0: torch.Tensor  # [G, K] initial b1, LayerNorm weight and bias, W2, b2
+
+    @property
+    def h(self) -> int:
+        return self.Xu.shape[-1]
+
+    @property
+    def M(self) -> int:
+        return self.Yu.shape[-1]
+
+
+@dataclass(frozen=True)
+class _History:
+    """What training leaves for prediction. heads: per number of finished explorations (0, 1, ...), theta [live, K]
+    of the groups that had that many; folds: [G, U, 2, h] the (P, Q) of every unit (eq. 10)."""
+
+    heads: list[torch.Tensor]
+    folds: torch.Tensor
+
+
+def _plan(groups: list[Group], device: torch.device, dtype: torch.dtype) -> _Plan:
+    """Stacks a batch's groups (sorted by units, most first) into padded tensors and coefficient tables."""
+    tensor = partial(torch.as_tensor, dtype=dtype, device=device)
+    L, epochs = groups[0].steps_per_unit, groups[0].cfg.epochs
+    n_units = np.array([len(g.unit_pos) for g in groups])
+    U = max(1, int(n_units.max()))
+    X, rows = _stack_inputs(groups)
+    settings = {cfg: sgd_coefficients(cfg, (U + 1) * L - 1) for cfg in {g.cfg for g in groups}}  # few distinct
+    a, c, p, q = (tensor(np.array([settings[g.cfg][k] for g in groups])) for k in range(4))  # [G, (U + 1) L]
+    hyper = _Hyper(
+        *(tensor([[getattr(g.cfg, f)] for g in groups]) for f in ("lr", "momentum", "weight_decay")),
+        clip=tensor([[g.cfg.clip_norm or np.inf] for g in groups]),
+    )
+    return _Plan(
+        tuple(groups), L, epochs // L, n_units, X, rows,
+        *_stack_units(groups, U, dtype, device),
+        *_coefficient_tables(a, c, p, q, L), hyper, tensor(_initial_theta(groups)),
+    )  # fmt: skip
+
+
+def _initial_theta(groups: list[Group]) -> np.ndarray:
+    """[G, K] b1, LayerNorm weight (ones) and bias (zeros), W2 and b2 of each group's initial head."""
+    ones, zeros = np.ones((len(groups), len(groups[0].b1))), np.zeros((len(groups), len(groups[0].b1)))
+    parts = [[g.b1 for g in groups], ones, zeros, [g.W2.ravel() for g in groups], [g.b2 for g in groups]]
+    return np.concatenate(parts, 1)
+
+
+def _stack_inputs(groups: list[Group]) -> tuple[torch.Tensor, tuple[np.ndarray, ...]]:
+    """Every distinct input tensor once ([sum T, h]), and per group its stream positions' rows there ([S])."""
+    first_row: dict[int, int] = {}  # id of a group's X -> its first row in the stack
+    stacked = []
+    for g in groups:
+        if id(g.X) not in first_row:
+            first_row[id(g.X)] = sum(len(x) for x in stacked)
+            stacked.append(g.X)
+    return torch.cat(stacked), tuple(first_row[id(g.X)] + g.stream for g in groups)
+
+
+def _stack_units(groups: list[Group], U: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Each group's units padded to U: Xu and P0u [G, U, h], gram [G, U, U], Yu [G, U, M], keep [G, U, L, h].
+    The padding stays uninitialised: nothing reads it."""
+    G, L, h, M = len(groups), groups[0].steps_per_unit, groups[0].X.shape[1], groups[0].Y.shape[1]
+    new, tensor = partial(torch.empty, dtype=dtype, device=device), partial(torch.as_tensor, dtype=dtype, device=device)
+    Xu, P0u, gram, Yu, keep = new(G, U, h), new(G, U, h), new(G, U, U), new(G, U, M), new(G, U, L, h)
+    for i, g in enumerate(groups):
+        n = len(g.unit_pos)
+        Xu[i, :n], P0u[i, :n] = g.Xu, g.P0u
+        gram[i, :n, :n] = g.Xu @ g.Xu.T
+        Yu[i, :n] = tensor(g.Y[g.stream[g.unit_pos]])
+        keep[i, :n] = tensor(g.keep) / (1.0 - g.cfg.dropout)
+    return Xu, P0u, gram, Yu, keep
+
+
+def _coefficient_tables(a, c, p, q, L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """From the coefficients [G, (U + 1) L] of eq. 3, the tables that index them by unit and step instead of by
+    steps elapsed, so that no caller does index arithmetic: decay, fold and recent as documented on _Plan."""
+    G, dev = len(a), a.device
+    decay = torch.stack([a, c], -1).view(G, -1, L, 2).transpose(1, 2).contiguous()  # [G, L, U + 1, 2]
+    age = torch.arange(L, 0, -1, device=dev)  # [L] how old step l's gradient is when its unit ends: L - l
+    fold = torch.stack([p[:, age], q[:, age]], 1)  # [G, 2, L]
+    lag = torch.arange(L, device=dev)
+    lag = (lag[:, None] - lag).clamp(min=0)  # [L, L] steps from step l' to step l
+    return decay, fold, torch.tril(p[:, lag], diagonal=-1)
+
+
+def _unpack(theta: torch.Tensor, h: int, M: int) -> tuple[torch.Tensor, ...]:
+    """[..., K] -> b1 [..., h], LayerNorm weight and bias [..., h], W2 [..., M, h], b2 [..., M] (views)."""
+    b1, ln_w, ln_b, W2, b2 = theta.split([h, h, h, M * h, M], dim=-1)
+    return b1, ln_w, ln_b, W2.unflatten(-1, (M, h)), b2
+
+
+def _train(plan: _Plan, advance) -> _History:
+    """Runs the whole schedule: every unit in order, each for the groups that have it. theta, buf [G, K] are the
+    head's parameters besides W1 and their momentum buffer; W1 lives in the folds."""
+    G, U, h = len(plan.groups), plan.Xu.shape[1], plan.h
+    theta = plan.theta0.clone()
+    buf = torch.zeros_like(theta)
+    folds = torch.empty(G, U, 2, h, dtype=theta.dtype, device=theta.device)  # [G, U, 2, h] (P, Q) per unit
+    heads = [theta.clone()]
+    for unit in range(int(plan.n_units.max(initial=0))):
+        live = int((plan.n_units > unit).sum())
+        deltas = _train_unit(plan, unit, live, theta[:live], buf[:live], folds[:live, :unit])  # [live, L, h]
+        folds[:live, unit] = torch.bmm(plan.fold[:live], deltas)  # (eq. 10)
+        if (unit + 1) % plan.units_per_exploration == 0:  # an exploration ends: its head serves until the next
+            heads.append(theta[:live].clone())
+        advance(plan.L)
+    return _History(heads, folds)
+
+
+def _train_unit(plan: _Plan, unit: int, live: int, theta, buf, folds) -> torch.Tensor:
+    """Unit `unit`'s L steps for the first `live` groups: updates theta and buf [live, K] in place, reads the
+    finished units' folds [live, unit, 2, h]; returns this unit's clipped first-layer gradients [live, L, h]."""
+    W1x = _carried_pre_activation(plan, unit, live, folds)  # [live, L, h]
+    hyper, keep, y = plan.hyper[:live], plan.keep[:live, unit], plan.Yu[:live, unit]
+    xsq = plan.gram[:live, unit, unit, None]  # [live, 1] |x_u|^2
+    deltas = torch.empty_like(W1x)
+    for step in range(plan.L):
+        z = W1x[:, step] + theta[:, : plan.h]  # + b1
+        if step > 0:  # this unit's earlier steps, on the same input (eq. 12, last term)
+            z += xsq * torch.bmm(plan.recent[:live, step, None, :step], deltas[:, :step]).squeeze(1)
+        deltas[:, step] = _sgd_step(z, theta, buf, hyper, keep[:, step], y, xsq)
+    return deltas
+
+
+def _carried_pre_activation(plan: _Plan, unit: int, live: int, folds: torch.Tensor) -> torch.Tensor:
+    """[live, L, h] W1 x_u at each step of the unit from all but the unit's own gradients: the decayed initial
+    weights and the finished units' folds (eq. 12, first two terms)."""
+    decay = plan.decay[:live]  # [live, L, U + 1, 2]
+    W1x = decay[:, :, unit, 0, None] * plan.P0u[:live, unit, None]  # a at u L + l steps, times W1_0 x_u
+    if unit == 0:
+        return W1x
+    ages = torch.arange(unit - 1, -1, -1, device=W1x.device)  # [unit] whole units between fold j and this unit
+    w = decay.index_select(2, ages) * plan.gram[:live, unit, None, :unit, None]  # [live, L, unit, 2]
+    return W1x + torch.bmm(w.flatten(2), folds.flatten(1, 2))  # (eq. 11) over [live, 2 unit, h]
+
+
+def _sgd_step(z, theta, buf, hyper: _Hyper, keep, y, xsq) -> torch.Tensor:
+    """One training step of the head on its pre-activations z = W1 x + b1 [live, h]: forward, backward by hand,
+    clipping and torch's SGD update of theta and buf [live, K] in place. keep [live, h] hidden keep-mask, y [live, M]
+    labels, xsq [live, 1] |x|^2. Returns the clipped gradient wrt z, delta [live, h] (W1's is delta x^T, eq. 5)."""
+    h, M = z.shape[1], y.shape[1]
+    _, ln_w, ln_b, W2, b2 = _unpack(theta, h, M)
+    # forward: LayerNorm -> affine -> ReLU -> dropout -> Linear -> sigmoid; BCE on logits, mean over M
+    zh, mean, rstd = torch.native_layer_norm(z, [h], None, None, LN_EPS)
+    hid = torch.addcmul(ln_b, zh, ln_w)
+    keep = keep * (hid > 0)  # ReLU and dropout as one mask
+    r = hid * keep
+    prob = torch.sigmoid(torch.einsum("nh,nmh->nm", r, W2) + b2)
+    dlogit = (prob - y) / M  # [live, M]
+    dhid = torch.bmm(dlogit[:, None, :], W2).squeeze(1) * keep  # [live, h]
+    delta = _ln_backward(dhid * ln_w, z, zh, mean, rstd)  # (eq. 9)
+    grad = torch.cat([delta, dhid * zh, dhid, (dlogit[:, :, None] * r[:, None, :]).flatten(1), dlogit], 1)  # [live, K]
+    norm = torch.sqrt((delta * delta).sum(1, keepdim=True) * xsq + (grad * grad).sum(1, keepdim=True))  # (eq. 8)
+    coef = torch.clamp(hyper.clip / (norm + 1e-6), max=1.0)
+    delta, grad = delta * coef, grad * coef
+    buf.mul_(hyper.momentum).add_(torch.addcmul(grad, hyper.weight_decay, theta))  # (eq. 1)
+    theta.addcmul_(hyper.lr, buf, value=-1)
+    return delta
+
+
+def _eval_head(plan: _Plan, history: _History, i: int, X, P0, done, theta) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode head of group i, per row, after `done` [C] units with parameters theta [C, K]; X, P0 [C, h] the
+    inputs and W1_0 times them. Returns the ReLU's input hid [C, h] and the logits [C, M]."""
+    b1, ln_w, ln_b, W2, b2 = _unpack(theta, plan.h, plan.M)
+    decay = plan.decay[i, 0]  # [U + 1, 2] (a, c) after whole units
+    z = decay[:, 0].index_select(0, done)[:, None] * P0 + b1  # (eq. 13, first term)
+    n_folds = int(done.max())  # a chunk's rows share the folds up to its latest one
+    if n_folds:
+        ages = done[:, None] - 1 - torch.arange(n_folds, device=X.device)  # [C, n_folds] < 0: not folded yet
+        w = decay.index_select(0, ages.clamp(min=0).flatten()).view(len(done), n_folds, 2)
+        w = torch.where(ages[:, :, None] >= 0, w, 0) * (X @ plan.Xu[i, :n_folds].T)[:, :, None]  # (eq. 7)
+        z = z + w.flatten(1) @ history.folds[i, :n_folds].flatten(0, 1)  # (eq. 13)
+    hid = torch.addcmul(ln_b, F.layer_norm(z, (plan.h,), eps=LN_EPS), ln_w)
+    return hid, torch.einsum("ch,cmh->cm", torch.relu(hid), W2) + b2
+
+
+def _predict(plan: _Plan, history: _History, i: int, chunk: int = 256) -> Trained:
+    """Group i's eval-mode predictions at every stream position, each with the head it had then, and its dead share.
+
+    Positions are in time order, so a chunk needs only the first units' folds, and its per-position parameters
+    (gathered from the heads after each of its D explorations) stay in cache."""
+    g, dev = plan.groups[i], plan.X.device
+    S, n_units = len(g.stream), len(g.unit_pos)
+    done = torch.as_tensor(np.searchsorted(g.unit_pos, np.arange(S)), device=dev)  # [S] units before each position
+    heads = torch.stack([history.heads[d][i] for d in range(n_units // plan.units_per_exploration + 1)])  # [D + 1, K]
+    X = plan.X.index_select(0, torch.as_tensor(plan.rows[i], device=dev))  # [S, h]
+    shat = torch.empty(S, plan.M, dtype=X.dtype, device=dev)
+    for lo in range(0, S, chunk):
+        at = slice(lo, lo + chunk)
+        theta = heads.index_select(0, torch.div(done[at], plan.units_per_exploration, rounding_mode="floor"))
+        shat[at] = torch.sigmoid(_eval_head(plan, history, i, X[at], g.P0[at], done[at], theta)[1])
+    explored = torch.as_tensor(np.flatnonzero(g.explored), device=dev)
+    if not len(explored):
+        return Trained(shat.double().cpu().numpy(), float("nan"))
+    final = torch.full((len(explored),), n_units, device=dev)
+    hid, _ = _eval_head(plan, history, i, X[explored], g.P0[explored], final, heads[-1].expand(len(explored), -1))
+    return Trained(shat.double().cpu().numpy(), float((hid <= 0).all(0).double().mean()))
+
+
 @torch.no_grad()
 def predict_groups(
     groups: list[Group], device: str = "cpu", dtype: torch.dtype = torch.float32, progress=None
 ) -> list[Trained]:
     """Train every group's predictor and predict its whole stream; groups with the same steps per unit and per
     exploration train side by side in one batch. progress(label, total) returns an advance(n) callback."""
-    out: dict[int, Trained] = {}
     batches: dict[tuple[int, int], list[int]] = {}  # (steps per unit, epochs) -> group ids, most units first
     for i in sorted(range(len(groups)), key=lambda i: -len(groups[i].unit_pos)):
         batches.setdefault((groups[i].steps_per_unit, groups[i].cfg.epochs), []).append(i)
     total = sum(len(groups[ids[0]].unit_pos) * groups[ids[0]].steps_per_unit for ids in batches.values())
-    advance = progress("training predictors", total) if progress is not None and total else None
-    for shape in sorted(batches):
-        ids = batches[shape]
-        batch = _Batch([groups[i] for i in ids], torch.device(device), dtype)
-        for e in range(int(batch.n_units.max(initial=0))):
-            batch.train(e)
-            if advance is not None:
-                advance(batch.L)
-        for j, i in enumerate(ids):
-            shat, dead = batch.predict(j)
-            out[i] = Trained(shat.double().cpu().numpy(), dead)
+    advance = progress("training predictors", total) if progress is not None and total else lambda n: None
+    out: dict[int, Trained] = {}
+    for key in sorted(batches):
+        ids = batches[key]
+        plan = _plan([groups[i] for i in ids], torch.device(device), dtype)
+        history = _train(plan, advance)
+        out |= {i: _predict(plan, history, j) for j, i in enumerate(ids)}
     return [out[i] for i in range(len(groups))]

@@ -1,0 +1,155 @@
+"""The fast predictor's pieces (sim.predictor), each against the plain torch it stands for (docs/predictor.md)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from messplus.sim import predictor
+from messplus.sim.config import PredictorConfig
+from messplus.sim.draws import Draws, draw
+from messplus.sim.head import Head, optimizer
+from messplus.sim.predictor import Group, predict_groups, sgd_coefficients
+
+F64 = torch.float64
+
+
+def config(**overrides) -> PredictorConfig:
+    base = dict(lr=0.3, momentum=0.8, epochs=3, weight_decay=0.05, dropout=0.2, input_dropout=0.0, clip_norm=0.0)
+    return PredictorConfig(**{**base, **overrides})
+
+
+def torch_sgd(cfg: PredictorConfig, w0: np.ndarray, grads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """torch.optim.SGD from w0 fed the given gradients [n, d]: its weight and momentum buffer after each step."""
+    w = torch.tensor(w0, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    weights, buffers = [], []
+    for g in grads:
+        w.grad = torch.tensor(g)
+        opt.step()
+        weights.append(w.detach().numpy().copy())
+        buffers.append(opt.state[w]["momentum_buffer"].numpy().copy())
+    return np.array(weights), np.array(buffers)
+
+
+def test_sgd_coefficients_give_torch_sgd_weights_after_every_step():
+    cfg = config()
+    rng = np.random.default_rng(0)
+    w0, grads = rng.standard_normal(4), rng.standard_normal((7, 4))
+    a, _, p, _ = sgd_coefficients(cfg, len(grads))
+    weights, _ = torch_sgd(cfg, w0, grads)
+    for n, w in enumerate(weights, 1):  # eq. 4
+        np.testing.assert_allclose(w, a[n] * w0 + sum(p[n - j] * grads[j] for j in range(n)), rtol=1e-12, atol=1e-12)
+
+
+def test_a_folded_unit_carries_on_as_torch_sgd_does():
+    cfg, L, m = config(), 3, 4
+    rng = np.random.default_rng(1)
+    grads = np.concatenate([rng.standard_normal((L, 5)), np.zeros((m, 5))])  # a unit's gradients, then m quiet steps
+    a, c, p, q = sgd_coefficients(cfg, L + m)
+    P, Q = (sum(coef[L - step] * grads[step] for step in range(L)) for coef in (p, q))  # eq. 10
+    weights, buffers = torch_sgd(cfg, np.zeros(5), grads)
+    np.testing.assert_allclose(weights[L - 1], P, rtol=1e-12, atol=1e-12)  # the fold is the state when the unit ends
+    np.testing.assert_allclose(buffers[L - 1], Q, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(weights[-1], a[m] * P + c[m] * Q, rtol=1e-12, atol=1e-12)  # eq. 11
+    assert not np.allclose(weights[-1], P, rtol=0.1)  # the quiet steps did move it: momentum and decay count
+
+
+@pytest.fixture(params=["aten", "public"])
+def ln_backward(request, monkeypatch) -> str:
+    """Runs a test with aten's private LayerNorm backward kernel and again with the public fallback."""
+    if request.param == "public":
+        monkeypatch.setattr(predictor, "_ATEN_LN_BACKWARD", None)
+    elif predictor._ATEN_LN_BACKWARD is None:
+        pytest.skip("this torch has no aten.native_layer_norm_backward")
+    return request.param
+
+
+def test_layer_norm_backward_matches_autograd(ln_backward):
+    torch.manual_seed(0)
+    z = (3 * torch.randn(6, 16, dtype=F64) + 1).requires_grad_()
+    dzh = torch.randn(6, 16, dtype=F64)
+    F.layer_norm(z, (16,), eps=predictor.LN_EPS).backward(dzh)
+    zh, mean, rstd = torch.native_layer_norm(z.detach(), [16], None, None, predictor.LN_EPS)
+    torch.testing.assert_close(predictor._ln_backward(dzh, z.detach(), zh, mean, rstd), z.grad, rtol=1e-12, atol=1e-12)
+
+
+def group_for(d: Draws, X: np.ndarray, Y: np.ndarray, explored: np.ndarray, cfg: PredictorConfig) -> Group:
+    """A trajectory exploring at the given stream positions, its units built as the sweep builds them."""
+    h, pos = X.shape[1], np.flatnonzero(explored)
+    Xt, W1 = torch.tensor(X), torch.tensor(d.W1, dtype=F64)
+    hidden, inputs = d.keep_masks(pos)  # [n, epochs, h] each
+    x = Xt[d.stream[pos]][:, None]  # [n, 1, h]
+    if cfg.input_dropout > 0:  # a unit per step: [n * epochs, 1, h] keep-masks
+        Xu, keep = (x * torch.tensor(inputs) / (1.0 - cfg.input_dropout)).reshape(-1, h), hidden.reshape(-1, 1, h)
+    else:  # a unit per explored request
+        Xu, keep = x.reshape(-1, h), hidden
+    unit_pos = np.repeat(pos, cfg.epochs if cfg.input_dropout > 0 else 1)
+    return Group(Xt, Xt[d.stream] @ W1.T, Y, d.stream, explored, unit_pos, Xu, Xu @ W1.T, keep, d.b1, d.W2, d.b2, cfg)
+
+
+def reference(d: Draws, X: np.ndarray, Y: np.ndarray, explored: np.ndarray, cfg: PredictorConfig):
+    """sim.reference's predictor alone: the plain head predicts each position, then trains there if it explores.
+    Returns the predictions [S, M] and the final head's ReLU inputs on the explored requests [n, h]."""
+    head, shat = Head.from_draws(d, F64), []
+    opt = optimizer(head, cfg)
+    for i, r in enumerate(d.stream):
+        x, y = torch.tensor(X[r]), torch.tensor(Y[r])
+        head.eval()
+        with torch.no_grad():
+            shat.append(torch.sigmoid(head(x)).numpy())
+        if explored[i]:
+            head.train()
+            hidden, inputs = (torch.tensor(m[0], dtype=F64) for m in d.keep_masks([i]))
+            for epoch in range(cfg.epochs):
+                opt.zero_grad()
+                keep_in = inputs[epoch] if cfg.input_dropout > 0 else None
+                F.binary_cross_entropy_with_logits(head(x, hidden[epoch], keep_in), y).backward()
+                if cfg.clip_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.clip_norm)
+                opt.step()
+    with torch.no_grad():
+        hid = head.norm(head.fc1(torch.tensor(X[d.stream[explored]])))
+    return np.array(shat), hid
+
+
+TRAINING = {
+    # L = 3 steps on one input: the unit's own earlier steps enter each pre-activation (eq. 12, last term)
+    "one unit of 3 steps": config(),
+    # input dropout: 3 units of one step, so folds carry between them (eq. 11); clipping at 0.05 binds
+    "3 units of 1 step, clipped": config(input_dropout=0.3, clip_norm=0.05),
+}
+
+
+def problem(cfg: PredictorConfig, seed: int = 5, T: int = 12, h: int = 16, M: int = 3):
+    """Draws, inputs [T, h] and labels [T, M] of a small random bench."""
+    d = draw(seed, T, 2, h, M, cfg.epochs, cfg.dropout, cfg.input_dropout)
+    rng = np.random.default_rng(seed)
+    return d, rng.standard_normal((T, h)), (rng.random((T, M)) < 0.5).astype(np.float64)
+
+
+@pytest.mark.parametrize("cfg", TRAINING.values(), ids=TRAINING.keys())
+@pytest.mark.parametrize("at", [[4], [1, 3, 6]], ids=["one exploration", "three explorations"])
+def test_predictions_match_the_plain_head_trained_as_the_reference_does(cfg, at, ln_backward):
+    d, X, Y = problem(cfg)
+    explored = np.isin(np.arange(len(d.stream)), at)
+    (fast,) = predict_groups([group_for(d, X, Y, explored, cfg)], dtype=F64)
+    shat, hid = reference(d, X, Y, explored, cfg)
+    np.testing.assert_allclose(fast.shat, shat, rtol=1e-10, atol=1e-12)
+    assert fast.dead == (hid <= 0).all(0).double().mean().item()
+    untrained, _ = reference(d, X, Y, np.zeros_like(explored), cfg)
+    assert not np.allclose(shat[at[0] + 1 :], untrained[at[0] + 1 :], rtol=1e-3)  # training did change the head
+
+
+def test_a_batch_gives_each_group_what_it_gives_alone():
+    """Groups of different lengths train side by side (the shorter stop early); padding must never leak."""
+    cfg = TRAINING["3 units of 1 step, clipped"]
+    d, X, Y = problem(cfg, T=20)
+    S = len(d.stream)
+    groups = [group_for(d, X, Y, np.isin(np.arange(S), pos), cfg) for pos in ([2], [], [1, 6, 7, 12])]
+    together = predict_groups(groups, dtype=F64)
+    for g, batched in zip(groups, together, strict=True):
+        (alone,) = predict_groups([g], dtype=F64)
+        np.testing.assert_allclose(batched.shat, alone.shat, rtol=1e-12, atol=1e-14)
+        assert batched.dead == alone.dead or (np.isnan(batched.dead) and np.isnan(alone.dead))
+    assert not np.allclose(together[0].shat, together[2].shat)  # they did train differently
