@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +13,7 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from messplus.common import UserError, run_cli
+from messplus.common import UserError, atomic_path, check_out_file, check_out_folder, run_cli
 from messplus.sim.results import open_results
 from messplus.sim.routers import MESSPLUS
 
@@ -45,7 +48,8 @@ def report(
     """Markdown report with the main table inline, every figure as PNG and SVG, and a text summary."""
     from messplus.analysis.report import write_report
 
-    path = write_report(open_results(results), out or Path("reports") / results.resolve().name)
+    res = open_results(results)
+    path = write_report(res, out or Path("reports") / results.resolve().name, str(results))
     console.print(f"wrote {path}")
     console.print((path.parent / "summary.txt").read_text(), highlight=False)
 
@@ -65,18 +69,62 @@ def table(
     ] = Accounting.ours,
 ) -> None:
     """The paper's Table 2 for this sweep: operating cost, satisfaction, cost / E_OPT, SLA and call shares."""
+    from messplus.analysis.report import check_runs
     from messplus.analysis.tables import main_table, paper_table, to_latex, to_markdown
 
     res = open_results(results)
+    check_runs(res, str(results))
+    if out:
+        check_out_file(out)
     t = main_table(res) if accounting == Accounting.ours else paper_table(res)
     text = {"md": lambda: to_markdown(t, res.models), "tex": lambda: to_latex(t, res.models), "csv": t.write_csv}[
         fmt.value
     ]()
     if out:
-        out.write_text(text)
+        with atomic_path(out) as tmp:
+            tmp.write_text(text)
         console.print(f"wrote {out}")
     else:
         print(text, end="")
+
+
+def _plot_benches(res, results: Path, kind: Kind, bench: str | None) -> list[str]:
+    """The benches a per-bench figure is drawn for: each with MESS+ runs (and, for learning, a long enough
+    stream)."""
+    from messplus.analysis.report import LEARNING_MIN
+
+    mess = res.runs.filter(pl.col("method") == MESSPLUS).group_by("bench").agg(pl.col("n_requests").min()).collect()
+    have = sorted(mess["bench"])
+    benches = [bench] if bench else have
+    missing = [b for b in benches if b not in have]
+    if missing or not benches:
+        raise UserError(
+            f"no MESS+ runs for bench {(missing or ['any'])[0]!r} in {results} (have: {', '.join(have) or 'none'})"
+        )
+    short = mess.filter(pl.col("bench").is_in(benches), pl.col("n_requests") < LEARNING_MIN)
+    if kind == Kind.learning and short.height:
+        b, n = short.row(0)
+        raise UserError(f"bench {b}: its stream has {n} requests, too few for the learning figure (>= {LEARNING_MIN})")
+    return benches
+
+
+def _draw_into(out: Path, draw) -> list[Path]:
+    """Draw into a temporary folder inside `out`, then move each file into place by rename: a failure leaves the
+    figures that were there before, never half a set."""
+    fresh = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".plot-"))
+    try:
+        pngs = draw(tmp)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+        return [out / p.name for p in pngs]
+    except BaseException:
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @app.command()
@@ -88,19 +136,18 @@ def plot(
 ) -> None:
     """One figure kind; dynamics and learning draw one figure per bench."""
     from messplus.analysis import plots
+    from messplus.analysis.report import check_runs, routes
 
     res = open_results(results)
+    runs = check_runs(res, str(results))
+    check_out_folder(out)
+    if kind == Kind.calls and not routes(runs):
+        raise UserError(f"{results}: no routing policy besides single-model baselines, so no call shares to draw")
     if kind in (Kind.plane, Kind.calls):
-        paths = [getattr(plots, kind.value)(res, out)]
+        paths = _draw_into(out, lambda d: [getattr(plots, kind.value)(res, d)])
     else:
-        have = res.runs.filter(pl.col("method") == MESSPLUS).select(pl.col("bench").unique()).collect()["bench"]
-        benches = [bench] if bench else sorted(have)
-        missing = [b for b in benches if b not in have.to_list()]
-        if missing or not benches:
-            raise UserError(
-                f"no MESS+ runs for bench {(missing or ['any'])[0]!r} in {results} (have: {', '.join(sorted(have))})"
-            )
-        paths = [getattr(plots, kind.value)(res, b, out) for b in benches]
+        benches = _plot_benches(res, results, kind, bench)
+        paths = _draw_into(out, lambda d: [getattr(plots, kind.value)(res, b, d) for b in benches])
     for p in paths:
         console.print(f"wrote {p} (+ .svg)")
 

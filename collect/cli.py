@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
@@ -56,7 +57,7 @@ def traces(
     zoo_file = Path(str(ZOOS / f"{zoo}.toml")) if (ZOOS / f"{zoo}.toml").is_file() else Path(zoo)
     cfg = CollectConfig(
         bench=bench, zoo=load_zoo(zoo_file), out=out, include_path=include_path, metric=metric, mode=mode,
-        batch_size=batch_size, chunk=max(1, chunk), limit=limit, device=device, assumed_power_w=assumed_power_w,
+        batch_size=batch_size, chunk=chunk, limit=limit, device=device, assumed_power_w=assumed_power_w,
     )  # fmt: skip
     with progress_bars(console, unit="docs", transient=False) as progress:
         try:
@@ -70,4 +71,5 @@ def traces(
 
 def main() -> None:
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its per-task chatter would bury progress and errors
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # ours show progress; an error stays one line
     run_cli(app)

@@ -17,18 +17,31 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
+from messplus.collect.checks import (
+    bench_folder,
+    check_options,
+    check_paths,
+    check_resume,
+    check_zoo,
+    model_folder,
+    read_settings,
+    readable_parts,
+    settings,
+)
 from messplus.collect.energy import Meter, open_meter
-from messplus.collect.metered import MeteredLM
 from messplus.common import UserError, atomic_path, pick_device, slug
 from messplus.traces.importers.lmeval import METRIC_PREFERENCE, context
 from messplus.traces.io import Trace, write_parquet, write_trace
 from messplus.traces.zoo import ModelSpec, Zoo
 
+if TYPE_CHECKING:
+    from messplus.collect.metered import MeteredLM
+
 log = logging.getLogger(__name__)
-MODES = ("exact", "batched")
 
 
 @dataclass(frozen=True)
@@ -58,8 +71,6 @@ def load_task(cfg: CollectConfig) -> Task:
     """The task and its documents; an unknown task or an unreachable dataset is one clear line."""
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    if cfg.include_path and not Path(cfg.include_path).is_dir():
-        raise UserError(f"--include-path {cfg.include_path}: not a folder")
     manager = None
     if cfg.include_path:  # a local task needs no index of lm-eval's ~15k built-in ones (7 s)
         manager = TaskManager(include_path=cfg.include_path, include_defaults=False)
@@ -90,38 +101,18 @@ def load_task(cfg: CollectConfig) -> Task:
     return Task(manager, n, str(task.VERSION), metric)
 
 
-def settings(cfg: CollectConfig, spec: ModelSpec, task: Task) -> dict:
-    """What a model's rows depend on; resuming with anything different would mix incomparable rows."""
-    keep = ("hf_id", "revision", "backend", "dtype", "quantization", "max_length")
-    return {
-        **{k: getattr(spec, k) for k in keep},
-        "task": cfg.bench,
-        "task_version": task.version,
-        "metric": task.metric,
-        "mode": cfg.mode,
-        "batch_size": cfg.batch_size if cfg.mode == "batched" else None,
-        "num_fewshot": 0,
-    }
-
-
-def check_settings(folder: Path, wanted: dict) -> None:
-    path = folder / "settings.json"
-    if path.is_file():
-        have = json.loads(path.read_text())
-        diff = next((k for k in wanted if have.get(k) != wanted[k]), None)
-        if diff is not None:
-            raise UserError(
-                f"{folder}: collected with {diff}={have.get(diff)!r}, now {diff}={wanted[diff]!r}; "
-                "rerun with the same settings to resume, or choose another --out"
-            )
+def write_settings(folder: Path, wanted: dict) -> None:
+    """Record what a model's rows are collected with, before its first part (checks.check_resume compared any
+    earlier record already)."""
+    if (folder / "settings.json").is_file():
         return
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with atomic_path(folder / "settings.json") as tmp:
         tmp.write_text(json.dumps(wanted, indent=2))
 
 
 def done_docs(folder: Path) -> set[int]:
-    parts = sorted(folder.glob("part-*.parquet"))
+    parts = readable_parts(folder)
     if not parts:
         return set()
     return set(pl.read_parquet(parts, columns=["doc_id"])["doc_id"].cast(pl.Int64).to_list())
@@ -131,8 +122,6 @@ def open_model(spec: ModelSpec, device: str, batch: int):
     """An LM through lm-eval's own registry: `hf` or `vllm`."""
     from lm_eval.api.registry import get_model
 
-    if spec.hf_id is None:
-        raise UserError(f"model {spec.name!r}: the zoo file gives no hf_id")
     if spec.backend == "vllm":
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.gpus))
         args = {"pretrained": spec.hf_id, "revision": spec.revision, "dtype": spec.dtype, "quantization": spec.quantization,
@@ -192,17 +181,21 @@ def versions() -> dict:
 
 
 def collect_model(cfg, spec, task, device, progress) -> None:
+    """Every doc of the task that no readable part holds yet, chunk by chunk, each chunk a part file."""
     import lm_eval
 
-    folder = cfg.out / slug(cfg.bench) / slug(spec.name)
-    check_settings(folder, settings(cfg, spec, task))
+    from messplus.collect.metered import MeteredLM
+
+    folder = model_folder(cfg, spec)
+    write_settings(folder, settings(cfg, spec, task, device))
     todo = [d for d in range(task.n_docs) if d not in done_docs(folder)]
     advance = progress(spec.name, task.n_docs, task.n_docs - len(todo)) if progress else None
     if not todo:
         return
     meter = open_meter(spec.gpus if device == "cuda" else None, cfg.assumed_power_w)
     env = {**meter.info(), "idle_power_w": meter.idle_power_w(), "versions": versions(), "device": device}
-    (cfg.out / slug(cfg.bench) / "run.json").write_text(json.dumps({"environment": env}, indent=2))
+    with atomic_path(bench_folder(cfg) / "run.json") as tmp:
+        tmp.write_text(json.dumps({"environment": env}, indent=2))
     inner = open_model(spec, device, cfg.batch_size if cfg.mode == "batched" else 1)
     lm = MeteredLM(inner, meter, cfg.batch_size if cfg.mode == "batched" else None)
     try:
@@ -225,8 +218,8 @@ def collect_model(cfg, spec, task, device, progress) -> None:
 
 def merge(cfg: CollectConfig, task: Task) -> Path:
     """All parts into one validated trace; the run's environment and settings go into its provenance."""
-    base = cfg.out / slug(cfg.bench)
-    frames = [pl.read_parquet(sorted((base / slug(m.name)).glob("part-*.parquet"))) for m in cfg.zoo.models]
+    base = bench_folder(cfg)
+    frames = [pl.read_parquet(readable_parts(model_folder(cfg, m))) for m in cfg.zoo.models]
     df = pl.concat(frames, how="diagonal_relaxed").filter(pl.col("doc_id").cast(pl.Int64) < task.n_docs)
     env = json.loads((base / "run.json").read_text()) if (base / "run.json").is_file() else {}
     provenance = {"collector": "collect traces", "task": cfg.bench, "task_version": task.version, "metric": task.metric,
@@ -237,12 +230,22 @@ def merge(cfg: CollectConfig, task: Task) -> Path:
     )
 
 
-def collect(cfg: CollectConfig, progress: Callable | None = None) -> Path:
-    """progress(label, total, done) returns an advance(n) callback."""
-    if cfg.mode not in MODES:
-        raise UserError(f"--mode must be one of {', '.join(MODES)}, not {cfg.mode!r}")
+def preflight(cfg: CollectConfig) -> str:
+    """Everything checkable before the task loads (options, paths, the zoo, damaged settings): the device."""
+    check_options(cfg)
+    check_paths(cfg)
+    for spec in cfg.zoo.models:
+        read_settings(model_folder(cfg, spec))
     device = pick_device(cfg.device)
+    check_zoo(cfg, device)
+    return device
+
+
+def collect(cfg: CollectConfig, progress: Callable | None = None) -> Path:
+    """progress(label, total, done) returns an advance(n) callback. Every check runs before the first model."""
+    device = preflight(cfg)
     task = load_task(cfg)
+    check_resume(cfg, task, device)
     for spec in cfg.zoo.models:
         collect_model(cfg, spec, task, device, progress)
     log.info("collected %s: %d docs x %d models (%s)", cfg.bench, task.n_docs, len(cfg.zoo.models), asdict(cfg)["mode"])

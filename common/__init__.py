@@ -1,13 +1,17 @@
 """What every stage shares: the user-error type and the CLI runner that turns it into one line, the device rule,
-progress bars, atomic file writes, and file-name slugs. Nothing here knows about traces, routing or results."""
+progress bars, atomic file and folder writes, output-path checks, and file-name slugs. Nothing here knows about
+traces, routing or results."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,31 +20,156 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 Advance = Callable[[int], None]
+DEBUG_ENV = "MESSPLUS_DEBUG"  # set to 1 to see the traceback behind a one-line I/O or data error
 
 
 class UserError(Exception):
     """A user-facing problem with an input (file, column, option). The message is one line."""
 
 
-def run_cli(app: Callable[[], object]) -> None:
-    """Run a typer app; a UserError becomes `error: ...` on stderr and exit code 2, never a traceback."""
+def _flush_stdout() -> None:
+    """Push out what the command printed: a full disk or a closed pipe behind stdout is an OSError naming it."""
+    try:
+        sys.stdout.flush()
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, "<stdout>") from None
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """Print `error: <message>` as exactly one line on stderr and exit. A stdout that cannot take its buffered
+    output is swapped for /dev/null first, so the interpreter's last flush adds no second error."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (lives until the process ends, a moment later)
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _data_errors() -> tuple[type, ...]:
+    """The exception bases of Arrow and Polars, for whichever of them is loaded (never imported here)."""
+    kinds = []
+    if "pyarrow" in sys.modules:
+        kinds.append(sys.modules["pyarrow"].ArrowException)
+    if "polars" in sys.modules:
+        kinds.append(sys.modules["polars"].exceptions.PolarsError)
+    return tuple(kinds)
+
+
+def fault_message(e: BaseException) -> str | None:
+    """The one-line message of a fault that is not a bug: an OSError (disk full, permission, missing file) or a
+    data file that Arrow or Polars cannot read; None for anything else."""
+    if isinstance(e, OSError):
+        where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        what = e.strerror or str(e) or type(e).__name__
+        return f"{where}: {what}" if where else what
+    if isinstance(e, _data_errors()):
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return f"cannot read the data ({first})"
+    return None
+
+
+def _command_line_errors() -> tuple[type, type]:
+    """(any command-line error, "no arguments: show the help") of the installed typer, which vendors click from
+    0.2x on."""
+    try:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:  # older typer: click itself
+        from click.exceptions import ClickException, NoArgsIsHelpError
+    return ClickException, NoArgsIsHelpError
+
+
+def run_cli(app: Callable[..., object]) -> None:
+    """Run a typer app. A UserError, a bad command line, an OSError or an unreadable data file becomes one line
+    `error: ...` on stderr and exit code 2, never a traceback (MESSPLUS_DEBUG=1 re-raises the last two)."""
+    import typer
+
+    command_line_error, no_args = _command_line_errors()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        app()
+        code = app(standalone_mode=False)
+        _flush_stdout()
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _fail(str(e))
+    except no_args as e:  # no arguments at all: the help, as usual
+        e.show()
+        raise SystemExit(e.exit_code) from None
+    except command_line_error as e:  # click's own message, without the usage box around it
+        _fail(e.format_message())
+    except typer.Abort:
+        _fail("interrupted", 130)
+    except Exception as e:
+        message = fault_message(e)
+        if message is None or os.environ.get(DEBUG_ENV) == "1":
+            raise
+        _fail(message)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 def pick_device(device: str) -> str:
-    """auto | cpu | cuda -> cpu | cuda: `auto` means the GPU when torch sees one; anything else is a UserError."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
+    """auto | cpu | cuda -> cpu | cuda: `auto` means the GPU when torch sees one; `cuda` without one, or anything
+    else, is a UserError (never a silent run on the CPU recorded as cuda)."""
+    if device not in ("auto", "cpu", "cuda"):
         raise UserError(f"--device must be auto, cpu or cuda, not {device!r}")
-    return device
+    if device == "cpu":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise UserError("--device cuda: torch sees no CUDA GPU on this machine; use --device cpu (or auto)")
+    return "cpu"
+
+
+def check_range(value: float | None, flag: str, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, integer: bool = False) -> None:  # fmt: skip
+    """A number option must be finite (an integer where `integer`) and within [lo, hi] (lo excluded where
+    `lo_open`); None means "not given" and passes."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserError(f"{flag}: must be a finite number, got {value!r}")
+    if integer and not float(value).is_integer():
+        raise UserError(f"{flag}: must be an integer, got {value!r}")
+    low = lo is not None and (value <= lo if lo_open else value < lo)
+    if low or (hi is not None and value > hi):
+        lo_text = "-inf" if lo is None else f"{lo:g}"
+        hi_text = "inf)" if hi is None else f"{hi:g}]"
+        raise UserError(f"{flag}: {value!r} is outside {'(' if lo_open or lo is None else '['}{lo_text}, {hi_text}")
+
+
+def _nearest_existing(path: Path) -> Path:
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
+def _check_writable_place(path: Path, flag: str) -> None:
+    """The nearest existing folder at or above `path` must be a folder we may create entries in."""
+    existing = _nearest_existing(path.absolute())
+    if not existing.is_dir():
+        raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {existing} is not writable")
+
+
+def check_out_file(path: Path, flag: str = "--out") -> None:
+    """Before any work: `path` names a file we can write (atomically, beside it): not a folder, under folders
+    that exist or can be made, in a writable place. Nothing is created."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; give a file name")
+    if path.exists() and not path.is_file():  # a device or a pipe: an atomic write would replace it
+        raise UserError(f"{flag} {path}: is not a regular file")
+    _check_writable_place(path.parent, flag)
+
+
+def check_out_folder(path: Path, flag: str = "--out") -> None:
+    """Before any work: `path` names a folder we can write into: a folder or nothing yet, in a writable place.
+    Nothing is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path}: exists and is not a folder")
+    _check_writable_place(path, flag)
 
 
 @contextmanager
@@ -78,6 +207,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """A temporary folder beside `path` to fill; when the block ends without error it replaces `path` by rename
+    (the old folder moved aside, then removed), so a reader finds the old set of files or the new one, never a
+    mix. The temporary is removed either way."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    moved = sorted(path.parent.glob(f".{path.name}.old-*"))
+    if moved and not path.exists():  # a write killed between its two renames: put the old folder back first
+        os.rename(moved[-1], path)
+    new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
+    try:
+        yield new
+        os.chmod(new, 0o755)
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
+        if path.exists():
+            os.rename(path, old)
+        os.rename(new, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
 
 
 def slug(name: str, keep: int = 120) -> str:

@@ -13,11 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from messplus.common import UserError, pick_device, progress_bars, run_cli
+from messplus.common import UserError, check_out_folder, pick_device, progress_bars, run_cli
 from messplus.common.options import command
 from messplus.sim import presets
 from messplus.sim.config import SweepConfig
 from messplus.sim.metrics import predictor_quality, z_critical
+from messplus.sim.plan import PlanConfig
 from messplus.sim.routers import MESSPLUS
 
 DEMO = files("messplus.traces") / "data" / "demo.parquet"
@@ -179,6 +180,49 @@ SWEEP_PATHS = [
         bool, typer.Option(help="Replace a results folder written with other options (same options: always).")]),
 ]  # fmt: skip
 app.command("sweep")(command(SweepConfig, sweep, SWEEP_PATHS))
+
+
+def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
+    """The cheapest MESS+ setting (alpha handed to MESS+, V, c) whose running satisfaction at --by (and every
+    --every requests after) meets --alpha on at least --confidence of --seeds orders of the trace. Writes
+    plan.parquet and risk_<bench>.png (share of orders that met the SLA against cost, the plan marked). Empirical:
+    it covers orders of this trace, not a stream with another mix of requests."""
+    from messplus.sim.plan import risk_figure, run_plan, write_plan
+
+    check_out_folder(out)
+    with progress_bars(console) as bars:
+        table, candidates = run_plan(cfg, traces, bars)
+    paths = [
+        write_plan(table, cfg, traces, out),
+        *(risk_figure(candidates[b], r, out) for b, r in zip(table["bench"], table.iter_rows(named=True), strict=True)),
+    ]
+    console.print(plan_table(table))
+    for r in table.filter(~pl.col("found")).iter_rows(named=True):
+        console.print(f"[yellow]warning:[/] bench {r['bench']}: no setting searched met alpha {r['alpha']:.3f} by "
+                      f"t = {r['by']} on {r['confidence']:.0%} of orders; the most reliable (shown) met it on "
+                      f"{r['p_meet']:.0%}: widen --margins, lower --V, or promise less", highlight=False)  # fmt: skip
+    console.print(f"-> {', '.join(map(str, paths))}")
+
+
+def plan_table(table: pl.DataFrame) -> Table:
+    out = Table(title="sim plan: cheapest MESS+ setting that keeps the SLA by the deadline", title_justify="left")
+    cols = ["bench", "alpha", "by", "P", "alpha handed", "V", "c", "P(meet)", "cost/req", "unplanned cost (P)",
+            "margin", "Theorem 1 margin", "validated"]  # fmt: skip
+    for col in cols:
+        out.add_column(col, justify="left" if col == "bench" else "right")
+    f = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for r in table.iter_rows(named=True):
+        out.add_row(r["bench"], f(r["alpha"], ".3f"), str(r["by"]), f(r["confidence"], ".2f"), f(r["alpha_target"], ".3f"),
+                    f(r["V"], "g"), f(r["c"], "g"), f(r["p_meet"], ".2f"), f(r["cost_per_request"], ".4g"),
+                    f"{f(r['cost_per_request_unplanned'], '.4g')} ({f(r['p_meet_unplanned'], '.2f')})",
+                    f(r["margin"], ".3f"), f(r["margin_theorem"], ".4f"),
+                    f"{f(r['p_meet_validated'], '.3f')} of {r['validate_seeds']}" if r["validate_seeds"] else "-")  # fmt: skip
+    return out
+
+
+PLAN_PATHS = [SWEEP_PATHS[0], inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=Path("results/plan"),
+              annotation=Annotated[Path, typer.Option(help="Folder for plan.parquet and the risk figures.")])]  # fmt: skip
+app.command("plan")(command(PlanConfig, plan, PLAN_PATHS))
 
 
 def main() -> None:

@@ -10,11 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from messplus.common import UserError, run_cli
-from messplus.traces.io import Trace, read_trace, trace_files, write_trace
+from messplus.common import UserError, check_out_file, check_range, run_cli
+from messplus.traces.io import Trace, load_benches, read_trace, trace_files, write_trace
 from messplus.traces.zoo import resolve_names
 
 DEFAULT_DIR = Path("data/traces")
+MAX_SCALE = 100.0  # `traces synth --scale`: at most 100x the paper's request counts
 app = typer.Typer(help="Trace files: the one format shared by collect, sim and analysis.", no_args_is_help=True)
 imports = typer.Typer(help="Import published per-sample results into a trace file.", no_args_is_help=True)
 app.add_typer(imports, name="import")
@@ -25,7 +26,13 @@ ZooFile = Annotated[str | None, typer.Option("--zoo", help="Zoo file (TOML/YAML)
 
 
 def _out(path: Path | None, name: str) -> Path:
-    return path if path is not None else DEFAULT_DIR / f"{name}.parquet"
+    """The trace file to write, checked before any work: a .parquet name in a writable place (an existing trace
+    there is replaced atomically)."""
+    path = path if path is not None else DEFAULT_DIR / f"{name}.parquet"
+    if path.suffix != ".parquet" and not path.is_dir():
+        raise UserError(f"--out {path}: a trace file name must end in .parquet")
+    check_out_file(path)
+    return path
 
 
 def _finish(trace: Trace, report: list[str], out: Path) -> None:
@@ -47,8 +54,9 @@ def import_messplus_cmd(
     """MESS+ reference-code traces (label_/energy_consumption_/inference_time_<tier> columns)."""
     from messplus.traces.importers.messplus import import_messplus
 
+    out = _out(out, "messplus")
     names = resolve_names(models, zoo, []) or None
-    _finish(*import_messplus(paths, names), _out(out, "messplus"))
+    _finish(*import_messplus(paths, names), out)
 
 
 @imports.command("lmeval")
@@ -73,8 +81,9 @@ def import_lmeval_cmd(
     """lm-eval-harness --log_samples outputs, merged into one trace (no cost unless --costs)."""
     from messplus.traces.importers.lmeval import import_lmeval
 
+    out = _out(out, "lmeval")
     names = resolve_names(models, zoo, []) or None
-    _finish(*import_lmeval(folders, names, task, metric, filter_key, costs), _out(out, "lmeval"))
+    _finish(*import_lmeval(folders, names, task, metric, filter_key, costs), out)
 
 
 @imports.command("wide")
@@ -96,8 +105,9 @@ def import_wide_cmd(
     """RouterBench-style wide tables with '<model>|total_cost' dollar columns."""
     from messplus.traces.importers.wide import import_wide
 
+    out = _out(out, path.stem)
     names = resolve_names(models, zoo, []) or None
-    _finish(*import_wide(path, names, id_col, text_col, bench_col, bench), _out(out, path.stem))
+    _finish(*import_wide(path, names, id_col, text_col, bench_col, bench), out)
 
 
 @app.command()
@@ -106,7 +116,9 @@ def synth(
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
     bench: Annotated[list[str] | None, typer.Option(help="Benchmarks to generate (default: the paper's 8).")] = None,
     n_features: Annotated[int, typer.Option(help="Per-request feature dimension.")] = 8,
-    scale: Annotated[float, typer.Option(help="Fraction of the paper's request counts to generate.")] = 1.0,
+    scale: Annotated[
+        float, typer.Option(help="Fraction of the paper's request counts to generate, in (0, 100].")
+    ] = 1.0,
 ) -> None:
     """Calibrated synthetic 3-model zoo from the MESS+ paper's Table 2 (Llama 1B/8B/70B)."""
     from messplus.traces.synth import PAPER_TABLE2, synth_trace
@@ -114,6 +126,12 @@ def synth(
     unknown = [b for b in bench or [] if b not in PAPER_TABLE2]
     if unknown:
         raise UserError(f"unknown bench {unknown[0]!r} (synth knows: {', '.join(PAPER_TABLE2)})")
+    twice = [b for b in bench or [] if (bench or []).count(b) > 1]
+    if twice:
+        raise UserError(f"--bench {twice[0]} is given twice")
+    check_range(scale, "--scale", 0, MAX_SCALE, lo_open=True)
+    check_range(n_features, "--n-features", 1)
+    check_range(seed, "--seed", 0)
     out = _out(out, "synth")
     write_trace(synth_trace(bench, seed, n_features, scale), out)
     console.print(f"wrote {out}")
@@ -153,9 +171,10 @@ def info(path: Annotated[Path, typer.Argument(help="Trace file or folder of trac
 
 @app.command()
 def validate(path: Annotated[Path, typer.Argument(help="Trace file or folder of trace files.")]) -> None:
-    """Check files against trace schema v1; the first problem is reported as one line, exit code 2."""
-    for f in trace_files(path):
-        trace = read_trace(f)
+    """Check files against trace schema v1 and, for a folder, that its files can be replayed together (one zoo, one
+    kind of features, each bench in one file); the first problem is reported as one line, exit code 2."""
+    by_file: dict[str, Trace] = {t.provenance["source"]: t for t in load_benches(path).values()}
+    for f, trace in by_file.items():
         console.print(f"{f}: valid, {len(trace.benches)} benches, {len(trace.zoo.names)} models")
 
 

@@ -64,14 +64,54 @@ def write_trace(trace: Trace, path: str | Path) -> Path:
 
 
 def write_parquet(df: pl.DataFrame, path: str | Path, metadata: dict[bytes, dict]) -> Path:
-    """Write with JSON key-value metadata, atomically (temp file + rename): a crash never leaves half a file."""
+    """Write with JSON key-value metadata, atomically (temp file + rename): a crash never leaves half a file, and
+    a full disk or a refused write is one line naming the file."""
     path = Path(path)
     table = df.to_arrow()
     extra = {k: json.dumps(v, sort_keys=True).encode() for k, v in metadata.items()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    try:
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror or str(e).splitlines()[0]})") from None
     return path
+
+
+def _read_table(path: Path) -> pa.Table:
+    """The Parquet table, its text columns checked to be UTF-8 (Arrow reads them unchecked)."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    for name in table.column_names:
+        if pa.types.is_string(table.schema.field(name).type) or pa.types.is_large_string(table.schema.field(name).type):
+            try:
+                table.column(name).validate(full=True)
+            except pa.ArrowInvalid:
+                raise UserError(f"{path}: column {name!r} holds text that is not valid UTF-8") from None
+    return table
+
+
+def _metadata(path: Path, table: pa.Table) -> dict:
+    """The trace's own metadata: a JSON object of this schema version with a zoo list."""
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise UserError(f"{path}: no trace metadata; write traces with `traces import` or traces.io.write_trace")
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path}: trace metadata is not valid JSON; re-import the source") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: trace metadata is a JSON {type(meta).__name__}, expected an object")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UserError(f"{path}: trace schema v{version}, this version reads v{SCHEMA_VERSION}; re-import the source")
+    if not isinstance(meta.get("zoo"), list):
+        raise UserError(f"{path}: trace metadata has no zoo (a list of models, cheapest first)")
+    if not isinstance(meta.get("provenance", {}), dict):
+        raise UserError(f"{path}: trace metadata 'provenance' must be an object")
+    return meta
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -80,20 +120,15 @@ def read_trace(path: str | Path) -> Trace:
     refuse_pickle(path)
     if not path.is_file():
         raise UserError(f"{path}: trace file not found")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as e:
-        raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    if raw is None:
-        raise UserError(f"{path}: no trace metadata; write traces with `traces import` or traces.io.write_trace")
-    meta = json.loads(raw)
-    version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise UserError(f"{path}: trace schema v{version}, this version reads v{SCHEMA_VERSION}; re-import the source")
-    zoo = Zoo.from_json(json.dumps(meta["zoo"]))
+    table = _read_table(path)
+    meta = _metadata(path, table)
+    zoo = Zoo.from_json(json.dumps(meta["zoo"]), f"{path}: trace metadata")
     provenance = {**meta.get("provenance", {}), "source": str(path)}
-    return Trace(pl.from_arrow(table), zoo, bool(meta.get("synthetic")), provenance)
+    try:
+        df = pl.from_arrow(table)
+    except (pa.ArrowException, pl.exceptions.PolarsError) as e:
+        raise UserError(f"{path}: cannot read the table ({str(e).splitlines()[0]})") from None
+    return Trace(df, zoo, bool(meta.get("synthetic")), provenance)
 
 
 def trace_files(path: str | Path) -> list[Path]:
@@ -107,15 +142,41 @@ def trace_files(path: str | Path) -> list[Path]:
     return [path]
 
 
+def feature_width(trace: Trace) -> int | None:
+    """The length of the trace's per-request feature vectors; None without features."""
+    if "features" not in trace.df.columns or trace.df["features"].null_count() == trace.df.height:
+        return None
+    return int(trace.df["features"].list.len()[0])
+
+
+def _same_kind(used: dict[str, Trace]) -> None:
+    """Traces replayed together must share the zoo (same models, same order) and the kind of features."""
+    first_bench, first = next(iter(used.items()))
+    for bench, trace in used.items():
+        where = f"{trace.provenance['source']} (bench {bench}) and {first.provenance['source']} (bench {first_bench})"
+        if trace.zoo.names != first.zoo.names:
+            raise UserError(
+                f"{where} have different zoos ({', '.join(trace.zoo.names)} vs {', '.join(first.zoo.names)}); "
+                "replay one zoo at a time"
+            )
+        if feature_width(trace) != feature_width(first):
+            kinds = [f"{w} features" if w else "no features" for w in (feature_width(trace), feature_width(first))]
+            raise UserError(f"{where} have different features ({kinds[0]} vs {kinds[1]}); replay them separately")
+
+
 def load_benches(path: str | Path, benches: list[str] | tuple[str, ...] | None = None) -> dict[str, Trace]:
     """The trace holding each bench (every bench when None), reading every file once; the error lists the benches
-    that exist."""
+    that exist. A bench in two files, or benches of different zoos or feature kinds, is refused."""
     found: dict[str, Trace] = {}
     for f in trace_files(path):
         trace = read_trace(f)
         for b in trace.benches:
-            found.setdefault(b, trace)
+            if b in found:
+                raise UserError(f"bench {b!r} is in both {found[b].provenance['source']} and {f}; keep one of them")
+            found[b] = trace
     missing = [b for b in benches or () if b not in found]
     if missing:
         raise UserError(f"{path}: unknown bench {missing[0]!r} (available: {', '.join(found) or 'none'})")
-    return {b: found[b] for b in benches or found}
+    used = {b: found[b] for b in benches or found}
+    _same_kind(used)
+    return used

@@ -48,22 +48,49 @@ def conform(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(cols)
 
 
+KEYS = ("bench", "doc_id", "model")  # one row per key; none may be empty
+TOKENS = ("prompt_tokens", "completion_tokens")
+
+
 def _first_row(df: pl.DataFrame, mask: pl.Expr) -> int | None:
     idx = df.with_row_index("_row").filter(mask).select("_row").head(1)
     return None if idx.is_empty() else int(idx.item())
 
 
-def validate(df: pl.DataFrame, where: str, models: tuple[str, ...] | None = None) -> None:
-    """Raise a one-line UserError naming file, column and row for the first problem found."""
-    for name in REQUIRED:
-        if name not in df.columns:
-            raise UserError(
-                f"{where}: missing column {name!r} (trace schema v{SCHEMA_VERSION} needs {', '.join(REQUIRED)})"
-            )
+def _is_text(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Null) or isinstance(dtype, pl.Categorical | pl.Enum)
+
+
+def _check_types(df: pl.DataFrame, where: str) -> None:
+    """Each column holds what the schema says it does: text as UTF-8 strings, numbers as numbers, features as a
+    list of numbers (casting a string to a number, or bytes to text, would hide a broken file)."""
+    for name in (*REQUIRED[:4], *SOURCE_OF.values()):
+        dtype = df.schema.get(name)
+        if dtype is not None and not _is_text(dtype) and not (name == "doc_id" and dtype.is_integer()):
+            raise UserError(f"{where}: column {name!r} has type {dtype}, expected UTF-8 text")
+    for name in COSTS:
+        dtype = df.schema.get(name)
+        if dtype is not None and dtype != pl.Null and not dtype.is_numeric():
+            raise UserError(f"{where}: column {name!r} has type {dtype}, expected numbers")
+    dtype = df.schema.get("features")
+    inner = getattr(dtype, "inner", None)
+    if dtype is not None and dtype != pl.Null and (inner is None or not inner.is_numeric()):
+        raise UserError(f"{where}: column 'features' has type {dtype}, expected a list of numbers per row")
+
+
+def _check_keys(df: pl.DataFrame, where: str) -> None:
+    """No request without bench, doc_id, model or text; no empty name (an empty bench would be silently unusable)."""
     for name in REQUIRED[:4]:
         row = _first_row(df, pl.col(name).is_null())
         if row is not None:
             raise UserError(f"{where}: column {name!r} row {row}: empty value")
+    for name in KEYS:
+        row = _first_row(df, pl.col(name).cast(pl.String).str.strip_chars() == "")
+        if row is not None:
+            raise UserError(f"{where}: column {name!r} row {row}: empty name")
+
+
+def _check_satisfied(df: pl.DataFrame, where: str) -> None:
     sat = df["satisfied"]
     if not sat.dtype.is_numeric() and sat.dtype != pl.Boolean:
         raise UserError(f"{where}: column 'satisfied' has type {sat.dtype}, expected 0/1 integers")
@@ -71,30 +98,59 @@ def validate(df: pl.DataFrame, where: str, models: tuple[str, ...] | None = None
     row = _first_row(df, s.is_null() | s.is_nan() | ~s.is_in([0.0, 1.0]))
     if row is not None:
         raise UserError(f"{where}: column 'satisfied' row {row}: value {df['satisfied'][row]!r} is not 0 or 1")
-    for name in COSTS:
-        if name not in df.columns:
-            continue
+
+
+def _check_costs(df: pl.DataFrame, where: str) -> None:
+    """Costs are null (unknown) or finite and non-negative; token counts are whole numbers."""
+    for name in (c for c in COSTS if c in df.columns):
         c = pl.col(name).cast(pl.Float64)
         row = _first_row(df, c.is_nan())
         if row is not None:
             raise UserError(f"{where}: column {name!r} row {row}: NaN cost (write null for a missing cost)")
+        row = _first_row(df, c.is_infinite())
+        if row is not None:
+            raise UserError(f"{where}: column {name!r} row {row}: infinite cost {df[name][row]}")
         row = _first_row(df, c < 0)
         if row is not None:
             raise UserError(f"{where}: column {name!r} row {row}: negative cost {df[name][row]}")
-    for name in SOURCE_OF.values():
-        if name in df.columns:
-            row = _first_row(df, pl.col(name).is_not_null() & ~pl.col(name).is_in(SOURCES))
-            if row is not None:
-                raise UserError(
-                    f"{where}: column {name!r} row {row}: {df[name][row]!r} is not one of {', '.join(SOURCES)}"
-                )
+        row = _first_row(df, c.round(0) != c) if name in TOKENS else None
+        if row is not None:
+            raise UserError(f"{where}: column {name!r} row {row}: {df[name][row]} is not a whole number of tokens")
+    for name in (s for s in SOURCE_OF.values() if s in df.columns):
+        row = _first_row(df, pl.col(name).is_not_null() & ~pl.col(name).cast(pl.String).is_in(SOURCES))
+        if row is not None:
+            raise UserError(f"{where}: column {name!r} row {row}: {df[name][row]!r} is not one of {', '.join(SOURCES)}")
+
+
+def _check_features(df: pl.DataFrame, where: str) -> None:
+    """Features, where present, are on every row, all of one length (at least 1) and finite."""
+    if "features" not in df.columns or df["features"].null_count() == df.height:
+        return
+    f = pl.col("features")
+    row = _first_row(df, f.is_null())
+    if row is not None:
+        raise UserError(f"{where}: column 'features' row {row}: no features, while other rows have them")
+    lengths = df.select(f.list.len())["features"]
+    width = int(lengths[0])
+    if width == 0:
+        raise UserError(f"{where}: column 'features' row 0: an empty feature list")
+    row = _first_row(df, f.list.len() != width)
+    if row is not None:
+        raise UserError(f"{where}: column 'features' row {row}: {lengths[row]} values, while row 0 has {width}")
+    row = _first_row(df, ~f.list.eval(pl.element().cast(pl.Float64).is_finite().fill_null(False)).list.all())
+    if row is not None:
+        raise UserError(f"{where}: column 'features' row {row}: a NaN, infinite or missing value")
+
+
+def _check_rows(df: pl.DataFrame, where: str, models: tuple[str, ...] | None) -> None:
+    """Every model of the zoo and only those; each (bench, doc_id, model) once; every request has every model."""
     if models is not None:
-        row = _first_row(df, ~pl.col("model").is_in(models))
+        row = _first_row(df, ~pl.col("model").cast(pl.String).is_in(models))
         if row is not None:
             raise UserError(
                 f"{where}: column 'model' row {row}: unknown model {df['model'][row]!r} (zoo: {', '.join(models)})"
             )
-    key = ["bench", "doc_id", "model"]
+    key = list(KEYS)
     row = _first_row(df, pl.struct(key).is_duplicated())
     if row is not None:
         b, d, m = (df[k][row] for k in key)
@@ -106,3 +162,20 @@ def validate(df: pl.DataFrame, where: str, models: tuple[str, ...] | None = None
         b, d, have = short.row(0)
         missing = next(m for m in zoo if m not in have)
         raise UserError(f"{where}: bench {b} doc_id {d}: no row for model {missing!r}")
+
+
+def validate(df: pl.DataFrame, where: str, models: tuple[str, ...] | None = None) -> None:
+    """Raise a one-line UserError naming file, column and row for the first problem found."""
+    for name in REQUIRED:
+        if name not in df.columns:
+            raise UserError(
+                f"{where}: missing column {name!r} (trace schema v{SCHEMA_VERSION} needs {', '.join(REQUIRED)})"
+            )
+    if df.is_empty():
+        raise UserError(f"{where}: the trace holds no rows")
+    _check_types(df, where)
+    _check_keys(df, where)
+    _check_satisfied(df, where)
+    _check_costs(df, where)
+    _check_features(df, where)
+    _check_rows(df, where, models)

@@ -26,6 +26,11 @@ class ModelSpec:
     notes: str = ""
 
 
+BACKENDS = ("hf", "vllm")
+DTYPES = ("auto", "float16", "half", "bfloat16", "float32", "float")  # what both lm-eval's hf and vLLM accept
+TEXT_FIELDS = ("hf_id", "revision", "quantization")  # optional text; `notes` is free text
+
+
 @dataclass(frozen=True)
 class Zoo:
     models: tuple[ModelSpec, ...]
@@ -44,27 +49,89 @@ class Zoo:
 
     @classmethod
     def from_names(cls, names: list[str] | tuple[str, ...]) -> Zoo:
-        return cls(tuple(ModelSpec(name=n) for n in names))
+        return cls(tuple(_spec({"name": n}, "model names") for n in names))
 
     def to_json(self) -> str:
         return json.dumps([asdict(m) for m in self.models])
 
     @classmethod
-    def from_json(cls, text: str) -> Zoo:
-        return cls(tuple(_spec(d, "trace metadata") for d in json.loads(text)))
+    def from_json(cls, text: str, where: str = "trace metadata") -> Zoo:
+        entries = json.loads(text)
+        if not isinstance(entries, list):
+            raise UserError(f"{where}: the zoo must be a list of models")
+        return cls(tuple(_spec(d, where) for d in entries))
 
 
-def _spec(d: dict, where: str) -> ModelSpec:
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _field_problem(d: dict) -> str | None:
+    """What is wrong with one model entry's values, or None: every field is checked, so a bad zoo fails when it is
+    read, not in the middle of a collection."""
+    if not isinstance(d["name"], str) or not d["name"].strip():
+        return f"'name' must be a non-empty string, not {d['name']!r}"
+    bad_text = next((k for k in TEXT_FIELDS if d.get(k) is not None and not (isinstance(d[k], str) and d[k])), None)
+    if bad_text:
+        return f"{bad_text!r} must be a non-empty string, not {d[bad_text]!r}"
+    if not isinstance(d.get("notes", ""), str):
+        return f"'notes' must be a string, not {d['notes']!r}"
+    if d.get("backend", "hf") not in BACKENDS:
+        return f"'backend' must be one of {', '.join(BACKENDS)}, not {d['backend']!r}"
+    if d.get("dtype", "auto") not in DTYPES:
+        return f"'dtype' must be one of {', '.join(DTYPES)}, not {d['dtype']!r}"
+    gpus = d.get("gpus", [0])
+    if not isinstance(gpus, list | tuple) or not gpus or not all(_is_int(g) and g >= 0 for g in gpus):
+        return f"'gpus' must be a non-empty list of GPU indices such as [0, 1], not {gpus!r}"
+    if len(set(gpus)) < len(gpus):
+        return f"'gpus' lists a GPU twice: {gpus!r}"
+    frac = d.get("gpu_memory_fraction", 0.9)
+    if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0 < frac <= 1:
+        return f"'gpu_memory_fraction' must be a number in (0, 1], not {frac!r}"
+    length = d.get("max_length")
+    if length is not None and not (_is_int(length) and length >= 1):
+        return f"'max_length' must be a positive integer, not {length!r}"
+    return None
+
+
+def _spec(d: object, where: str) -> ModelSpec:
+    """One model entry (a table of fields) as a ModelSpec, every field checked."""
+    if not isinstance(d, dict):
+        raise UserError(f"{where}: each model must be a table of fields (name, hf_id, ...), not {d!r}")
     known = {f.name for f in fields(ModelSpec)}
     unknown = set(d) - known
     if unknown:
         raise UserError(f"{where}: unknown model field {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
     if "name" not in d:
         raise UserError(f"{where}: a model entry has no 'name'")
+    problem = _field_problem(d)
+    if problem:
+        raise UserError(f"{where}: model {d['name']!r}: {problem}")
     d = dict(d)
     if "gpus" in d:
         d["gpus"] = tuple(d["gpus"])
     return ModelSpec(**d)
+
+
+def _parse(path: Path) -> object:
+    """The zoo file's data: TOML or YAML; a syntax error or an unreadable file is one line."""
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise UserError(f"{path}: zoo file must be .toml, .yaml or .yml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: zoo file is not UTF-8 text") from None
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{path}: cannot parse zoo file: {' '.join(str(e).split())}") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:  # its message spans lines: the problem, then where
+        raise UserError(f"{path}: cannot parse zoo file: {' '.join(str(e).split())}") from None
 
 
 def load_zoo(path: str | Path) -> Zoo:
@@ -72,17 +139,7 @@ def load_zoo(path: str | Path) -> Zoo:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: zoo file not found")
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(path.read_text())
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(path.read_text())
-        else:
-            raise UserError(f"{path}: zoo file must be .toml, .yaml or .yml")
-    except (tomllib.TOMLDecodeError, ValueError) as e:
-        raise UserError(f"{path}: cannot parse zoo file: {str(e).splitlines()[0]}") from None
+    data = _parse(path)
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise UserError(f"{path}: zoo file needs a 'models' list, cheapest model first")
     return Zoo(tuple(_spec(m, str(path)) for m in data["models"]))

@@ -25,6 +25,33 @@ def read_table(path: Path) -> pl.DataFrame:
     raise UserError(f"{path}: unsupported table format {path.suffix!r} (use .csv or .parquet)")
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's content (JSON, JSONL); another encoding is one line naming the file and the byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+
+
+def numeric(df: pl.DataFrame, columns: list[str] | tuple[str, ...], where: str) -> pl.DataFrame:
+    """Columns as Float64. Numbers and booleans pass; text is parsed, and a value that is not a number (say
+    "high") is one line naming column and row instead of a cast error."""
+    out = []
+    for name in columns:
+        dtype = df.schema[name]
+        if dtype == pl.String:
+            parsed = pl.col(name).str.strip_chars().cast(pl.Float64, strict=False)
+            bad = df.with_row_index("_row").filter(pl.col(name).is_not_null() & parsed.is_null()).head(1)
+            if not bad.is_empty():
+                raise UserError(f"{where}: column {name!r} row {bad['_row'][0]}: {bad[name][0]!r} is not a number")
+            out.append(parsed.alias(name))
+        elif dtype.is_numeric() or dtype in (pl.Boolean, pl.Null):
+            out.append(pl.col(name).cast(pl.Float64))
+        else:
+            raise UserError(f"{where}: column {name!r} has type {dtype}, expected numbers")
+    return df.with_columns(out)
+
+
 def dedupe_long(df: pl.DataFrame, where: str, report: list[str]) -> pl.DataFrame:
     """Merge repeated (bench, doc_id, model) rows: correctness must agree, measured costs are averaged."""
     key = ["bench", "doc_id", "model"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from messplus.common import UserError
-from messplus.traces.importers.common import read_table
+from messplus.traces.importers.common import numeric, read_table, read_text
 from messplus.traces.io import Trace
 from messplus.traces.zoo import Zoo
 
@@ -18,10 +18,16 @@ SAMPLES = re.compile(r"samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-\.]+
 
 
 def context(arguments: object) -> str:
-    """The rendered request: first request's first argument, in either of lm-eval's layouts."""
-    if isinstance(arguments, dict):  # {"gen_args_0": {"arg_0": ctx, ...}, ...}
-        return str(arguments["gen_args_0"]["arg_0"])
-    return str(arguments[0][0])  # [[ctx, continuation], ...]
+    """The rendered request: first request's first argument, in either of lm-eval's layouts; anything else is a
+    ValueError."""
+    try:
+        if isinstance(arguments, dict):  # {"gen_args_0": {"arg_0": ctx, ...}, ...}
+            return str(arguments["gen_args_0"]["arg_0"])
+        if isinstance(arguments, list):  # [[ctx, continuation], ...]
+            return str(arguments[0][0])
+    except (KeyError, IndexError, TypeError):
+        pass
+    raise ValueError(f"'arguments' is neither lm-eval layout: {str(arguments)[:60]!r}")
 
 
 def pick_metric(sample: dict, metric: str, where: str) -> str:
@@ -34,35 +40,61 @@ def pick_metric(sample: dict, metric: str, where: str) -> str:
     return found
 
 
-def read_samples(path: Path, metric: str = "auto", filter_key: str | None = None) -> tuple[pl.DataFrame, str]:
-    """One samples file -> (doc_id, text, satisfied) rows and the metric used."""
+def _records(path: Path) -> list[dict]:
+    """The JSON object on each non-empty line of a samples file."""
     rows = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise UserError(f"{path}: line {lineno} is not valid JSON (truncated file?)") from None
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise UserError(f"{path}: line {lineno} is not valid JSON (truncated file?)") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {lineno} is a JSON {type(row).__name__}, expected an object (one sample)")
+        rows.append(row)
     if not rows:
         raise UserError(f"{path}: no samples")
-    filters = list(dict.fromkeys(r.get("filter", "none") for r in rows))
+    return rows
+
+
+def _sample_row(r: dict, metric: str, where: str) -> tuple[str, str, object]:
+    """(doc_id, text, metric value) of one sample; a missing field or an odd `arguments` is one line."""
+    for key in ("doc_id", "arguments", metric):
+        if key not in r:
+            raise UserError(f"{where}: no {key!r} field")
+    try:
+        return str(r["doc_id"]), context(r["arguments"]), r[metric]
+    except ValueError as e:
+        raise UserError(f"{where}: {e}") from None
+
+
+def _as_text(value: object) -> str | None:
+    """A logged metric value as text for `numeric` to parse (booleans as 0/1), so that one bad value is reported
+    with its row."""
+    if isinstance(value, bool):
+        return str(int(value))
+    return None if value is None else str(value)
+
+
+def read_samples(path: Path, metric: str = "auto", filter_key: str | None = None) -> tuple[pl.DataFrame, str]:
+    """One samples file -> (doc_id, text, satisfied) rows and the metric used."""
+    rows = _records(path)
+    filters = list(dict.fromkeys(str(r.get("filter", "none")) for r in rows))
     key = filter_key or filters[0]
     if key not in filters:
         raise UserError(f"{path}: no samples for filter {key!r} (has: {', '.join(filters)})")
-    rows = [r for r in rows if r.get("filter", "none") == key]
+    rows = [r for r in rows if str(r.get("filter", "none")) == key]
     metric = pick_metric(rows[0], metric, str(path))
-    missing = next((i for i, r in enumerate(rows) if metric not in r), None)
-    if missing is not None:
-        raise UserError(f"{path}: sample {missing} has no metric {metric!r}")
+    parsed = [_sample_row(r, metric, f"{path}: sample {i}") for i, r in enumerate(rows)]
     df = pl.DataFrame(
         {
-            "doc_id": [str(r["doc_id"]) for r in rows],
-            "text": [context(r["arguments"]) for r in rows],
-            "satisfied": [float(r[metric]) for r in rows],
+            "doc_id": [d for d, _, _ in parsed],
+            "text": [t for _, t, _ in parsed],
+            "satisfied": pl.Series([_as_text(v) for _, _, v in parsed], dtype=pl.String),
         }
     )
-    return df, metric
+    return numeric(df, ["satisfied"], f"{path} (metric {metric})"), metric
 
 
 def _samples_by_task(folder: Path) -> dict[str, Path]:
@@ -85,7 +117,7 @@ def _apply_costs(long: pl.DataFrame, costs: Path, report: list[str]) -> pl.DataF
         raise UserError(f"{costs}: cost table needs a 'model' column and one of energy_j, latency_s, cost_usd")
     per_request = "doc_id" in table.columns
     on = ["model", "doc_id"] if per_request else ["model"]
-    table = table.select([pl.col(c).cast(pl.String) for c in on] + [pl.col(c).cast(pl.Float64) for c in cols])
+    table = numeric(table, cols, str(costs)).select([pl.col(c).cast(pl.String) for c in on] + cols)
     long = long.join(table, on=on, how="left")
     label = "imported" if per_request else "estimated"
     src = {"energy_j": "energy_source", "latency_s": "latency_source", "cost_usd": "cost_usd_source"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from messplus.common import UserError
-from messplus.traces.importers.common import dedupe_long, read_table
+from messplus.traces.importers.common import dedupe_long, numeric, read_table, read_text
 from messplus.traces.io import Trace
 from messplus.traces.zoo import Zoo
 
@@ -16,18 +16,28 @@ TIERS = ("xsmall", "small", "medium", "large", "xlarge")  # the reference code's
 
 
 def _read_records(path: Path) -> pl.DataFrame:
+    """A JSON list of record objects, or a folder of CSV batches, as one table."""
     if path.suffix == ".json":
         try:
-            records = json.loads(path.read_text())  # Python's json accepts the bare NaN tokens
+            records = json.loads(read_text(path))  # Python's json accepts the bare NaN tokens
         except json.JSONDecodeError as e:
             raise UserError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
         if not isinstance(records, list) or not records:
             raise UserError(f"{path}: expected a non-empty JSON list of records")
-        return pl.DataFrame(records, infer_schema_length=None)
+        bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise UserError(f"{path}: record {bad} is a JSON {type(records[bad]).__name__}, expected an object")
+        try:
+            return pl.DataFrame(records, infer_schema_length=None)
+        except pl.exceptions.PolarsError as e:
+            raise UserError(f"{path}: records do not form a table ({str(e).splitlines()[0]})") from None
     batches = sorted(path.glob("*.csv"))
     if not batches:
         raise UserError(f"{path}: no .json file or folder of .csv batches")
-    return pl.concat([read_table(b) for b in batches], how="diagonal_relaxed")
+    try:
+        return pl.concat([read_table(b) for b in batches], how="diagonal_relaxed")
+    except pl.exceptions.PolarsError as e:
+        raise UserError(f"{path}: CSV batches do not fit together ({str(e).splitlines()[0]})") from None
 
 
 def _bench_sources(path: Path) -> list[Path]:
@@ -56,7 +66,39 @@ def _tiers(df: pl.DataFrame, where: str) -> list[str]:
     return sorted(found, key=TIERS.index)
 
 
+def _doc_ids(df: pl.DataFrame, where: str) -> pl.DataFrame:
+    """doc_id as the reference code writes it (a float such as 12.0) -> "12"; a fraction or a gap is refused."""
+    df = numeric(df, ["doc_id"], where)
+    d = pl.col("doc_id")
+    bad = df.with_row_index("_row").filter(d.is_null() | d.is_nan() | (d.round(0) != d)).head(1)
+    if not bad.is_empty():
+        raise UserError(f"{where}: column 'doc_id' row {bad['_row'][0]}: {bad['doc_id'][0]!r} is not a whole number")
+    return df.with_columns(d.cast(pl.Int64).cast(pl.String))
+
+
+def _tier_rows(df: pl.DataFrame, tier: str, name: str, bench: str, where: str, report: list[str]) -> pl.DataFrame:
+    """One tier's columns as long rows of model `name`."""
+    for col in (f"energy_consumption_{tier}", f"inference_time_{tier}"):
+        if col not in df.columns:
+            raise UserError(f"{where}: missing column {col!r}")
+    metric = next((c for c in (f"acc_norm_{tier}", f"acc_{tier}") if c in df.columns), None)
+    if metric is not None:
+        disagree = df.filter(pl.col(metric) != pl.col(f"label_{tier}")).height
+        if disagree:
+            report.append(f"{where}: {disagree} rows where {metric} differs from label_{tier}; used label_{tier}")
+    return df.select(
+        pl.lit(bench).alias("bench"),
+        pl.col("doc_id"),
+        pl.col("input_text").alias("text"),
+        pl.lit(name).alias("model"),
+        pl.col(f"label_{tier}").alias("satisfied"),
+        pl.col(f"energy_consumption_{tier}").fill_nan(None).alias("energy_j"),
+        pl.col(f"inference_time_{tier}").fill_nan(None).alias("latency_s"),
+    )
+
+
 def _one_bench(src: Path, names: list[str] | None, report: list[str]) -> tuple[pl.DataFrame, list[str]]:
+    """One bench's long rows and its model names (the tiers', or `names`)."""
     where = str(src)
     df = _read_records(src)
     tiers = _tiers(df, where)
@@ -66,30 +108,13 @@ def _one_bench(src: Path, names: list[str] | None, report: list[str]) -> tuple[p
     for col in ("doc_id", "input_text"):
         if col not in df.columns:
             raise UserError(f"{where}: missing column {col!r} (MESS+ format)")
-    bench = df["benchmark_name"][0] if "benchmark_name" in df.columns else src.stem
-    parts = []
-    for tier, name in zip(tiers, names, strict=True):
-        for col in (f"energy_consumption_{tier}", f"inference_time_{tier}"):
-            if col not in df.columns:
-                raise UserError(f"{where}: missing column {col!r}")
-        metric = next((c for c in (f"acc_norm_{tier}", f"acc_{tier}") if c in df.columns), None)
-        if metric is not None:
-            disagree = df.filter(pl.col(metric) != pl.col(f"label_{tier}")).height
-            if disagree:
-                report.append(f"{where}: {disagree} rows where {metric} differs from label_{tier}; used label_{tier}")
-        parts.append(
-            df.select(
-                pl.lit(bench).alias("bench"),
-                pl.col("doc_id").cast(pl.Float64).cast(pl.Int64).cast(pl.String),
-                pl.col("input_text").alias("text"),
-                pl.lit(name).alias("model"),
-                pl.col(f"label_{tier}").alias("satisfied"),
-                pl.col(f"energy_consumption_{tier}").fill_nan(None).alias("energy_j"),
-                pl.col(f"inference_time_{tier}").fill_nan(None).alias("latency_s"),
-            )
-        )
-    long = pl.concat(parts)
-    long = dedupe_long(long, where, report)
+    if df.schema["input_text"] not in (pl.String, pl.Null):
+        raise UserError(f"{where}: column 'input_text' has type {df.schema['input_text']}, expected text")
+    cols = [c for c in df.columns if c.startswith(("label_", "acc_", "energy_consumption_", "inference_time_"))]
+    df = _doc_ids(numeric(df, cols, where), where)
+    bench = df["benchmark_name"].cast(pl.String)[0] if "benchmark_name" in df.columns else src.stem
+    parts = [_tier_rows(df, t, n, bench, where, report) for t, n in zip(tiers, names, strict=True)]
+    long = dedupe_long(pl.concat(parts), where, report)
     long = long.with_columns(
         pl.when(pl.col(c).is_null()).then(pl.lit("none")).otherwise(pl.lit("imported")).alias(s)
         for c, s in (("energy_j", "energy_source"), ("latency_s", "latency_source"))

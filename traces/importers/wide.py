@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from messplus.common import UserError
-from messplus.traces.importers.common import dedupe_long, read_table
+from messplus.traces.importers.common import dedupe_long, numeric, read_table
 from messplus.traces.io import Trace
 from messplus.traces.zoo import Zoo
 
@@ -31,6 +31,21 @@ def _unwrap(text: str) -> str:
     return text
 
 
+def _models(df: pl.DataFrame, names: list[str] | None, where: str) -> list[str]:
+    """The models to import: those with a correctness and a cost column, or the `names` asked for among them."""
+    found = [
+        c.removesuffix(COST_SUFFIX)
+        for c in df.columns
+        if c.endswith(COST_SUFFIX) and c.removesuffix(COST_SUFFIX) in df.columns
+    ]
+    if not found:
+        raise UserError(f"{where}: no model columns (need '<model>' and '<model>{COST_SUFFIX}' pairs)")
+    missing = [n for n in names or () if n not in found]
+    if missing:
+        raise UserError(f"{where}: unknown model {missing[0]!r} (table has: {', '.join(found)})")
+    return names or found
+
+
 def import_wide(
     path: Path,
     names: list[str] | None,
@@ -39,24 +54,17 @@ def import_wide(
     bench_col: str = "eval_name",
     bench: str | None = None,
 ) -> tuple[Trace, list[str]]:
+    """The table's models (or `names`, cheapest first) as a long trace; the report says what was merged and
+    dropped."""
     where = str(path)
     df = read_table(path)
     for col in (id_col, text_col):
         if col not in df.columns:
             raise UserError(f"{where}: missing column {col!r} (set it with --id-col / --text-col)")
-    found = [
-        c.removesuffix(COST_SUFFIX)
-        for c in df.columns
-        if c.endswith(COST_SUFFIX) and c.removesuffix(COST_SUFFIX) in df.columns
-    ]
-    if not found:
-        raise UserError(f"{where}: no model columns (need '<model>' and '<model>{COST_SUFFIX}' pairs)")
-    if names:
-        missing = [n for n in names if n not in found]
-        if missing:
-            raise UserError(f"{where}: unknown model {missing[0]!r} (table has: {', '.join(found)})")
     if bench is None and bench_col not in df.columns:
         raise UserError(f"{where}: missing column {bench_col!r}; name the benchmark with --bench")
+    chosen = _models(df, names, where)
+    df = numeric(df, [c for m in chosen for c in (m, m + COST_SUFFIX)], where)
     bench_expr = pl.lit(bench) if bench is not None else pl.col(bench_col).cast(pl.String)
     report: list[str] = []
     long = pl.concat(
@@ -68,7 +76,7 @@ def import_wide(
             pl.col(m).cast(pl.Float64).alias("satisfied"),
             pl.col(m + COST_SUFFIX).cast(pl.Float64).fill_nan(None).alias("cost_usd"),
         )
-        for m in (names or found)
+        for m in chosen
     )
     long = dedupe_long(long, where, report)
     empty = long.filter(pl.col("satisfied").is_null() | pl.col("cost_usd").is_null())
