@@ -58,7 +58,9 @@ def _parts(tp) -> tuple[Any, bool, bool]:
 def _choices(tp, spec: Spec) -> tuple[str, ...] | None:
     if spec.choices is not None:
         return spec.choices()
-    lits = [a for a in (typing.get_args(tp) or (tp,)) if typing.get_origin(a) is Literal]
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    lits = [a for a in typing.get_args(tp) if typing.get_origin(a) is Literal]  # e.g. float | Literal["mid"]
     return tuple(c for lit in lits for c in typing.get_args(lit)) or None
 
 
