@@ -41,6 +41,21 @@ def cost_estimate(mode: str, e: np.ndarray, seen_sum: np.ndarray, n_seen: int, l
     return seen_sum / n_seen if mode == "mean" else last
 
 
+def train_on(head: Head, opt, x: torch.Tensor, y: torch.Tensor, masks, pred: PredictorConfig) -> None:
+    """The SGD steps on one explored request: `epochs` steps on BCE (on the logits) against its full label vector,
+    each with its own hidden (and input) dropout masks (masks: sim.draws.Draws.keep_masks of that position),
+    gradient norms clipped first."""
+    head.train()
+    hidden, inputs = (torch.tensor(m[0], dtype=x.dtype) for m in masks)
+    for epoch in range(pred.epochs):
+        opt.zero_grad()
+        keep_in = inputs[epoch] if pred.input_dropout > 0 else None
+        F.binary_cross_entropy_with_logits(head(x, hidden[epoch], keep_in), y).backward()
+        if pred.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(head.parameters(), pred.clip_norm)
+        opt.step()
+
+
 def simulate_reference(
     X: np.ndarray, S: np.ndarray, E: np.ndarray, d: Draws, run: RunConfig, pred: PredictorConfig, dtype=torch.float64
 ) -> Steps:
@@ -65,15 +80,7 @@ def simulate_reference(
         shat = shat_t.double().numpy()
         explored = d.explore_u[i] < p_explore[i]
         if explored:
-            head.train()
-            hidden, inputs = (torch.tensor(m[0], dtype=dtype) for m in d.keep_masks([i]))
-            for epoch in range(pred.epochs):
-                opt.zero_grad()
-                keep_in = inputs[epoch] if pred.input_dropout > 0 else None
-                F.binary_cross_entropy_with_logits(head(x, hidden[epoch], keep_in), y).backward()
-                if pred.clip_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(head.parameters(), pred.clip_norm)
-                opt.step()
+            train_on(head, opt, x, y, d.keep_masks([i]), pred)
             best = M - 1 - int(np.argmax(seen_ok[::-1]))  # most accurate so far; ties to the larger model
             chosen, cost = (best if run.explore_serve == "best" else M - 1), E[r].sum()
             seen_sum, n_seen, last, seen_ok = seen_sum + E[r], n_seen + 1, E[r], seen_ok + S[r]

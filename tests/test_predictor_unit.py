@@ -10,6 +10,7 @@ from messplus.sim.config import PredictorConfig
 from messplus.sim.draws import Draws, draw
 from messplus.sim.head import Head, optimizer
 from messplus.sim.predictor import Group, predict_groups, sgd_coefficients
+from messplus.sim.reference import train_on
 
 F64 = torch.float64
 
@@ -99,15 +100,7 @@ def reference(d: Draws, X: np.ndarray, Y: np.ndarray, explored: np.ndarray, cfg:
         with torch.no_grad():
             shat.append(torch.sigmoid(head(x)).numpy())
         if explored[i]:
-            head.train()
-            hidden, inputs = (torch.tensor(m[0], dtype=F64) for m in d.keep_masks([i]))
-            for epoch in range(cfg.epochs):
-                opt.zero_grad()
-                keep_in = inputs[epoch] if cfg.input_dropout > 0 else None
-                F.binary_cross_entropy_with_logits(head(x, hidden[epoch], keep_in), y).backward()
-                if cfg.clip_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.clip_norm)
-                opt.step()
+            train_on(head, opt, x, y, d.keep_masks([i]), cfg)
     with torch.no_grad():
         hid = head.norm(head.fc1(torch.tensor(X[d.stream[explored]])))
     return np.array(shat), hid
