@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from messplus.common import UserError
+from messplus.common import UserError, pick_device
 from messplus.common.options import validate
 from messplus.sim import mess, streams
 from messplus.sim.bench import Bench, load
@@ -32,6 +32,7 @@ from messplus.traces.io import load_benches
 def resolve(cfg: SweepConfig, benches: tuple[str, ...]) -> SweepConfig:
     """The configuration as run: valid, benches found, `all` methods spelled out; checked before any work."""
     validate(cfg)
+    pick_device(cfg.device)  # cuda without a GPU is refused here, before any work
     methods = registry()
     chosen = tuple(methods) if "all" in cfg.methods else cfg.methods
     calibrated = [m for m in chosen if methods[m].needs_calib]
