@@ -123,9 +123,9 @@ def pick_device(device: str) -> str:
 
 
 def check_range(value: float | None, flag: str, lo: float | None = None, hi: float | None = None, *,
-                lo_open: bool = False, integer: bool = False) -> None:  # fmt: skip
-    """A number option must be finite (an integer where `integer`) and within [lo, hi] (lo excluded where
-    `lo_open`); None means "not given" and passes."""
+                lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> None:  # fmt: skip
+    """A number option must be finite (an integer where `integer`) and within [lo, hi] (an end excluded where
+    `lo_open` / `hi_open`); None means "not given" and passes."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -133,9 +133,10 @@ def check_range(value: float | None, flag: str, lo: float | None = None, hi: flo
     if integer and not float(value).is_integer():
         raise UserError(f"{flag}: must be an integer, got {value!r}")
     low = lo is not None and (value <= lo if lo_open else value < lo)
-    if low or (hi is not None and value > hi):
+    high = hi is not None and (value >= hi if hi_open else value > hi)
+    if low or high:
         lo_text = "-inf" if lo is None else f"{lo:g}"
-        hi_text = "inf)" if hi is None else f"{hi:g}]"
+        hi_text = "inf)" if hi is None else f"{hi:g}{')' if hi_open else ']'}"
         raise UserError(f"{flag}: {value!r} is outside {'(' if lo_open or lo is None else '['}{lo_text}, {hi_text}")
 
 
@@ -209,6 +210,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def recover_folder(path: Path) -> None:
+    """Undo an atomic_folder write killed between its two renames: the old folder, moved aside, goes back."""
+    moved = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+    if moved and not path.exists():
+        os.rename(moved[-1], path)
+
+
 @contextmanager
 def atomic_folder(path: Path) -> Iterator[Path]:
     """A temporary folder beside `path` to fill; when the block ends without error it replaces `path` by rename
@@ -216,9 +224,7 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     mix. The temporary is removed either way."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    moved = sorted(path.parent.glob(f".{path.name}.old-*"))
-    if moved and not path.exists():  # a write killed between its two renames: put the old folder back first
-        os.rename(moved[-1], path)
+    recover_folder(path)
     new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
     try:
         yield new

@@ -8,16 +8,15 @@ tuple[X, ...] (a comma list on the command line; X may itself be float | Literal
 from __future__ import annotations
 
 import inspect
-import math
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Annotated, Any, Literal
 
 import typer
 
-from messplus.common import UserError
+from messplus.common import UserError, check_range
 
 
 @dataclass(frozen=True)
@@ -93,14 +92,10 @@ def _describe(spec: Spec, tp, default, listed: bool) -> str:
     return text + (" Comma list." if listed else "")
 
 
-def hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def command(cls, run: Callable[..., None], extra: list[inspect.Parameter]) -> Callable[..., None]:
     """A typer command whose options are `extra` plus every field of `cls`; it builds and validates the config,
     then calls run(cfg, **extra values)."""
-    tps, params = hints(cls), list(extra)
+    tps, params = typing.get_type_hints(cls), list(extra)
     for f in fields(cls):
         tp, listed, optional = _parts(tps[f.name])
         spec = f.metadata["spec"]
@@ -123,7 +118,7 @@ def command(cls, run: Callable[..., None], extra: list[inspect.Parameter]) -> Ca
 
 def from_cli(cls, raw: dict[str, Any]):
     """The config from command-line values (comma lists split and parsed), validated."""
-    tps, values = hints(cls), {}
+    tps, values = typing.get_type_hints(cls), {}
     for f in fields(cls):
         tp, listed, _ = _parts(tps[f.name])
         v = raw[f.name]
@@ -145,22 +140,13 @@ def _check_value(v, tp, spec: Spec, name: str) -> None:
         return
     if isinstance(v, bool) or not isinstance(v, int | float):
         return
-    if _number_type(tp) is int and not float(v).is_integer():
-        raise UserError(f"{name}: expected an integer, got {v!r}")
-    if not math.isfinite(v):
-        raise UserError(f"{name}: must be a finite number, got {v!r}")
-    lo_bad = spec.lo is not None and (v <= spec.lo if spec.lo_open else v < spec.lo)
-    hi_bad = spec.hi is not None and (v >= spec.hi if spec.hi_open else v > spec.hi)
-    if lo_bad or hi_bad:
-        lo = "-inf" if spec.lo is None else f"{spec.lo:g}"
-        hi = "inf" if spec.hi is None else f"{spec.hi:g}"
-        span = f"{'(' if spec.lo_open or spec.lo is None else '['}{lo}, {hi}{')' if spec.hi_open or spec.hi is None else ']'}"
-        raise UserError(f"{name}: {v!r} is outside {span}")
+    check_range(v, name, spec.lo, spec.hi, lo_open=spec.lo_open, hi_open=spec.hi_open,
+                integer=_number_type(tp) is int)  # fmt: skip
 
 
 def validate(cfg) -> None:
     """Every field against its spec: type, finite, in range, a listed choice, lists non-empty and without repeats."""
-    tps = hints(type(cfg))
+    tps = typing.get_type_hints(type(cfg))
     for f in fields(cfg):
         spec, (tp, listed, optional) = f.metadata["spec"], _parts(tps[f.name])
         v, name = getattr(cfg, f.name), flag(f)
@@ -175,7 +161,3 @@ def validate(cfg) -> None:
             raise UserError(f"{name}: values repeat ({', '.join(map(str, items))})")
         for item in items:
             _check_value(item, tp, spec, name)
-
-
-def defaults(cls) -> dict[str, Any]:
-    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}

@@ -41,6 +41,11 @@ class Bench:
     def split(self, rows: np.ndarray) -> Split:
         return Split(self.X[rows], self.arrays.satisfied[rows], self.E[rows])
 
+    @property
+    def n_stream(self) -> int:
+        """S, the scored requests of every seed (the calibration split has the same size on each)."""
+        return len(self.arrays.satisfied) - next(iter(self.draws.values())).n_calib
+
     def stream_parts(self, rows: np.ndarray) -> np.ndarray | None:
         """[..., S] the part of each request in these rows [..., S] (None for a bench of its own)."""
         return None if self.parts is None else self.parts[rows]

@@ -92,7 +92,7 @@ def cost_balance_warnings(cfg: SweepConfig, benches: dict[str, Bench]) -> list[s
     and the one predicted best; far above, the shortfall after S requests, about q* / S (Theorem 1), stays large."""
     out = []
     for name, b in benches.items():
-        acc, cost, S = b.arrays.satisfied.mean(0), b.E.mean(0), len(next(iter(b.draws.values())).stream)
+        acc, cost, S = b.arrays.satisfied.mean(0), b.E.mean(0), b.n_stream
         for alpha, V in itertools.product(b.alphas, cfg.Vs):
             rest = V / cost_unit(cfg, b) * accuracy_price(acc, cost, alpha)
             where = f"bench {name}, alpha {alpha:.3f}, V={V:g} ({cfg.v_unit})"

@@ -126,7 +126,7 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, 
     scfg = sweep_config(cfg, name, targets, cfg.planning())
     validate(scfg)
     b = load(scfg, trace, name, progress=progress)
-    S = len(b.draws[scfg.seeds[0]].stream)
+    S = b.n_stream
     by = cfg.by or S // 2
     if by > S:
         raise UserError(f"bench {name}: --by {by} lies past the scored stream ({S} requests)")

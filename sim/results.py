@@ -9,10 +9,7 @@ never a mix. `open_results` reads a set back for analysis.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from messplus.common import UserError
+from messplus.common import UserError, atomic_folder, check_out_folder, recover_folder
 from messplus.sim.metrics import Outcome, steps, summary
 from messplus.sim.streams import segments
 from messplus.traces.io import write_parquet
@@ -121,14 +118,8 @@ def frames(blocks: Iterable[Block], n_models: int, steps_every: int) -> tuple[pl
 
 
 def _stale(out: Path) -> list[Path]:
-    return list(out.parent.glob(f".{out.name}.new-*")) + list(out.parent.glob(f".{out.name}.old-*"))
-
-
-def recover(out: Path) -> None:
-    """Undo a write that stopped between its two renames: the old set, moved aside, goes back in place."""
-    moved = sorted(out.parent.glob(f".{out.name}.old-*")) if out.parent.is_dir() else []
-    if moved and not out.exists():
-        os.rename(moved[-1], out)
+    """Temporaries of writes that were killed (atomic_folder removes its own otherwise)."""
+    return list(out.parent.glob(f".{out.name}.new-*")) if out.parent.is_dir() else []
 
 
 def options(cfg, traces: str | Path) -> dict:
@@ -142,19 +133,13 @@ def check_out(out: Path, asked: dict | None = None, overwrite: bool = True) -> N
     place, holding results of the `asked` options unless `overwrite`. An interrupted swap is repaired first: a
     set moved aside is put back."""
     out = Path(out)
-    recover(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
+    recover_folder(out)
+    check_out_folder(out)
     foreign = (
         sorted(p.name for p in out.iterdir() if p.name not in {f"{n}.parquet" for n in NAMES}) if out.is_dir() else []
     )
     if foreign:
         raise UserError(f"--out {out}: holds {foreign[0]!r}, so it is not a results folder; choose another --out")
-    existing = next(p for p in (out.parent, *out.parent.parents) if p.exists())
-    if not existing.is_dir():
-        raise UserError(f"--out {out}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: {existing} is not writable")
     runs = out / "runs.parquet"
     if not overwrite and runs.is_file():
         held = _meta(runs).get("options", {})
@@ -205,20 +190,12 @@ class Results:
         check_out(out)
         for p in _stale(out):
             shutil.rmtree(p, ignore_errors=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        new = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
         try:
-            for name in NAMES:
-                write_parquet(getattr(self, name), new / f"{name}.parquet", {KEY: self.meta})
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex}"
-            if out.exists():
-                os.rename(out, old)
-            os.rename(new, out)
-            shutil.rmtree(old, ignore_errors=True)
+            with atomic_folder(out) as new:
+                for name in NAMES:
+                    write_parquet(getattr(self, name), new / f"{name}.parquet", {KEY: self.meta})
         except OSError as e:
             raise UserError(f"--out {out}: could not write the results ({e.strerror or e})") from None
-        finally:
-            shutil.rmtree(new, ignore_errors=True)
         return [out / f"{name}.parquet" for name in NAMES]
 
 
@@ -233,7 +210,7 @@ def _meta(path: Path) -> dict:
 def open_results(folder: str | Path) -> Results:
     """The set in `folder`, after checking each file is there, readable, of this version and of the same sweep."""
     folder = Path(folder)
-    recover(folder)
+    recover_folder(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: results folder not found (write one with `sim sweep --out {folder}`)")
     metas = {}

@@ -138,7 +138,7 @@ def bound_blocks(cfg: SweepConfig, b: Bench) -> Iterator[Block]:
     methods = registry()
     keys = list(itertools.product(cfg.seeds, b.alphas))
     seed, alpha = np.array([s for s, _ in keys]), np.array([a for _, a in keys])
-    n = len(b.draws[cfg.seeds[0]].stream)
+    n = b.n_stream
     for m in (m for m in cfg.methods if methods[m].make is not None and not methods[m].routes):
         bound = methods[m].make()
         sat, cpr = np.array([bound.bound(b.split(b.draws[s].stream), a) for s, a in keys]).T

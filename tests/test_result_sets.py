@@ -49,7 +49,7 @@ def test_a_kill_during_a_write_leaves_one_complete_set(two_sets, tmp_path, monke
         real_rename(src, dst)
 
     monkeypatch.setattr(results, "write_parquet", write)
-    monkeypatch.setattr(results.os, "rename", rename)
+    monkeypatch.setattr(os, "rename", rename)  # atomic_folder (messplus.common) does the renames
     with pytest.raises(Killed):
         new.write(out)
     monkeypatch.undo()
