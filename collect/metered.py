@@ -8,6 +8,7 @@ import numpy as np
 from lm_eval.api.model import LM
 
 from messplus.collect.energy import Meter
+from messplus.traces.importers.lmeval import request_tokens, token_counter
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,11 @@ class MeteredLM(LM):
         return self._run("generate_until", requests)
 
     def _tokens(self, req, resp) -> tuple[int | None, int | None]:
+        """The rule `traces import lmeval --tokenizer` uses too, so collected and imported counts agree."""
         tok = getattr(self.inner, "tokenizer", None)
         if tok is None:
             return None, None
-        n = lambda s: len(tok.encode(s, add_special_tokens=False))  # noqa: E731
-        if req.request_type == "generate_until":
-            return n(req.args[0]), n(resp)
-        return n("".join(req.args[:2]) if req.request_type == "loglikelihood" else req.args[0]), 0
+        return request_tokens(req.request_type, req.args, resp, token_counter(tok))
 
     def _run(self, method: str, requests: list) -> list:
         call = getattr(self.inner, method)

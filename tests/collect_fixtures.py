@@ -10,10 +10,10 @@ NEUTRAL = [
 ]
 
 
-def tiny_llama(path: Path, hidden: int, seed: int) -> Path:
-    import torch
+def tiny_tokenizer(path: Path | None = None):
+    """A byte-level BPE tokenizer of 300 tokens trained on NEUTRAL (saved to `path` when given)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -23,6 +23,16 @@ def tiny_llama(path: Path, hidden: int, seed: int) -> Path:
     )
     tok.train_from_iterator(NEUTRAL * 10, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    if path is not None:
+        fast.save_pretrained(path)
+    return fast
+
+
+def tiny_llama(path: Path, hidden: int, seed: int) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    fast = tiny_tokenizer()
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=fast.vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,

@@ -5,7 +5,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from messplus.traces.io import read_trace
 from messplus.traces.schema import META_KEY
+from messplus.traces.zoo import load_zoo
 from tests.conftest import cli
 
 
@@ -91,3 +93,34 @@ def test_import_all_shared_traces_via_cli(shared, tmp_path):
     assert "averaged energy_j, latency_s" in result.stdout
     info = cli("traces", "info", str(out))
     assert "social_iqa" in info.stdout and "1954" in info.stdout and "e:imported" in info.stdout
+
+
+def test_synth_bench_takes_comma_lists_like_sim_sweep(tmp_path):
+    out = tmp_path / "s.parquet"
+    r = cli("traces", "synth", "--bench", "boolq,piqa", "--bench", "sciq", "--scale", "0.02", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert read_trace(out).benches == ["boolq", "piqa", "sciq"]
+    twice = cli("traces", "synth", "--bench", "boolq, piqa,boolq", "--out", str(tmp_path / "t.parquet"))
+    assert_one_line_error(twice, "--bench boolq is given twice")
+
+
+def test_import_knows_the_bundled_zoos_that_collect_knows(tmp_path):
+    qwen2 = load_zoo("qwen2")  # the name `collect traces --zoo qwen2` takes
+    path = tmp_path / "wide.csv"
+    cols = {"sample_id": ["a", "b"], "prompt": ["p a", "p b"], "eval_name": ["e", "e"]}
+    for k, name in enumerate(qwen2.names):
+        cols[name] = [1, k % 2]
+        cols[f"{name}|total_cost"] = [0.1 * (k + 1)] * 2
+    pl.DataFrame(cols).write_csv(path)
+    out = tmp_path / "q.parquet"
+    r = cli("traces", "import", "wide", str(path), "--zoo", "qwen2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert read_trace(out).zoo == qwen2  # every entry kept (hf_id, backend, ...), not just the names
+    assert qwen2.models[0].hf_id == "Qwen/Qwen2-0.5B-Instruct" and qwen2.models[0].backend == "vllm"
+    bad = cli("traces", "import", "wide", str(path), "--zoo", "qwen3", "--out", str(out))
+    assert_one_line_error(bad, "qwen3: zoo file not found", "bundled zoos: paper-llama, qwen2")
+
+
+def test_import_lmeval_missing_folder_is_one_line(tmp_path):
+    r = cli("traces", "import", "lmeval", str(tmp_path / "nope"), "--out", str(tmp_path / "o.parquet"))
+    assert_one_line_error(r, "nope: folder not found")

@@ -2,6 +2,7 @@ import csv
 import json
 import math
 import pickle
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from messplus.common import UserError
 from messplus.traces.dense import to_arrays
-from messplus.traces.importers.lmeval import import_lmeval
+from messplus.traces.importers.lmeval import import_lmeval, short_name
 from messplus.traces.importers.messplus import import_messplus
 from messplus.traces.importers.wide import import_wide
 from messplus.traces.io import read_trace, write_trace
@@ -102,8 +103,9 @@ def test_lmeval_samples_merge_with_metric_choice_and_cost_table(tmp_path):
     write_lmeval_samples(tmp_path / "small" / "org__small", "toy", [1, 0, 0])
     write_lmeval_samples(tmp_path / "large", "toy", [1, 1, 0])
     costs = tmp_path / "costs.csv"
-    pl.DataFrame({"model": ["small", "large"], "energy_j": [5.0, 50.0]}).write_csv(costs)
+    pl.DataFrame({"model": ["org/small", "large"], "energy_j": [5.0, 50.0]}).write_csv(costs)
     trace, _ = import_lmeval([tmp_path / "small", tmp_path / "large"], None, metric="acc", costs=costs)
+    assert trace.zoo.names == ("org/small", "large")  # the model folder's name, un-sanitized
     arrays = to_arrays(trace, "toy")
     np.testing.assert_array_equal(arrays.satisfied, [[1, 1], [0, 1], [0, 0]])
     assert arrays.texts[1] == "Question 1?"
@@ -111,6 +113,169 @@ def test_lmeval_samples_merge_with_metric_choice_and_cost_table(tmp_path):
     auto, _ = import_lmeval([tmp_path / "small", tmp_path / "large"], None)
     assert to_arrays(auto, "toy").satisfied[0, 0] == 0  # auto prefers acc_norm
     assert auto.df["energy_j"].null_count() == auto.df.height  # no cost table, no energy
+
+
+# --- lm-eval's own layout: <output_path>/<sanitized model name>/samples_<task>_<date>.jsonl + results_<date>.json --
+
+
+def lm_sanitize(name: str) -> str:
+    """lm-eval's folder name for a model name (its utils.sanitize_model_name)."""
+    return re.sub(r"[\"<>:/|\\?*\[\]]+", "__", name)
+
+
+def lm_sample(doc_id: int, kind: str, ok: int, gen: str = "") -> dict:
+    """One line of a samples file as lm-eval 0.4 writes it (EvaluationTracker.save_results_samples)."""
+    ctx = f"Question {doc_id}: is the river near the mill?"
+    if kind == "mc":  # multiple_choice: one loglikelihood request per choice
+        args = {f"gen_args_{i}": {"arg_0": ctx, "arg_1": c} for i, c in enumerate([" yes", " no", " maybe"])}
+        resps = [[["-1.5", "False"]] for _ in args]
+        metrics = {"acc": ok, "acc_norm": ok}
+    else:  # generate_until: context and generation settings, the generated text in resps
+        args = {"gen_args_0": {"arg_0": ctx, "arg_1": {"until": ["\n"], "do_sample": False}}}
+        resps = [[gen]]
+        metrics = {"exact_match": ok}
+    return {
+        "doc_id": doc_id, "doc": {"question": ctx}, "target": "0", "arguments": args, "resps": resps,
+        "filtered_resps": [r[0] for r in resps], "filter": "none", "metrics": list(metrics), "doc_hash": "d",
+        "prompt_hash": "p", "target_hash": "t", **metrics,
+    }  # fmt: skip
+
+
+def lm_run(out: Path, model: str, correct: list[int], *, kind: str = "mc", task: str = "toy", n_params: int | None = None,
+           date: str = "2026-01-01T00-00-00.000000", results: bool = True, gen: str = "the old mill") -> Path:  # fmt: skip
+    """One model's lm-eval --output_path files: samples and (unless `results` is False) the results file."""
+    folder = out / lm_sanitize(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [lm_sample(i, kind, c, gen) for i, c in enumerate(correct)]
+    (folder / f"samples_{task}_{date}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if results:
+        config = {"model": "hf", "model_args": {"pretrained": model, "dtype": "float32"}, "batch_size": 1}
+        if n_params is not None:
+            config["model_num_parameters"] = n_params
+        data = {"results": {task: {"alias": task}}, "config": config, "model_name": model,
+                "model_name_sanitized": lm_sanitize(model), "model_source": "hf"}  # fmt: skip
+        (folder / f"results_{date}.json").write_text(json.dumps(data, indent=2))
+    return folder
+
+
+def test_lmeval_output_path_with_several_models_imports_each_named_from_its_results(tmp_path):
+    out = tmp_path / "out"
+    lm_run(out, "org/big-7b", [1, 1, 1], n_params=7_000_000_000)
+    lm_run(out, "/scratch/ckpt/tiny-x", [0, 0, 1], n_params=1_000_000)
+    lm_run(out, "org/small-1b", [1, 0, 1], n_params=1_000_000_000)
+    assert (out / "__scratch__ckpt__tiny-x").is_dir()  # the name lm-eval gives a local path's folder
+    trace, report = import_lmeval([out], None)
+    assert trace.zoo.names == ("tiny-x", "org/small-1b", "org/big-7b")  # cheapest first by recorded parameters
+    assert [m.hf_id for m in trace.zoo.models] == ["/scratch/ckpt/tiny-x", "org/small-1b", "org/big-7b"]
+    np.testing.assert_array_equal(to_arrays(trace, "toy").satisfied, [[0, 1, 1], [0, 0, 1], [1, 1, 1]])
+    assert any("3 models, cheapest first by the parameter counts" in line for line in report)
+    assert any("no token counts" in line for line in report)
+    assert trace.df["prompt_tokens"].null_count() == trace.df.height
+    renamed, _ = import_lmeval([out], ["s", "m", "l"])  # --models names them in the order found
+    assert renamed.zoo.names == ("s", "m", "l") and renamed.zoo.models[0].hf_id == "/scratch/ckpt/tiny-x"
+
+
+def test_lmeval_names_without_a_results_file_and_from_model_args(tmp_path):
+    out = tmp_path / "out"
+    lm_run(out, "/tmp/eco/fx/tiny-a", [1, 0], results=False)
+    lm_run(out, "Qwen/Qwen2-0.5B", [1, 1], results=False)
+    trace, report = import_lmeval([out], None)
+    assert trace.zoo.names == ("Qwen/Qwen2-0.5B", "tiny-a")  # un-sanitized folder names, ordered by folder name
+    assert any("cheapest first by folder name" in line for line in report)
+    older = tmp_path / "older"  # a results file without model_name, model_args as lm-eval's older "k=v,..." text
+    folder = lm_run(older, "org/m", [1, 0], results=False)
+    (folder / "results_2026-01-01T00-00-00.000000.json").write_text(
+        json.dumps({"config": {"model": "hf", "model_args": "pretrained=org/other,dtype=float32"}})
+    )
+    assert import_lmeval([older], None)[0].zoo.names == ("org/other",)
+    assert short_name("/home/u/.cache/huggingface/hub/models--Qwen--Qwen2-0.5B/snapshots/abc123") == "Qwen/Qwen2-0.5B"
+    assert short_name("data/models/tiny-b/") == "tiny-b" and short_name("org/model") == "org/model"
+
+
+def test_lmeval_keeps_the_newest_run_per_task_and_tells(tmp_path):
+    out = tmp_path / "out"
+    lm_run(out, "org/a", [0, 0], date="2026-01-01T00-00-00.000000")
+    lm_run(out, "org/a", [1, 1], date="2026-02-01T00-00-00.000000")
+    trace, report = import_lmeval([out], None)
+    assert to_arrays(trace, "toy").satisfied[:, 0].tolist() == [1, 1]
+    assert any("1 older not read" in line for line in report)
+
+
+@pytest.mark.parametrize(
+    ("build", "args", "expect"),
+    [
+        (lambda out: None, ["nope"], "nope: folder not found"),
+        (lambda out: (out / "f.txt").write_text("x"), ["f.txt"], "not a folder"),
+        (lambda out: None, ["."], "no lm-eval samples_<task>_<date>.jsonl files"),
+        (
+            lambda out: (lm_run(out, "/a/tiny", [1]), lm_run(out, "/b/tiny", [0])),
+            ["."],
+            "two model folders are both named 'tiny'",
+        ),
+        (lambda out: lm_run(out, "org/a", [1]), [".", "org__a"], "this model folder is given twice"),
+        (
+            lambda out: (lm_run(out, "org/a", [1]), lm_run(out / "org__a", "org/b", [1])),
+            ["org__a"],
+            "holds samples files itself and in model folders below it",
+        ),
+        (
+            lambda out: (
+                lm_run(out, "org/a", [1]),
+                (out / "org__a" / "results_2026-03-01T00-00-00.000000.json").write_text('{"model_name": "org/b"}'),
+            ),
+            ["."],
+            "results files record different models (org/a, org/b)",
+        ),
+        (
+            lambda out: (lm_run(out, "org/a", [1]), lm_run(out, "org/b", [0])),
+            [".", "--models", "x"],
+            "1 model names for 2 folders",
+        ),
+    ],
+)
+def test_lmeval_layout_problems_are_one_line(tmp_path, build, args, expect):
+    out = tmp_path / "out"
+    out.mkdir()
+    build(out)
+    paths = [out / a for a in args if not a.startswith("--")]
+    names = [args[args.index("--models") + 1]] if "--models" in args else None
+    if names:
+        paths = [out]
+    with pytest.raises(UserError, match=re.escape(expect)):
+        import_lmeval(paths, names)
+
+
+def test_lmeval_token_counts_with_a_tokenizer_make_token_costs(tmp_path):
+    from tests.collect_fixtures import tiny_tokenizer
+
+    tok_dir = tmp_path / "tok"
+    tok = tiny_tokenizer(tok_dir)
+    out = tmp_path / "out"
+    for model, n in (("org/small", 10), ("org/large", 20)):
+        lm_run(out, model, [1, 0], kind="mc", task="mc", n_params=n)
+        lm_run(out, model, [0, 1], kind="gen", task="gen", n_params=n, gen=f"the old mill {model}")
+    trace, report = import_lmeval([out], None, tokenizer=str(tok_dir))
+    n = lambda text: len(tok.encode(text, add_special_tokens=False))  # noqa: E731
+    df = trace.df.sort("bench", "model", "doc_id")
+    ctx = "Question 1: is the river near the mill?"
+    mc = df.filter((pl.col("bench") == "mc") & (pl.col("doc_id") == "1")).row(0, named=True)
+    assert mc["prompt_tokens"] == sum(n(ctx + c) for c in (" yes", " no", " maybe")) and mc["completion_tokens"] == 0
+    gen = df.filter((pl.col("bench") == "gen") & (pl.col("model") == "org/large") & (pl.col("doc_id") == "1"))
+    assert gen.row(0, named=True)["prompt_tokens"] == n(ctx)
+    assert gen.row(0, named=True)["completion_tokens"] == n("the old mill org/large") > 0
+    arrays = to_arrays(trace, "gen")  # what `sim sweep --cost tokens` replays
+    np.testing.assert_array_equal(
+        arrays.cost("tokens")[1], [n(ctx) + n("the old mill org/small"), n(ctx) + n("the old mill org/large")]
+    )
+    assert any("tokens counted with" in line for line in report)
+    with pytest.raises(UserError, match="3 tokenizers for 2 models"):
+        import_lmeval([out], None, tokenizer=f"{tok_dir},{tok_dir},{tok_dir}")
+    with pytest.raises(UserError, match=r"--tokenizer for org/small: .*nowhere: folder not found"):
+        import_lmeval([out], None, tokenizer=str(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match=r"--tokenizer model: .* has no lm-eval results file"):
+        bare = tmp_path / "bare"
+        lm_run(bare, "org/c", [1], results=False)
+        import_lmeval([bare], None, tokenizer="model")
 
 
 def test_pickles_are_refused_with_a_conversion_hint(tmp_path):

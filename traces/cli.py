@@ -12,7 +12,7 @@ from rich.table import Table
 
 from messplus.common import UserError, check_out_file, check_range, run_cli
 from messplus.traces.io import Trace, load_benches, read_trace, trace_files, write_trace
-from messplus.traces.zoo import resolve_names
+from messplus.traces.zoo import bundled_zoos, comma_list, load_zoo, resolve_names
 
 DEFAULT_DIR = Path("data/traces")
 MAX_SCALE = 100.0  # `traces synth --scale`: at most 100x the paper's request counts
@@ -22,7 +22,13 @@ app.add_typer(imports, name="import")
 console = Console(width=140)
 
 Models = Annotated[str | None, typer.Option("--models", help="Comma list of model names, cheapest first.")]
-ZooFile = Annotated[str | None, typer.Option("--zoo", help="Zoo file (TOML/YAML) naming the models, cheapest first.")]
+ZooFile = Annotated[
+    str | None,
+    typer.Option(
+        "--zoo",
+        help=f"Zoo file (TOML/YAML) naming the models, cheapest first, or a bundled zoo: {', '.join(bundled_zoos())}.",
+    ),
+]
 
 
 def _out(path: Path | None, name: str) -> Path:
@@ -35,9 +41,13 @@ def _out(path: Path | None, name: str) -> Path:
     return path
 
 
-def _finish(trace: Trace, report: list[str], out: Path) -> None:
+def _finish(trace: Trace, report: list[str], out: Path, zoo: str | None = None) -> None:
+    """Print the importer's report and write the trace; with --zoo, the trace keeps the zoo file's whole entries
+    (hf_id, backend, ...: what `collect` needs to measure the same models), not just their names."""
+    if zoo is not None:
+        trace = Trace(trace.df, load_zoo(zoo), trace.synthetic, trace.provenance)
     for line in report:
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {line}", highlight=False, soft_wrap=True)  # paths stay whole, to copy
     write_trace(trace, out)
     console.print(f"wrote {out}")
 
@@ -56,15 +66,21 @@ def import_messplus_cmd(
 
     out = _out(out, "messplus")
     names = resolve_names(models, zoo, []) or None
-    _finish(*import_messplus(paths, names), out)
+    _finish(*import_messplus(paths, names), out, zoo)
 
 
 @imports.command("lmeval")
 def import_lmeval_cmd(
-    folders: Annotated[list[Path], typer.Argument(help="One lm-eval --output_path folder per model, cheapest first.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="lm-eval --output_path folders (every model folder in them is a model) or single model folders, "
+            "cheapest first."
+        ),
+    ],
     out: Annotated[Path | None, typer.Option(help="Trace file to write (default: data/traces/lmeval.parquet).")] = None,
     task: Annotated[
-        list[str] | None, typer.Option(help="Task(s) to import (default: all tasks every model has).")
+        list[str] | None, typer.Option(help="Tasks to import, comma list (default: all tasks every model has).")
     ] = None,
     metric: Annotated[
         str, typer.Option(help="Per-sample metric read as satisfied: auto = acc_norm, else acc, else exact_match.")
@@ -75,15 +91,35 @@ def import_lmeval_cmd(
     costs: Annotated[
         Path | None, typer.Option(help="CSV/Parquet with model[,doc_id] and energy_j/latency_s/cost_usd.")
     ] = None,
-    models: Models = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            help="Count prompt and completion tokens (lm-eval records none) with: `model` = each model's own tokenizer "
+            "as its results file records it; or a tokenizer folder or hub id for all models, or a comma list, one per "
+            "model. Hub ids load from the local cache when offline. Makes `sim sweep --cost tokens` possible."
+        ),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Comma list of names for the models found, in the order found (default: the model each results "
+            "file records, else the folder name).",
+        ),
+    ] = None,
     zoo: ZooFile = None,
 ) -> None:
-    """lm-eval-harness --log_samples outputs, merged into one trace (no cost unless --costs)."""
+    """lm-eval-harness --log_samples outputs, merged into one trace (no cost unless --costs or --tokenizer).
+
+    lm-eval writes <output_path>/<model>/samples_<task>_<date>.jsonl: every folder holding samples files is one
+    model. The models of one output path are ordered by the parameter counts lm-eval recorded, else by name; give
+    model folders one by one to set the order yourself."""
     from messplus.traces.importers.lmeval import import_lmeval
 
     out = _out(out, "lmeval")
     names = resolve_names(models, zoo, []) or None
-    _finish(*import_lmeval(folders, names, task, metric, filter_key, costs), out)
+    tasks = comma_list(task, "--task") or None
+    _finish(*import_lmeval(paths, names, tasks, metric, filter_key, costs, tokenizer), out, zoo)
 
 
 @imports.command("wide")
@@ -107,14 +143,16 @@ def import_wide_cmd(
 
     out = _out(out, path.stem)
     names = resolve_names(models, zoo, []) or None
-    _finish(*import_wide(path, names, id_col, text_col, bench_col, bench), out)
+    _finish(*import_wide(path, names, id_col, text_col, bench_col, bench), out, zoo)
 
 
 @app.command()
 def synth(
     out: Annotated[Path | None, typer.Option(help="Trace file to write (default: data/traces/synth.parquet).")] = None,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
-    bench: Annotated[list[str] | None, typer.Option(help="Benchmarks to generate (default: the paper's 8).")] = None,
+    bench: Annotated[
+        list[str] | None, typer.Option(help="Benchmarks to generate, comma list (default: the paper's 8).")
+    ] = None,
     n_features: Annotated[int, typer.Option(help="Per-request feature dimension.")] = 8,
     scale: Annotated[
         float, typer.Option(help="Fraction of the paper's request counts to generate, in (0, 100].")
@@ -123,23 +161,21 @@ def synth(
     """Calibrated synthetic 3-model zoo from the MESS+ paper's Table 2 (Llama 1B/8B/70B)."""
     from messplus.traces.synth import PAPER_TABLE2, synth_trace
 
-    unknown = [b for b in bench or [] if b not in PAPER_TABLE2]
+    benches = comma_list(bench, "--bench")
+    unknown = [b for b in benches if b not in PAPER_TABLE2]
     if unknown:
         raise UserError(f"unknown bench {unknown[0]!r} (synth knows: {', '.join(PAPER_TABLE2)})")
-    twice = [b for b in bench or [] if (bench or []).count(b) > 1]
-    if twice:
-        raise UserError(f"--bench {twice[0]} is given twice")
     check_range(scale, "--scale", 0, MAX_SCALE, lo_open=True)
     check_range(n_features, "--n-features", 1)
     check_range(seed, "--seed", 0)
     out = _out(out, "synth")
-    write_trace(synth_trace(bench, seed, n_features, scale), out)
+    write_trace(synth_trace(benches or None, seed, n_features, scale), out)
     console.print(f"wrote {out}")
 
 
 def _info_table(path: Path, trace: Trace) -> Table:
-    df = trace.df
-    cost_cols = [c for c in ("energy_j", "latency_s", "cost_usd") if df[c].null_count() < df.height]
+    df = trace.df.with_columns((pl.col("prompt_tokens") + pl.col("completion_tokens")).alias("tokens"))
+    cost_cols = [c for c in ("energy_j", "latency_s", "cost_usd", "tokens") if df[c].null_count() < df.height]
     flag = " (synthetic trace)" if trace.synthetic else ""
     table = Table(title=f"{path}{flag}", title_justify="left", caption="sources: e=energy l=latency c=cost_usd")
     for col in ("bench", "requests", "model", "accuracy %", *[f"mean {c}" for c in cost_cols], "sources"):

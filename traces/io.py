@@ -167,6 +167,9 @@ def _same_kind(used: dict[str, Trace]) -> None:
 def load_benches(path: str | Path, benches: list[str] | tuple[str, ...] | None = None) -> dict[str, Trace]:
     """The trace holding each bench (every bench when None), reading every file once; the error lists the benches
     that exist. A bench in two files, or benches of different zoos or feature kinds, is refused."""
+    twice = next((b for i, b in enumerate(benches or ()) if b in benches[:i]), None)
+    if twice is not None:
+        raise UserError(f"--bench {twice} is given twice")
     found: dict[str, Trace] = {}
     for f in trace_files(path):
         trace = read_trace(f)

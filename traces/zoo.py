@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
+from importlib.resources import files
 from pathlib import Path
 
 from messplus.common import UserError
+
+BUNDLED = files("messplus.collect") / "zoos"  # zoo files shipped with the package, known by name everywhere
 
 
 @dataclass(frozen=True)
@@ -134,11 +138,33 @@ def _parse(path: Path) -> object:
         raise UserError(f"{path}: cannot parse zoo file: {' '.join(str(e).split())}") from None
 
 
+def comma_list(values: str | Iterable[str] | None, flag: str | None = None) -> list[str]:
+    """The one reading of a list option in every CLI here: a comma list, the option repeated, or both (`--bench
+    boolq,piqa --bench sciq`), blanks dropped. With `flag`, an item given twice is one error line naming it."""
+    items = [values] if isinstance(values, str) else list(values or [])
+    out = [x.strip() for item in items for x in item.split(",") if x.strip()]
+    twice = next((x for i, x in enumerate(out) if x in out[:i]), None)
+    if flag and twice is not None:
+        raise UserError(f"{flag} {twice} is given twice")
+    return out
+
+
+def bundled_zoos() -> list[str]:
+    """Names of the bundled zoos (`--zoo qwen2`), sorted."""
+    return sorted(f.name.removesuffix(".toml") for f in BUNDLED.iterdir() if f.name.endswith(".toml"))
+
+
+def zoo_path(zoo: str | Path) -> Path:
+    """A bundled zoo's name (paper-llama, qwen2) as its file; anything else is a path as given."""
+    bundled = BUNDLED / f"{zoo}.toml"
+    return Path(str(bundled)) if "/" not in str(zoo) and bundled.is_file() else Path(zoo)
+
+
 def load_zoo(path: str | Path) -> Zoo:
-    """Read a zoo file (TOML or YAML) holding a `models` list in cost order."""
-    path = Path(path)
+    """Read a zoo file (TOML or YAML) holding a `models` list in cost order, or a bundled zoo by name."""
+    path = zoo_path(path)
     if not path.is_file():
-        raise UserError(f"{path}: zoo file not found")
+        raise UserError(f"{path}: zoo file not found (bundled zoos: {', '.join(bundled_zoos())})")
     data = _parse(path)
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise UserError(f"{path}: zoo file needs a 'models' list, cheapest model first")
@@ -152,8 +178,8 @@ def resolve_names(names: str | None, zoo_file: str | None, default: list[str]) -
     if zoo_file:
         return list(load_zoo(zoo_file).names)
     if names:
-        return [n.strip() for n in names.split(",") if n.strip()]
+        return comma_list(names, "--models")
     return list(default)
 
 
-__all__ = ["ModelSpec", "Zoo", "load_zoo", "resolve_names"]
+__all__ = ["ModelSpec", "Zoo", "bundled_zoos", "comma_list", "load_zoo", "resolve_names", "zoo_path"]
