@@ -68,6 +68,17 @@ def check_zoo(cfg: CollectConfig, device: str) -> None:
             raise UserError(f'model {spec.name!r}: backend vllm needs a CUDA GPU; use backend = "hf" on the CPU')
 
 
+def check_weights(cfg: CollectConfig) -> None:
+    """Each model's weights are here, or can be downloaded now: a missing local folder, or a hub model that is not
+    in the cache while the hub cannot be reached, is one line before the first model loads."""
+    from messplus.traces.hub import missing
+
+    for spec in cfg.zoo.models:
+        problem = missing(spec.hf_id, spec.revision) if spec.hf_id else None
+        if problem:
+            raise UserError(f"model {spec.name!r}: {problem}")
+
+
 def read_settings(folder: Path) -> dict | None:
     """A model folder's settings.json (None before its first chunk); a damaged one is one line saying what to do."""
     path = folder / "settings.json"

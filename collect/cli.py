@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
-from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +9,9 @@ import typer
 from rich.console import Console
 
 from messplus.common import UserError, progress_bars, run_cli
-from messplus.traces.zoo import load_zoo
+from messplus.traces.hub import quiet_libraries
+from messplus.traces.zoo import bundled_zoos, load_zoo
 
-ZOOS = files("messplus.collect") / "zoos"
 app = typer.Typer(help="Run every zoo model once per benchmark sample; record correctness, tokens, latency, energy.")
 console = Console(width=150)
 
@@ -28,7 +25,10 @@ def _root() -> None:
 def traces(
     bench: Annotated[str, typer.Option(help="lm-eval task name (any registered task, or one under --include-path).")],
     zoo: Annotated[
-        str, typer.Option(help="Zoo file (TOML/YAML), cheapest model first, or a bundled zoo: paper-llama, qwen2.")
+        str,
+        typer.Option(
+            help=f"Zoo file (TOML/YAML), cheapest model first, or a bundled zoo: {', '.join(bundled_zoos())}."
+        ),
     ] = "paper-llama",
     out: Annotated[Path, typer.Option(help="Collection folder; rerunning the same command resumes there.")] = Path(
         "data/collect"
@@ -54,9 +54,8 @@ def traces(
     """Collect one benchmark for every model of the zoo into <out>/<bench>.parquet."""
     from messplus.collect.run import CollectConfig, collect
 
-    zoo_file = Path(str(ZOOS / f"{zoo}.toml")) if (ZOOS / f"{zoo}.toml").is_file() else Path(zoo)
     cfg = CollectConfig(
-        bench=bench, zoo=load_zoo(zoo_file), out=out, include_path=include_path, metric=metric, mode=mode,
+        bench=bench, zoo=load_zoo(zoo), out=out, include_path=include_path, metric=metric, mode=mode,
         batch_size=batch_size, chunk=chunk, limit=limit, device=device, assumed_power_w=assumed_power_w,
     )  # fmt: skip
     with progress_bars(console, unit="docs", transient=False) as progress:
@@ -70,6 +69,5 @@ def traces(
 
 
 def main() -> None:
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its per-task chatter would bury progress and errors
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # ours show progress; an error stays one line
+    quiet_libraries()  # hub retries and per-task chatter would bury progress and the one error line
     run_cli(app)

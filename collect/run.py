@@ -26,6 +26,7 @@ from messplus.collect.checks import (
     check_options,
     check_paths,
     check_resume,
+    check_weights,
     check_zoo,
     model_folder,
     read_settings,
@@ -34,6 +35,7 @@ from messplus.collect.checks import (
 )
 from messplus.collect.energy import Meter, open_meter
 from messplus.common import UserError, atomic_path, pick_device, slug
+from messplus.traces import hub
 from messplus.traces.importers.lmeval import METRIC_PREFERENCE, context
 from messplus.traces.io import Trace, write_parquet, write_trace
 from messplus.traces.zoo import ModelSpec, Zoo
@@ -244,8 +246,10 @@ def preflight(cfg: CollectConfig) -> str:
 def collect(cfg: CollectConfig, progress: Callable | None = None) -> Path:
     """progress(label, total, done) returns an advance(n) callback. Every check runs before the first model."""
     device = preflight(cfg)
+    hub.offline()  # probed once: offline, the task and the models load from local files at once, without retries
     task = load_task(cfg)
     check_resume(cfg, task, device)
+    check_weights(cfg)
     for spec in cfg.zoo.models:
         collect_model(cfg, spec, task, device, progress)
     log.info("collected %s: %d docs x %d models (%s)", cfg.bench, task.n_docs, len(cfg.zoo.models), asdict(cfg)["mode"])

@@ -113,6 +113,72 @@ def test_unknown_task_and_offline_dataset_are_one_line_errors(setup, tmp_path):
     assert_one_line_error(r, "task boolq: dataset", "not available offline", "--include-path")
 
 
+def offline_env(**extra) -> dict:
+    """This environment as on a machine without network whose user set nothing: no HF_*_OFFLINE, no proxy, and a
+    hub endpoint that refuses connections (where huggingface_hub would retry for half a minute)."""
+    drop = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    return {k: v for k, v in os.environ.items() if k not in drop} | {"HF_ENDPOINT": "http://127.0.0.1:9"} | extra
+
+
+def test_offline_probe_switches_the_libraries_to_offline_mode():
+    code = "import os; from messplus.traces import hub; print(hub.offline(), os.environ['HF_DATASETS_OFFLINE'])"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=offline_env())
+    assert r.stdout.split() == ["True", "1"], r.stderr
+    online = offline_env(HTTPS_PROXY="http://proxy.invalid:3128")  # behind a proxy nothing is probed
+    r = subprocess.run([sys.executable, "-c", code.replace(", os.environ['HF_DATASETS_OFFLINE']", "")],
+                       capture_output=True, text=True, env=online)  # fmt: skip
+    assert r.stdout.split() == ["False"], r.stderr
+
+
+def test_offline_collect_of_an_uncached_hub_model_is_one_quiet_line(setup, tmp_path):
+    _, _, task = setup
+    zoo = tmp_path / "zoo.toml"
+    zoo.write_text('[[models]]\nname = "hub"\nhf_id = "messplus-test/not-cached-model"\ndtype = "float32"\n')
+    args = ["traces", "--bench", "toyqa", "--zoo", str(zoo), "--include-path", str(task), "--out", str(tmp_path / "o")]
+    code = f"import sys; from messplus.collect.cli import main; sys.argv = {['collect', *args]!r}; main()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=offline_env())
+    # no hub retries logged: the error is the only line, and the probe found the hub unreachable before any load
+    assert_one_line_error(r, "model 'hub': 'messplus-test/not-cached-model' is not in the local Hugging Face cache",
+                          "the hub cannot be reached", "hf download messplus-test/not-cached-model")  # fmt: skip
+    assert not (tmp_path / "o" / "toyqa" / "hub").exists()
+
+
+def test_real_lm_eval_cli_output_path_with_two_models_imports_both_with_tokens(setup, full, tmp_path):
+    """`lm-eval run` (hf backend) writes both tiny models into one --output_path; the import finds both, names them
+    from lm-eval's results files, and counts tokens exactly as `collect` did for the same docs."""
+    root, _, task = setup
+    out = tmp_path / "lm-out"
+
+    def lm_eval_run(model: str) -> subprocess.Popen:
+        args = ["run", "--model", "hf", "--model_args", f"pretrained={root / model},dtype=float32", "--tasks",
+                "toyqa", "--include_path", str(task), "--output_path", str(out), "--log_samples", "--device", "cpu"]  # fmt: skip
+        cmd = [sys.executable, "-m", "lm_eval", *args]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    procs = [lm_eval_run(m) for m in ("tiny-b", "tiny-a")]  # both at once, into one output path
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    folders = sorted(p.name for p in out.iterdir())
+    assert len(folders) == 2 and all(f.startswith("__") and "__tiny-" in f for f in folders)  # lm-eval's own names
+    trace_path = tmp_path / "lm.parquet"
+    r = cli("traces", "import", "lmeval", str(out), "--tokenizer", "model", "--out", str(trace_path))
+    assert r.returncode == 0, r.stderr
+    assert "cheapest first by the parameter counts lm-eval recorded: tiny-a, tiny-b" in r.stdout
+    trace = read_trace(trace_path)
+    assert trace.zoo.names == ("tiny-a", "tiny-b")
+    assert [m.hf_id for m in trace.zoo.models] == [str(root / "tiny-a"), str(root / "tiny-b")]
+    cols = ["doc_id", "model", "text", "satisfied", "prompt_tokens", "completion_tokens"]
+    imported = trace.df.select(cols).sort("model", "doc_id")
+    collected = read_trace(full / "toyqa.parquet").df.select(cols).sort("model", "doc_id")
+    assert imported.equals(collected)
+    assert (imported["prompt_tokens"] > 0).all()
+    from messplus.traces.dense import to_arrays
+
+    tokens = to_arrays(trace, "toyqa").cost("tokens")  # `sim sweep --cost tokens` works on the import
+    assert tokens.shape == (12, 2) and np.isfinite(tokens).all()
+
+
 def test_power_integration_of_recorded_samples():
     t = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
     w = np.array([100.0, 200.0, 200.0, 100.0, 100.0])
