@@ -109,11 +109,10 @@ def import_lmeval_cmd(
     ] = None,
     zoo: ZooFile = None,
 ) -> None:
-    """lm-eval-harness --log_samples outputs, merged into one trace (no cost unless --costs or --tokenizer).
-
-    lm-eval writes <output_path>/<model>/samples_<task>_<date>.jsonl: every folder holding samples files is one
-    model. The models of one output path are ordered by the parameter counts lm-eval recorded, else by name; give
-    model folders one by one to set the order yourself."""
+    """lm-eval-harness --log_samples outputs, merged into one trace (no cost unless --costs or --tokenizer). lm-eval
+    writes <output_path>/<model>/samples_<task>_<date>.jsonl: every folder holding samples files is one model, named
+    from its results file. The models of one output path are ordered by the parameter counts lm-eval recorded, else
+    by name; give model folders one by one to set the order yourself."""
     from messplus.traces.importers.lmeval import import_lmeval
 
     out = _out(out, "lmeval")
