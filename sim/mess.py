@@ -36,29 +36,25 @@ def groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tuple],
     each epoch has its own input, so each step is its own unit (predictor.Group)."""
     dev, pred, (h, L) = pick_device(cfg.device), b.pred, (b.X.shape[1], b.pred.epochs)
     tensor = lambda v: torch.as_tensor(v, dtype=dtype, device=dev)  # noqa: E731
-    X = tensor(b.X)
+    X = tensor(b.X)  # shares b.X's memory where the dtypes agree
     keys, groups = [], []
     for seed in cfg.seeds:
         d = b.draws[seed]
         W1 = tensor(d.W1)
-        P0 = X[torch.as_tensor(d.stream, device=dev)] @ W1.T  # [S, h]
         flags = {(c, k): d.explore_u < explore_prob(len(d.stream), c, k) for c, k in itertools.product(cfg.cs, cfg.ks)}
         ever = np.flatnonzero(np.any(list(flags.values()), axis=0))  # positions any (c, k) trains on
         hidden, inputs = d.keep_masks(ever)  # [n_ever, L, h] each (L = epochs)
         x = X[torch.as_tensor(d.stream[ever], device=dev)]  # [n_ever, h]
         if pred.input_dropout > 0:  # [n_ever, L, h]: a unit per step
-            xu = x[:, None] * tensor(inputs) / (1.0 - pred.input_dropout)
-            p0u, keep = xu @ W1.T, hidden.reshape(len(ever), L, 1, h)
+            xu, keep = x[:, None] * tensor(inputs) / (1.0 - pred.input_dropout), hidden.reshape(len(ever), L, 1, h)
         else:  # [n_ever, 1, h]: a unit per explored request
-            xu, p0u, keep = x[:, None], P0[torch.as_tensor(ever, device=dev)][:, None], hidden[:, None]
+            xu, keep = x[:, None], hidden[:, None]
         per = xu.shape[1]  # units per exploration
         for (c, k), explored in flags.items():
             sel = np.searchsorted(ever, np.flatnonzero(explored))
-            ix = torch.as_tensor(sel, device=dev)
             g = Group(
-                X, P0, b.arrays.satisfied, d.stream, explored,
-                unit_pos=np.repeat(ever[sel], per),
-                Xu=xu[ix].reshape(-1, h), P0u=p0u[ix].reshape(-1, h),
+                X, W1, b.arrays.satisfied, d.stream, explored,
+                unit_pos=np.repeat(ever[sel], per), Xu=xu[torch.as_tensor(sel, device=dev)].reshape(-1, h),
                 keep=keep[sel].reshape(-1, L // per, h), b1=d.b1, W2=d.W2, b2=d.b2, cfg=pred,
             )  # fmt: skip
             keys.append((seed, c, k))

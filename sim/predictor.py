@@ -1,18 +1,22 @@
 """Fast MESS+ predictor: many online training trajectories at once, exactly the reference's mathematics.
 
-Trajectories ("groups": one per bench x seed x c x k) train side by side, one unit at a time, and then each
-predicts its whole stream, every position with the head it had then. The closed forms that make this fast are
-derived in docs/predictor.md; code lines cite its equations as `# (eq. n)`. In short: torch SGD with momentum and
-weight decay is linear in its state (eq. 1-4) and the first layer's gradient is rank one, so W1 is a weighted sum
-of outer products delta_j x_j^T (eq. 6) and is never formed: W1 x costs dot products x_j . x (eq. 7). A finished
-unit's gradients fold into two vectors (P, Q) (eq. 10-11).
+Trajectories ("groups": one per bench x seed x c x k) train side by side, one unit at a time, and each predicts its
+whole stream, every position with the head it had then. The closed forms that make this fast are derived in
+docs/predictor.md; code lines cite its equations as `# (eq. n)`. In short: torch SGD with momentum and weight decay
+is linear in its state (eq. 1-4) and the first layer's gradient is rank one, so inside a window of F units W1 is a
+checkpoint plus a weighted sum of outer products delta_j x_j^T (eq. 6, 14), and W1 x costs dot products x_j . x
+(eq. 7). A finished unit's gradients fold into two vectors (P, Q) (eq. 10-11). At each window's end the folds are
+merged into the explicit checkpoint (W1 and its momentum buffer, eq. 15), so no step ever reads more than F folds:
+the cost is linear in the stream, and memory does not grow with it.
 
-Shapes: G groups in a batch, U units (of the group with most), L SGD steps per unit, h input dim, M models,
-S stream positions, K = 3h + M h + M head parameters besides W1; `live` counts the groups still training.
+Shapes: G groups in a batch, F units per window, L SGD steps per unit, h input dim, M models, S stream positions,
+K = 3h + M h + M head parameters besides W1; `live` counts the groups still training, `present` those still
+predicting.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -22,10 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from messplus.sim.config import PredictorConfig
+from messplus.sim.training import LN_EPS, train_window
 
-LN_EPS = 1e-5  # nn.LayerNorm's default, as in sim.head
-# aten's private LayerNorm backward kernel; None where this torch lacks it (layer_norm_backward stands in)
-_ATEN_LN_BACKWARD = getattr(torch.ops.aten, "native_layer_norm_backward", None)
+WINDOW = 64  # units between checkpoints: more reads more folds per step, fewer merges the h x h checkpoint more often
+CHUNK = 2048  # stream positions predicted per matrix product
 
 
 @dataclass(frozen=True)
@@ -34,20 +38,19 @@ class Group:
 
     A unit is a run of L consecutive SGD steps on one input vector: all `epochs` steps of an explored request
     (L = epochs) when the input is not dropped out, else each step alone (L = 1: its input differs per step).
-    X: [T, h] torch inputs (shared by the groups of one bench); P0: [S, h] W1_0 @ x in stream order (one per seed)
+    X: [T, h] torch inputs (shared by the groups of one bench, never copied); W1: [h, h] torch initial first layer
     Y: [T, M] labels; stream: [S] request rows in arrival order; explored: [S] bool
     unit_pos: [U] stream position each unit trains on (non-decreasing); Xu: [U, h] torch unit inputs (after input
-    dropout); P0u: [U, h] W1_0 @ Xu; keep: [U, L, h] hidden keep-masks; b1 [h], W2 [M, h], b2 [M]: initial head
+    dropout); keep: [U, L, h] hidden keep-masks; b1 [h], W2 [M, h], b2 [M]: initial head
     """
 
     X: torch.Tensor
-    P0: torch.Tensor
+    W1: torch.Tensor
     Y: np.ndarray
     stream: np.ndarray
     explored: np.ndarray
     unit_pos: np.ndarray
     Xu: torch.Tensor
-    P0u: torch.Tensor
     keep: np.ndarray
     b1: np.ndarray
     W2: np.ndarray
@@ -69,114 +72,116 @@ class Trained:
 
 
 class SgdCoefficients(NamedTuple):
-    """torch SGD's linear dynamics (eq. 3), each [n_max + 1], indexed by steps elapsed."""
+    """torch SGD's linear dynamics (eq. 3), each [n_max + 1], indexed by steps elapsed: A^n = [[a, c], [b, d]]."""
 
     a: np.ndarray  # weight's share of the initial weight
     c: np.ndarray  # weight's share of the initial momentum buffer
+    b: np.ndarray  # momentum buffer's share of the initial weight
+    d: np.ndarray  # momentum buffer's share of the initial momentum buffer
     p: np.ndarray  # weight's share of a gradient applied that many steps ago (p[0] = 0: not applied yet)
     q: np.ndarray  # momentum buffer's share of that gradient (q[0] = 0)
 
 
 def sgd_coefficients(cfg: PredictorConfig, n_max: int) -> SgdCoefficients:
-    """(a, c, p, q) for steps 0..n_max: the first row of A^n, and A^(m-1) s for a gradient m steps old (eq. 2-3)."""
+    """(a, c, b, d, p, q) for steps 0..n_max: the entries of A^n, and A^(m-1) s for a gradient m steps old
+    (eq. 2-3)."""
     lr, mu, wd = cfg.lr, cfg.momentum, cfg.weight_decay
     A = np.array([[1 - lr * wd, -lr * mu], [wd, mu]])  # (eq. 2)
-    a, c, p, q = (np.zeros(n_max + 1) for _ in range(4))
-    row, s = np.array([1.0, 0.0]), np.array([-lr, 1.0])  # first row of A^0; A^0 s
-    a[0] = 1.0
+    power = np.zeros((n_max + 1, 2, 2))  # A^n
+    p, q = np.zeros(n_max + 1), np.zeros(n_max + 1)
+    power[0], s = np.eye(2), np.array([-lr, 1.0])  # A^0; A^0 s
     for n in range(1, n_max + 1):  # (eq. 3)
-        row = row @ A
-        a[n], c[n] = row
+        power[n] = power[n - 1] @ A
         p[n], q[n] = s
         s = A @ s
-    return SgdCoefficients(a, c, p, q)
-
-
-def layer_norm_backward(dzh: torch.Tensor, zh: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
-    """Gradient wrt z of zh = LayerNorm(z) without affine, over the last dim, in public torch ops (eq. 9):
-    dzh, zh [..., h], rstd [..., 1] = 1 / sqrt(var(z) + eps). The portable twin of aten's private kernel."""
-    return rstd * (dzh - dzh.mean(-1, keepdim=True) - zh * (dzh * zh).mean(-1, keepdim=True))
-
-
-def _ln_backward(dzh: torch.Tensor, z: torch.Tensor, zh: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor):
-    """(eq. 9) by aten's fused kernel where this torch has it (the results the project was validated with), else by
-    the public formula."""
-    if _ATEN_LN_BACKWARD is None:
-        return layer_norm_backward(dzh, zh, rstd)
-    return _ATEN_LN_BACKWARD(dzh, z, [z.shape[-1]], mean, rstd, None, None, [True, False, False])[0]
-
-
-@dataclass(frozen=True)
-class _Hyper:
-    """Per-group SGD settings, each [G, 1]; clip is inf where clipping is off."""
-
-    lr: torch.Tensor
-    momentum: torch.Tensor
-    weight_decay: torch.Tensor
-    clip: torch.Tensor
-
-    def __getitem__(self, rows: slice) -> _Hyper:
-        return _Hyper(self.lr[rows], self.momentum[rows], self.weight_decay[rows], self.clip[rows])
+    return SgdCoefficients(power[:, 0, 0], power[:, 0, 1], power[:, 1, 0], power[:, 1, 1], p, q)
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """Everything a batch of groups trains on, fixed before its first step. The groups share L and epochs and come
-    sorted by number of units, most first, so the ones still training at any unit are a prefix; rows past a group's
-    own units are padding, never read."""
+    """Everything a batch of groups trains on that is fixed before its first step. The groups share L and epochs and
+    come sorted by number of units, most first, so the ones still training (or predicting) at any unit are a prefix.
+    A window holds F units, a whole number of explorations, so every window starts with a fresh head."""
 
     groups: tuple[Group, ...]
     L: int  # SGD steps per unit
     units_per_exploration: int
+    F: int  # units per window
     n_units: np.ndarray  # [G]
-    X: torch.Tensor  # [sum T, h] the inputs of every bench in the batch, each once
-    rows: tuple[np.ndarray, ...]  # per group, [S]: its stream positions' rows in X
-    Xu: torch.Tensor  # [G, U, h] unit inputs x_u
-    P0u: torch.Tensor  # [G, U, h] W1_0 x_u
-    gram: torch.Tensor  # [G, U, U] x_u . x_v (eq. 7)
-    Yu: torch.Tensor  # [G, U, M] labels of each unit's request
-    keep: torch.Tensor  # [G, U, L, h] hidden keep-masks, scaled by 1 / (1 - dropout)
-    decay: torch.Tensor  # [G, L, U + 1, 2] (a, c) at k L + l steps: step l of a unit, k units on (eq. 11)
-    fold: torch.Tensor  # [G, 2, L] (p, q) at L - l steps: step l's share in its unit's fold (eq. 10)
-    recent: torch.Tensor  # [G, L, L] p at l - l' steps below the diagonal, 0 elsewhere (eq. 12)
-    hyper: _Hyper
-    theta0: torch.Tensor  # [G, K] initial b1, LayerNorm weight and bias, W2, b2
+    last_window: np.ndarray  # [G] the window a group finishes in (its final positions are predicted there)
+    done: tuple[np.ndarray, ...]  # per group, [S]: units finished before each stream position
+    decay: np.ndarray  # [G, L, F + 1, 4] (a, c, b, d) at k L + l steps: step l of a unit, k units on (eq. 11)
+    fold: np.ndarray  # [G, 2, L] (p, q) at L - l steps: step l's share in its unit's fold (eq. 10)
+    recent: np.ndarray  # [G, L, L] p at l - l' steps below the diagonal, 0 elsewhere (eq. 12)
+    hyper: np.ndarray  # [G, 4] lr, momentum, weight decay, clip (inf where off)
+    theta0: np.ndarray  # [G, K] initial b1, LayerNorm weight and bias, W2, b2
+    momentum: bool  # whether any group has momentum: else the checkpoint's buffer never reaches W1 (c = 0)
+    device: torch.device
+    decay_t: torch.Tensor  # decay on the device, for prediction and merges
 
     @property
     def h(self) -> int:
-        return self.Xu.shape[-1]
+        return self.groups[0].X.shape[1]
 
     @property
     def M(self) -> int:
-        return self.Yu.shape[-1]
+        return self.groups[0].Y.shape[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decay_t.dtype
+
+    def count(self, per_group: np.ndarray, above: int) -> int:
+        """How many groups (a prefix, by the sort) have per_group > above."""
+        return int((per_group > above).sum())
 
 
 @dataclass(frozen=True)
-class _History:
-    """What training leaves for prediction. heads: per number of finished explorations (0, 1, ...), theta [live, K]
-    of the groups that had that many; folds: [G, U, 2, h] the (P, Q) of every unit (eq. 10)."""
+class _Window:
+    """The units of one window for its `live` groups, zero-padded past a group's last unit: Xu [live, F, h], Yu
+    [live, F, M], keep [live, F, L, h] (scaled by 1 / (1 - dropout)), gram [live, F, F] x_u . x_v; WX, VX
+    [live, F, h] the checkpoint's W1 x_u and momentum buffer times x_u (VX None while the buffer is zero)."""
 
-    heads: list[torch.Tensor]
-    folds: torch.Tensor
+    Xu: torch.Tensor
+    Yu: torch.Tensor
+    keep: torch.Tensor
+    gram: torch.Tensor
+    WX: torch.Tensor
+    VX: torch.Tensor | None
 
 
-def _plan(groups: list[Group], device: torch.device, dtype: torch.dtype) -> _Plan:
-    """Stacks a batch's groups (sorted by units, most first) into padded tensors and coefficient tables."""
-    tensor = partial(torch.as_tensor, dtype=dtype, device=device)
+@dataclass
+class _Checkpoint:
+    """W1 and its momentum buffer at the current window's start, explicit: WV [G, R, h, h] (R = 2 with momentum;
+    without it the buffer never reaches W1, R = 1). The first `rows` are in use (1 while the buffer is still zero).
+    Rows past the groups still training are stale, never read; spare is the same size, for the merge to write into."""
+
+    WV: torch.Tensor
+    spare: torch.Tensor
+    rows: int = 1
+
+    def of(self, i: int) -> torch.Tensor:
+        """[rows h, h] group i's W1 and buffer stacked, so one matrix product applies both."""
+        return self.WV[i, : self.rows].flatten(0, 1)
+
+
+def _plan(groups: list[Group], device: torch.device, dtype: torch.dtype, window: int) -> _Plan:
+    """A batch's fixed tables; groups come sorted by units, most first."""
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     L, epochs = groups[0].steps_per_unit, groups[0].cfg.epochs
+    per = epochs // L
+    Fw = per * math.ceil(window / per)
     n_units = np.array([len(g.unit_pos) for g in groups])
-    U = max(1, int(n_units.max()))
-    X, rows = _stack_inputs(groups)
-    settings = {cfg: sgd_coefficients(cfg, (U + 1) * L - 1) for cfg in {g.cfg for g in groups}}  # few distinct
-    a, c, p, q = (tensor(np.array([settings[g.cfg][k] for g in groups])) for k in range(4))  # [G, (U + 1) L]
-    hyper = _Hyper(
-        *(tensor([[getattr(g.cfg, f)] for g in groups]) for f in ("lr", "momentum", "weight_decay")),
-        clip=tensor([[g.cfg.clip_norm or np.inf] for g in groups]),
-    )
+    last_window = np.maximum(0, -(-n_units // Fw) - 1)
+    done = tuple(np.searchsorted(g.unit_pos, np.arange(len(g.stream))) for g in groups)
+    settings = {cfg: sgd_coefficients(cfg, (Fw + 1) * L - 1) for cfg in {g.cfg for g in groups}}  # few distinct
+    coef = [np.array([settings[g.cfg][k] for g in groups]) for k in range(6)]  # [G, (F + 1) L] each
+    decay, fold, recent = (t.astype(np_dtype) for t in _coefficient_tables(*coef, L))
+    hyper = np.array([[g.cfg.lr, g.cfg.momentum, g.cfg.weight_decay, g.cfg.clip_norm or np.inf] for g in groups])
     return _Plan(
-        tuple(groups), L, epochs // L, n_units, X, rows,
-        *_stack_units(groups, U, dtype, device),
-        *_coefficient_tables(a, c, p, q, L), hyper, tensor(_initial_theta(groups)),
+        tuple(groups), L, per, Fw, n_units, last_window, done, decay, fold, recent, hyper.astype(np_dtype),
+        _initial_theta(groups).astype(np_dtype), any(g.cfg.momentum != 0 for g in groups), device,
+        torch.as_tensor(decay, device=device),
     )  # fmt: skip
 
 
@@ -187,42 +192,30 @@ def _initial_theta(groups: list[Group]) -> np.ndarray:
     return np.concatenate(parts, 1)
 
 
-def _stack_inputs(groups: list[Group]) -> tuple[torch.Tensor, tuple[np.ndarray, ...]]:
-    """Every distinct input tensor once ([sum T, h]), and per group its stream positions' rows there ([S])."""
-    first_row: dict[int, int] = {}  # id of a group's X -> its first row in the stack
-    stacked = []
-    for g in groups:
-        if id(g.X) not in first_row:
-            first_row[id(g.X)] = sum(len(x) for x in stacked)
-            stacked.append(g.X)
-    return torch.cat(stacked), tuple(first_row[id(g.X)] + g.stream for g in groups)
-
-
-def _stack_units(groups: list[Group], U: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Each group's units padded to U: Xu and P0u [G, U, h], gram [G, U, U], Yu [G, U, M], keep [G, U, L, h].
-    The padding stays uninitialised: nothing reads it."""
-    G, L, h, M = len(groups), groups[0].steps_per_unit, groups[0].X.shape[1], groups[0].Y.shape[1]
-    new, tensor = partial(torch.empty, dtype=dtype, device=device), partial(torch.as_tensor, dtype=dtype, device=device)
-    Xu, P0u, gram, Yu, keep = new(G, U, h), new(G, U, h), new(G, U, U), new(G, U, M), new(G, U, L, h)
-    for i, g in enumerate(groups):
-        n = len(g.unit_pos)
-        Xu[i, :n], P0u[i, :n] = g.Xu, g.P0u
-        gram[i, :n, :n] = g.Xu @ g.Xu.T
-        Yu[i, :n] = tensor(g.Y[g.stream[g.unit_pos]])
-        keep[i, :n] = tensor(g.keep) / (1.0 - g.cfg.dropout)
-    return Xu, P0u, gram, Yu, keep
-
-
-def _coefficient_tables(a, c, p, q, L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """From the coefficients [G, (U + 1) L] of eq. 3, the tables that index them by unit and step instead of by
+def _coefficient_tables(a, c, b, d, p, q, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From the coefficients [G, (F + 1) L] of eq. 3, the tables that index them by unit and step instead of by
     steps elapsed, so that no caller does index arithmetic: decay, fold and recent as documented on _Plan."""
-    G, dev = len(a), a.device
-    decay = torch.stack([a, c], -1).view(G, -1, L, 2).transpose(1, 2).contiguous()  # [G, L, U + 1, 2]
-    age = torch.arange(L, 0, -1, device=dev)  # [L] how old step l's gradient is when its unit ends: L - l
-    fold = torch.stack([p[:, age], q[:, age]], 1)  # [G, 2, L]
-    lag = torch.arange(L, device=dev)
-    lag = (lag[:, None] - lag).clamp(min=0)  # [L, L] steps from step l' to step l
-    return decay, fold, torch.tril(p[:, lag], diagonal=-1)
+    decay = np.stack([a, c, b, d], -1).reshape(len(a), -1, L, 4).transpose(0, 2, 1, 3)  # [G, L, F + 1, 4]
+    age = np.arange(L, 0, -1)  # [L] how old step l's gradient is when its unit ends: L - l
+    lag = np.arange(L)
+    lag = np.maximum(lag[:, None] - lag, 0)  # [L, L] steps from step l' to step l
+    return np.ascontiguousarray(decay), np.stack([p[:, age], q[:, age]], 1), np.tril(p[:, lag], k=-1)
+
+
+def _window(plan: _Plan, u0: int, live: int, ck: _Checkpoint) -> _Window:
+    """The units u0 .. u0 + F - 1 of the first `live` groups, stacked, and the checkpoint applied to their inputs."""
+    new = partial(torch.zeros, dtype=plan.dtype, device=plan.device)
+    tensor = partial(torch.as_tensor, dtype=plan.dtype, device=plan.device)
+    Xu, Yu, keep = new(live, plan.F, plan.h), new(live, plan.F, plan.M), new(live, plan.F, plan.L, plan.h)
+    for i, g in enumerate(plan.groups[:live]):
+        at = slice(u0, min(u0 + plan.F, len(g.unit_pos)))
+        n = at.stop - at.start
+        Xu[i, :n] = g.Xu[at]
+        Yu[i, :n] = tensor(g.Y[g.stream[g.unit_pos[at]]])
+        keep[i, :n] = tensor(g.keep[at]) / (1.0 - g.cfg.dropout)
+    gram = torch.bmm(Xu, Xu.transpose(1, 2))
+    WVX = torch.bmm(Xu, ck.WV[:live, : ck.rows].flatten(1, 2).transpose(1, 2))  # [live, F, rows h]
+    return _Window(Xu, Yu, keep, gram, WVX[..., : plan.h], WVX[..., plan.h :] if ck.rows == 2 else None)
 
 
 def _unpack(theta: torch.Tensor, h: int, M: int) -> tuple[torch.Tensor, ...]:
@@ -231,129 +224,135 @@ def _unpack(theta: torch.Tensor, h: int, M: int) -> tuple[torch.Tensor, ...]:
     return b1, ln_w, ln_b, W2.unflatten(-1, (M, h)), b2
 
 
-def _train(plan: _Plan, advance) -> _History:
-    """Runs the whole schedule: every unit in order, each for the groups that have it. theta, buf [G, K] are the
-    head's parameters besides W1 and their momentum buffer; W1 lives in the folds."""
-    G, U, h = len(plan.groups), plan.Xu.shape[1], plan.h
-    theta = plan.theta0.clone()
-    buf = torch.zeros_like(theta)
-    folds = torch.empty(G, U, 2, h, dtype=theta.dtype, device=theta.device)  # [G, U, 2, h] (P, Q) per unit
-    heads = [theta.clone()]
-    for unit in range(int(plan.n_units.max(initial=0))):
-        live = int((plan.n_units > unit).sum())
-        deltas = _train_unit(plan, unit, live, theta[:live], buf[:live], folds[:live, :unit])  # [live, L, h]
-        folds[:live, unit] = torch.bmm(plan.fold[:live], deltas)  # (eq. 10)
-        if (unit + 1) % plan.units_per_exploration == 0:  # an exploration ends: its head serves until the next
-            heads.append(theta[:live].clone())
-        advance(plan.L)
-    return _History(heads, folds)
+def _run(plan: _Plan, advance) -> list[Trained]:
+    """Every window in order: train its units for the groups that have them (sim.training), predict the stream
+    positions whose head it holds, then merge its folds into the checkpoint (eq. 15). theta, buf [G, K] are the
+    head's parameters besides W1 and their momentum buffer."""
+    G, h, M, F, per = len(plan.groups), plan.h, plan.M, plan.F, plan.units_per_exploration
+    theta = plan.theta0.copy()
+    buf = np.zeros_like(theta)
+    WV = torch.zeros(G, 2 if plan.momentum else 1, h, h, dtype=plan.dtype, device=plan.device)
+    WV[:, 0] = torch.stack([g.W1 for g in plan.groups])
+    ck = _Checkpoint(WV, torch.empty_like(WV))
+    shat = [torch.empty(len(g.stream), M, dtype=plan.dtype, device=plan.device) for g in plan.groups]
+    dead = [float("nan")] * G
+    host = lambda t: t.cpu().numpy()  # noqa: E731
+    device = partial(torch.as_tensor, device=plan.device)
+    for w in range(int(plan.last_window.max(initial=0)) + 1):
+        u0, present = w * F, plan.count(plan.last_window, w - 1)
+        live = plan.count(plan.n_units, u0)
+        win = _window(plan, u0, live, ck)
+        n_train = np.clip(plan.n_units[:live] - u0, 0, F)  # [live] units each trains here
+        folds = np.zeros((live, F, 2, h), dtype=theta.dtype)  # (P, Q) per unit
+        heads = np.empty((present, F // per + 1, theta.shape[1]), dtype=theta.dtype)  # per exploration ended
+        heads[:, 0] = theta[:present]
+        if live:
+            VX = host(win.VX) if win.VX is not None else np.zeros_like(host(win.WX))
+            train_window(
+                n_train, per, host(win.WX), VX, host(win.gram), host(win.keep), host(win.Yu), plan.decay[:live],
+                plan.fold[:live], plan.recent[:live], plan.hyper[:live], theta[:live], buf[:live], folds, heads[:live],
+            )  # fmt: skip
+            advance(plan.L * int(n_train.max()))
+        folds_t = device(folds)
+        for i in range(present):
+            state = (ck.of(i), win.Xu[i] if i < live else None, folds_t[i] if i < live else None)
+            trained = int(n_train[i]) if i < live else 0
+            _predict_window(plan, i, u0, state, device(heads[i, : trained // per + 1]), shat[i])
+            if w == plan.last_window[i]:
+                dead[i] = _dead_share(plan, i, u0, state, device(theta[i]))
+        merging = plan.count(plan.last_window, w)
+        if merging:
+            _merge(plan, merging, ck, win, folds_t)
+    return [Trained(s.double().cpu().numpy(), d) for s, d in zip(shat, dead, strict=True)]
 
 
-def _train_unit(plan: _Plan, unit: int, live: int, theta, buf, folds) -> torch.Tensor:
-    """Unit `unit`'s L steps for the first `live` groups: updates theta and buf [live, K] in place, reads the
-    finished units' folds [live, unit, 2, h]; returns this unit's clipped first-layer gradients [live, L, h]."""
-    W1x = _carried_pre_activation(plan, unit, live, folds)  # [live, L, h]
-    hyper, keep, y = plan.hyper[:live], plan.keep[:live, unit], plan.Yu[:live, unit]
-    xsq = plan.gram[:live, unit, unit, None]  # [live, 1] |x_u|^2
-    deltas = torch.empty_like(W1x)
-    for step in range(plan.L):
-        z = W1x[:, step] + theta[:, : plan.h]  # + b1
-        if step > 0:  # this unit's earlier steps, on the same input (eq. 12, last term)
-            z += xsq * torch.bmm(plan.recent[:live, step, None, :step], deltas[:, :step]).squeeze(1)
-        deltas[:, step] = _sgd_step(z, theta, buf, hyper, keep[:, step], y, xsq)
-    return deltas
-
-
-def _carried_pre_activation(plan: _Plan, unit: int, live: int, folds: torch.Tensor) -> torch.Tensor:
-    """[live, L, h] W1 x_u at each step of the unit from all but the unit's own gradients: the decayed initial
-    weights and the finished units' folds (eq. 12, first two terms)."""
-    decay = plan.decay[:live]  # [live, L, U + 1, 2]
-    W1x = decay[:, :, unit, 0, None] * plan.P0u[:live, unit, None]  # a at u L + l steps, times W1_0 x_u
-    if unit == 0:
-        return W1x
-    ages = torch.arange(unit - 1, -1, -1, device=W1x.device)  # [unit] whole units between fold j and this unit
-    w = decay.index_select(2, ages) * plan.gram[:live, unit, None, :unit, None]  # [live, L, unit, 2]
-    return W1x + torch.bmm(w.flatten(2), folds.flatten(1, 2))  # (eq. 11) over [live, 2 unit, h]
-
-
-def _sgd_step(z, theta, buf, hyper: _Hyper, keep, y, xsq) -> torch.Tensor:
-    """One training step of the head on its pre-activations z = W1 x + b1 [live, h]: forward, backward by hand,
-    clipping and torch's SGD update of theta and buf [live, K] in place. keep [live, h] hidden keep-mask, y [live, M]
-    labels, xsq [live, 1] |x|^2. Returns the clipped gradient wrt z, delta [live, h] (W1's is delta x^T, eq. 5)."""
-    h, M = z.shape[1], y.shape[1]
-    _, ln_w, ln_b, W2, b2 = _unpack(theta, h, M)
-    # forward: LayerNorm -> affine -> ReLU -> dropout -> Linear -> sigmoid; BCE on logits, mean over M
-    zh, mean, rstd = torch.native_layer_norm(z, [h], None, None, LN_EPS)
-    hid = torch.addcmul(ln_b, zh, ln_w)
-    keep = keep * (hid > 0)  # ReLU and dropout as one mask
-    r = hid * keep
-    prob = torch.sigmoid(torch.einsum("nh,nmh->nm", r, W2) + b2)
-    dlogit = (prob - y) / M  # [live, M]
-    dhid = torch.bmm(dlogit[:, None, :], W2).squeeze(1) * keep  # [live, h]
-    delta = _ln_backward(dhid * ln_w, z, zh, mean, rstd)  # (eq. 9)
-    grad = torch.cat([delta, dhid * zh, dhid, (dlogit[:, :, None] * r[:, None, :]).flatten(1), dlogit], 1)  # [live, K]
-    norm = torch.sqrt((delta * delta).sum(1, keepdim=True) * xsq + (grad * grad).sum(1, keepdim=True))  # (eq. 8)
-    coef = torch.clamp(hyper.clip / (norm + 1e-6), max=1.0)
-    delta, grad = delta * coef, grad * coef
-    buf.mul_(hyper.momentum).add_(torch.addcmul(grad, hyper.weight_decay, theta))  # (eq. 1)
-    theta.addcmul_(hyper.lr, buf, value=-1)
-    return delta
-
-
-def _eval_head(plan: _Plan, history: _History, i: int, X, P0, done, theta) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode head of group i, per row, after `done` [C] units with parameters theta [C, K]; X, P0 [C, h] the
-    inputs and W1_0 times them. Returns the ReLU's input hid [C, h] and the logits [C, M]."""
+def _eval_head(plan: _Plan, i: int, x, m, state, theta) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode head of group i on inputs x [C, h], each after m [C] of the window's units, with parameters theta
+    [C, K]; state = (WV, Xu, folds) of the window: the checkpoint [rows h, h] (_Checkpoint.of), Xu [F, h] and
+    folds [F, 2, h] (None when the group trains no unit in it). Returns the ReLU's input hid [C, h] and the logits
+    [C, M]."""
+    WV, Xu, folds = state
     b1, ln_w, ln_b, W2, b2 = _unpack(theta, plan.h, plan.M)
-    decay = plan.decay[i, 0]  # [U + 1, 2] (a, c) after whole units
-    z = decay[:, 0].index_select(0, done)[:, None] * P0 + b1  # (eq. 13, first term)
-    n_folds = int(done.max())  # a chunk's rows share the folds up to its latest one
+    decay = plan.decay_t[i, 0]  # [F + 1, 4] (a, c, b, d) after whole units
+    at = decay.index_select(0, m)  # [C, 4]
+    xWV = x @ WV.T  # [C, rows h]
+    z = torch.addcmul(b1, at[:, :1], xWV[:, : plan.h])  # (eq. 14, first term)
+    if len(WV) > plan.h:
+        z.addcmul_(at[:, 1:2], xWV[:, plan.h :])
+    n_folds = int(m.max())  # a chunk's rows share the folds up to its latest one
     if n_folds:
-        ages = done[:, None] - 1 - torch.arange(n_folds, device=X.device)  # [C, n_folds] < 0: not folded yet
-        w = decay.index_select(0, ages.clamp(min=0).flatten()).view(len(done), n_folds, 2)
-        w = torch.where(ages[:, :, None] >= 0, w, 0) * (X @ plan.Xu[i, :n_folds].T)[:, :, None]  # (eq. 7)
-        z = z + w.flatten(1) @ history.folds[i, :n_folds].flatten(0, 1)  # (eq. 13)
+        ages = m[:, None] - 1 - torch.arange(n_folds, device=x.device)  # [C, n_folds] < 0: not folded yet
+        w = decay[:, :2].index_select(0, ages.clamp(min=0).flatten()).view(len(m), n_folds, 2)
+        w = torch.where(ages[:, :, None] >= 0, w, 0) * (x @ Xu[:n_folds].T)[:, :, None]  # (eq. 7)
+        z = z + w.flatten(1) @ folds[:n_folds].flatten(0, 1)  # (eq. 14)
     hid = torch.addcmul(ln_b, F.layer_norm(z, (plan.h,), eps=LN_EPS), ln_w)
     return hid, torch.einsum("ch,cmh->cm", torch.relu(hid), W2) + b2
 
 
-def _predict(plan: _Plan, history: _History, i: int, chunk: int = 256) -> Trained:
-    """Group i's eval-mode predictions at every stream position, each with the head it had then, and its dead share.
+def _predict_window(plan: _Plan, i: int, u0: int, state, own: torch.Tensor, out: torch.Tensor) -> None:
+    """Group i's eval-mode predictions at the stream positions this window's heads own [E, K] serve (units finished
+    before them: u0 .. u0 + F - 1, and up to the group's last unit in its last window), written into out [S, M]."""
+    g, done, dev = plan.groups[i], plan.done[i], out.device
+    last = plan.n_units[i] if u0 // plan.F == plan.last_window[i] else u0 + plan.F - 1
+    lo, hi = np.searchsorted(done, u0, "left"), np.searchsorted(done, last, "right")
+    if lo == hi:
+        return
+    per = plan.units_per_exploration
+    for start in range(lo, hi, CHUNK):
+        at = slice(start, min(start + CHUNK, hi))
+        m = torch.as_tensor(done[at] - u0, device=dev)  # [C] units of the window before each position
+        x = g.X.index_select(0, torch.as_tensor(g.stream[at], device=dev))
+        theta = own.index_select(0, torch.div(m, per, rounding_mode="floor"))
+        out[at] = torch.sigmoid(_eval_head(plan, i, x, m, state, theta)[1])
 
-    Positions are in time order, so a chunk needs only the first units' folds, and its per-position parameters
-    (gathered from the heads after each of its D explorations) stay in cache."""
-    g, dev = plan.groups[i], plan.X.device
-    S, n_units = len(g.stream), len(g.unit_pos)
-    done = torch.as_tensor(np.searchsorted(g.unit_pos, np.arange(S)), device=dev)  # [S] units before each position
-    heads = torch.stack([history.heads[d][i] for d in range(n_units // plan.units_per_exploration + 1)])  # [D + 1, K]
-    X = plan.X.index_select(0, torch.as_tensor(plan.rows[i], device=dev))  # [S, h]
-    shat = torch.empty(S, plan.M, dtype=X.dtype, device=dev)
-    for lo in range(0, S, chunk):
-        at = slice(lo, lo + chunk)
-        theta = heads.index_select(0, torch.div(done[at], plan.units_per_exploration, rounding_mode="floor"))
-        shat[at] = torch.sigmoid(_eval_head(plan, history, i, X[at], g.P0[at], done[at], theta)[1])
-    explored = torch.as_tensor(np.flatnonzero(g.explored), device=dev)
-    if not len(explored):
-        return Trained(shat.double().cpu().numpy(), float("nan"))
-    final = torch.full((len(explored),), n_units, device=dev)
-    hid, _ = _eval_head(plan, history, i, X[explored], g.P0[explored], final, heads[-1].expand(len(explored), -1))
-    return Trained(shat.double().cpu().numpy(), float((hid <= 0).all(0).double().mean()))
+
+def _dead_share(plan: _Plan, i: int, u0: int, state, theta: torch.Tensor) -> float:
+    """The share of group i's hidden units that its final head theta [K] never activates on an explored request."""
+    g = plan.groups[i]
+    rows = g.stream[g.explored]
+    if not len(rows):
+        return float("nan")
+    alive = torch.zeros(plan.h, dtype=torch.bool, device=theta.device)
+    for start in range(0, len(rows), CHUNK):
+        x = g.X.index_select(0, torch.as_tensor(rows[start : start + CHUNK], device=theta.device))
+        m = torch.full((len(x),), int(plan.n_units[i]) - u0, device=theta.device)
+        hid, _ = _eval_head(plan, i, x, m, state, theta.expand(len(x), -1))
+        alive |= (hid > 0).any(0)
+    return float((~alive).double().mean())
+
+
+def _merge(plan: _Plan, n: int, ck: _Checkpoint, win: _Window, folds: torch.Tensor) -> None:
+    """The checkpoint of the next window for the first n groups (all trained the whole window): the current one
+    carried over the window's F units by A^(F L), plus every fold carried to the window's end (eq. 15)."""
+    R = ck.WV.shape[1]
+    decay = plan.decay_t[:n, 0]  # [n, F + 1, 4]
+    end = decay[:, plan.F, :, None, None]  # [n, 4, 1, 1] the whole window's (a, c, b, d)
+    carry = decay.index_select(1, torch.arange(plan.F - 1, -1, -1, device=folds.device))  # [n, F, 4] by fold's age
+    P, Q = folds[:n, :, 0], folds[:n, :, 1]  # [n, F, h] each
+    parts = torch.stack([carry[..., 2 * r, None] * P + carry[..., 2 * r + 1, None] * Q for r in range(R)], 1)
+    new = ck.spare[:n]  # [n, R, h, h]
+    torch.bmm(parts.transpose(2, 3).reshape(n, -1, plan.F), win.Xu[:n], out=new.view(n, -1, plan.h))
+    for r in range(R):  # new W += a W + c V, new V += b W + d V
+        for row in range(ck.rows):
+            new[:, r].addcmul_(end[:, 2 * r + row], ck.WV[:n, row])
+    ck.WV, ck.spare, ck.rows = ck.spare, ck.WV, R
 
 
 @torch.no_grad()
 def predict_groups(
-    groups: list[Group], device: str = "cpu", dtype: torch.dtype = torch.float32, progress=None
+    groups: list[Group], device: str = "cpu", dtype: torch.dtype = torch.float32, progress=None, window: int = 0
 ) -> list[Trained]:
     """Train every group's predictor and predict its whole stream; groups with the same steps per unit and per
-    exploration train side by side in one batch. progress(label, total) returns an advance(n) callback."""
+    exploration train side by side in one batch. progress(label, total) returns an advance(n) callback; window:
+    units between checkpoints (0: WINDOW)."""
     batches: dict[tuple[int, int], list[int]] = {}  # (steps per unit, epochs) -> group ids, most units first
     for i in sorted(range(len(groups)), key=lambda i: -len(groups[i].unit_pos)):
         batches.setdefault((groups[i].steps_per_unit, groups[i].cfg.epochs), []).append(i)
-    total = sum(len(groups[ids[0]].unit_pos) * groups[ids[0]].steps_per_unit for ids in batches.values())
+    total = sum(len(groups[i].unit_pos) * groups[i].steps_per_unit for ids in batches.values() for i in ids[:1])
     advance = progress("training predictors", total) if progress is not None and total else lambda n: None
     out: dict[int, Trained] = {}
     for key in sorted(batches):
         ids = batches[key]
-        plan = _plan([groups[i] for i in ids], torch.device(device), dtype)
-        history = _train(plan, advance)
-        out |= {i: _predict(plan, history, j) for j, i in enumerate(ids)}
+        plan = _plan([groups[i] for i in ids], torch.device(device), dtype, window or WINDOW)
+        out |= dict(zip(ids, _run(plan, advance), strict=True))
     return [out[i] for i in range(len(groups))]

@@ -25,7 +25,7 @@ from messplus.sim.config import SweepConfig
 from messplus.sim.inputs import Inputs, distinct_warnings
 from messplus.sim.metrics import outcome, predictor_quality
 from messplus.sim.results import VERSION, Block, Results, frames, options
-from messplus.sim.routers import MESSPLUS, registry
+from messplus.sim.routers import MESSPLUS, Split, registry
 from messplus.traces.io import load_benches
 
 
@@ -109,12 +109,14 @@ def routes(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[tuple[str, str, fl
     """(run name, kind, alpha, chosen [S]) of each chosen router, fitted on this seed's calibration split, for every
     alpha."""
     methods, d = registry(), b.draws[seed]
-    calib, stream, whole = b.split(d.calib), b.split(d.stream), b.split(np.arange(len(b.X)))
-    for m in cfg.methods:
-        if methods[m].routes:
-            for name, router in methods[m].variants(b.models):
-                router.fit(calib, whole)
-                yield from ((name, methods[m].kind, a, router.route(stream, a, d.choice_u)) for a in b.alphas)
+    chosen = [m for m in cfg.methods if methods[m].routes]
+    if not chosen:  # the splits copy the inputs: not for nothing on a million-request stream
+        return
+    calib, stream, whole = b.split(d.calib), b.split(d.stream), Split(b.X, b.arrays.satisfied, b.E)
+    for m in chosen:
+        for name, router in methods[m].variants(b.models):
+            router.fit(calib, whole)
+            yield from ((name, methods[m].kind, a, router.route(stream, a, d.choice_u)) for a in b.alphas)
 
 
 def router_blocks(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[Block]:
@@ -139,9 +141,11 @@ def bound_blocks(cfg: SweepConfig, b: Bench) -> Iterator[Block]:
     keys = list(itertools.product(cfg.seeds, b.alphas))
     seed, alpha = np.array([s for s, _ in keys]), np.array([a for _, a in keys])
     n = b.n_stream
-    for m in (m for m in cfg.methods if methods[m].make is not None and not methods[m].routes):
+    chosen = [m for m in cfg.methods if methods[m].make is not None and not methods[m].routes]
+    streams = {s: b.split(b.draws[s].stream) for s in cfg.seeds} if chosen else {}
+    for m in chosen:
         bound = methods[m].make()
-        sat, cpr = np.array([bound.bound(b.split(b.draws[s].stream), a) for s, a in keys]).T
+        sat, cpr = np.array([bound.bound(streams[s], a) for s, a in keys]).T
         ok = np.isfinite(cpr)
         figures = {"satisfaction": np.where(ok, sat, np.nan), "sla_met": ok, "total_cost": cpr * n,
                    "cost_per_request": cpr}  # fmt: skip

@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from messplus.sim import predictor
 from messplus.sim.config import PredictorConfig
 from messplus.sim.draws import Draws, draw
 from messplus.sim.head import Head, optimizer
 from messplus.sim.predictor import Group, predict_groups, sgd_coefficients
 from messplus.sim.reference import train_on
+from messplus.sim.training import LN_EPS, layer_norm_backward
 
 F64 = torch.float64
 
@@ -37,7 +37,7 @@ def test_sgd_coefficients_give_torch_sgd_weights_after_every_step():
     cfg = config()
     rng = np.random.default_rng(0)
     w0, grads = rng.standard_normal(4), rng.standard_normal((7, 4))
-    a, _, p, _ = sgd_coefficients(cfg, len(grads))
+    a, _, _, _, p, _ = sgd_coefficients(cfg, len(grads))
     weights, _ = torch_sgd(cfg, w0, grads)
     for n, w in enumerate(weights, 1):  # eq. 4
         np.testing.assert_allclose(w, a[n] * w0 + sum(p[n - j] * grads[j] for j in range(n)), rtol=1e-12, atol=1e-12)
@@ -47,32 +47,25 @@ def test_a_folded_unit_carries_on_as_torch_sgd_does():
     cfg, L, m = config(), 3, 4
     rng = np.random.default_rng(1)
     grads = np.concatenate([rng.standard_normal((L, 5)), np.zeros((m, 5))])  # a unit's gradients, then m quiet steps
-    a, c, p, q = sgd_coefficients(cfg, L + m)
+    a, c, b, d, p, q = sgd_coefficients(cfg, L + m)
     P, Q = (sum(coef[L - step] * grads[step] for step in range(L)) for coef in (p, q))  # eq. 10
     weights, buffers = torch_sgd(cfg, np.zeros(5), grads)
     np.testing.assert_allclose(weights[L - 1], P, rtol=1e-12, atol=1e-12)  # the fold is the state when the unit ends
     np.testing.assert_allclose(buffers[L - 1], Q, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(weights[-1], a[m] * P + c[m] * Q, rtol=1e-12, atol=1e-12)  # eq. 11
+    np.testing.assert_allclose(buffers[-1], b[m] * P + d[m] * Q, rtol=1e-12, atol=1e-12)  # eq. 15's buffer row
     assert not np.allclose(weights[-1], P, rtol=0.1)  # the quiet steps did move it: momentum and decay count
 
 
-@pytest.fixture(params=["aten", "public"])
-def ln_backward(request, monkeypatch) -> str:
-    """Runs a test with aten's private LayerNorm backward kernel and again with the public fallback."""
-    if request.param == "public":
-        monkeypatch.setattr(predictor, "_ATEN_LN_BACKWARD", None)
-    elif predictor._ATEN_LN_BACKWARD is None:
-        pytest.skip("this torch has no aten.native_layer_norm_backward")
-    return request.param
-
-
-def test_layer_norm_backward_matches_autograd(ln_backward):
+def test_layer_norm_backward_matches_autograd():
     torch.manual_seed(0)
     z = (3 * torch.randn(6, 16, dtype=F64) + 1).requires_grad_()
     dzh = torch.randn(6, 16, dtype=F64)
-    F.layer_norm(z, (16,), eps=predictor.LN_EPS).backward(dzh)
-    zh, mean, rstd = torch.native_layer_norm(z.detach(), [16], None, None, predictor.LN_EPS)
-    torch.testing.assert_close(predictor._ln_backward(dzh, z.detach(), zh, mean, rstd), z.grad, rtol=1e-12, atol=1e-12)
+    F.layer_norm(z, (16,), eps=LN_EPS).backward(dzh)
+    zh, _, rstd = torch.native_layer_norm(z.detach(), [16], None, None, LN_EPS)
+    for row in range(6):
+        mine = layer_norm_backward(dzh[row].numpy(), zh[row].numpy(), rstd[row].item())
+        np.testing.assert_allclose(mine, z.grad[row].numpy(), rtol=1e-12, atol=1e-12)
 
 
 def group_for(d: Draws, X: np.ndarray, Y: np.ndarray, explored: np.ndarray, cfg: PredictorConfig) -> Group:
@@ -86,7 +79,7 @@ def group_for(d: Draws, X: np.ndarray, Y: np.ndarray, explored: np.ndarray, cfg:
     else:  # a unit per explored request
         Xu, keep = x.reshape(-1, h), hidden
     unit_pos = np.repeat(pos, cfg.epochs if cfg.input_dropout > 0 else 1)
-    return Group(Xt, Xt[d.stream] @ W1.T, Y, d.stream, explored, unit_pos, Xu, Xu @ W1.T, keep, d.b1, d.W2, d.b2, cfg)
+    return Group(Xt, W1, Y, d.stream, explored, unit_pos, Xu, keep, d.b1, d.W2, d.b2, cfg)
 
 
 def reference(d: Draws, X: np.ndarray, Y: np.ndarray, explored: np.ndarray, cfg: PredictorConfig):
@@ -121,12 +114,18 @@ def problem(cfg: PredictorConfig, seed: int = 5, T: int = 12, h: int = 16, M: in
     return d, rng.standard_normal((T, h)), (rng.random((T, M)) < 0.5).astype(np.float64)
 
 
+# units between checkpoints: 1 and 2 merge the folds into the explicit W1 and buffer (eq. 15) after every unit or
+# two (rounded up to whole explorations); 64 keeps every fold of these short streams
+WINDOWS = pytest.mark.parametrize("window", [1, 2, 64], ids=["merge every unit", "merge every 2", "no merge"])
+
+
+@WINDOWS
 @pytest.mark.parametrize("cfg", TRAINING.values(), ids=TRAINING.keys())
 @pytest.mark.parametrize("at", [[4], [1, 3, 6]], ids=["one exploration", "three explorations"])
-def test_predictions_match_the_plain_head_trained_as_the_reference_does(cfg, at, ln_backward):
+def test_predictions_match_the_plain_head_trained_as_the_reference_does(cfg, at, window):
     d, X, Y = problem(cfg)
     explored = np.isin(np.arange(len(d.stream)), at)
-    (fast,) = predict_groups([group_for(d, X, Y, explored, cfg)], dtype=F64)
+    (fast,) = predict_groups([group_for(d, X, Y, explored, cfg)], dtype=F64, window=window)
     shat, hid = reference(d, X, Y, explored, cfg)
     np.testing.assert_allclose(fast.shat, shat, rtol=1e-10, atol=1e-12)
     assert fast.dead == (hid <= 0).all(0).double().mean().item()
@@ -134,15 +133,17 @@ def test_predictions_match_the_plain_head_trained_as_the_reference_does(cfg, at,
     assert not np.allclose(shat[at[0] + 1 :], untrained[at[0] + 1 :], rtol=1e-3)  # training did change the head
 
 
-def test_a_batch_gives_each_group_what_it_gives_alone():
-    """Groups of different lengths train side by side (the shorter stop early); padding must never leak."""
+@WINDOWS
+def test_a_batch_gives_each_group_what_it_gives_alone(window):
+    """Groups of different lengths train side by side (the shorter stop early, some at a window's end, some inside
+    one); padding must never leak."""
     cfg = TRAINING["3 units of 1 step, clipped"]
     d, X, Y = problem(cfg, T=20)
     S = len(d.stream)
-    groups = [group_for(d, X, Y, np.isin(np.arange(S), pos), cfg) for pos in ([2], [], [1, 6, 7, 12])]
-    together = predict_groups(groups, dtype=F64)
+    groups = [group_for(d, X, Y, np.isin(np.arange(S), pos), cfg) for pos in ([2], [], [1, 6, 7, 12], [3, 5])]
+    together = predict_groups(groups, dtype=F64, window=window)
     for g, batched in zip(groups, together, strict=True):
-        (alone,) = predict_groups([g], dtype=F64)
+        (alone,) = predict_groups([g], dtype=F64, window=window)
         np.testing.assert_allclose(batched.shat, alone.shat, rtol=1e-12, atol=1e-14)
         assert batched.dead == alone.dead or (np.isnan(batched.dead) and np.isnan(alone.dead))
     assert not np.allclose(together[0].shat, together[2].shat)  # they did train differently

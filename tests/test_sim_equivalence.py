@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from messplus.sim import predictor
 from messplus.sim.config import RunConfig, SweepConfig
 from messplus.sim.reference import simulate_reference
 from messplus.sim.sweep import load, run_sweep
@@ -88,6 +89,17 @@ def test_training_options_match_the_reference(training, small_trace):
     unclipped = run_sweep(replace(cfg, clip_norm=0.0, benches=("logiqa",)), small_trace).steps["loss"]
     mine = results.steps.join(results.runs.select("run_id", "bench"), on="run_id").filter(pl.col("bench") == "logiqa")
     assert (training.get("clip_norm") == 0.0) == np.allclose(mine["loss"].to_numpy(), unclipped.to_numpy())
+
+
+def test_checkpoint_merges_match_the_reference(small_trace, monkeypatch):
+    """With a window of one exploration the fast predictor merges its folds into the explicit W1 and momentum
+    buffer after every exploration (docs/predictor.md, eq. 15), the regime long streams run in."""
+    monkeypatch.setattr(predictor, "WINDOW", 1)
+    grid = dict(GRID, Vs=(1e-3,), ks=(0.25,), cs=(1.0,), cost_estimates=("mean",), feedbacks=(1.0,))
+    cfg = SweepConfig(benches=("logiqa", "winogrande"), **grid, preset="paper", clip_norm=0.05)
+    results = run_sweep(cfg, small_trace)
+    assert results.runs["n_explore"].min() > 10  # many merges per run
+    assert assert_matches_reference(cfg, results, small_trace) > 10
 
 
 def test_sparse_feedback_separates_the_two_queues(swept):
