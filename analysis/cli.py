@@ -69,11 +69,11 @@ def table(
     ] = Accounting.ours,
 ) -> None:
     """The paper's Table 2 for this sweep: operating cost, satisfaction, cost / E_OPT, SLA and call shares."""
-    from messplus.analysis.report import check_runs
+    from messplus.analysis.report import check_policies, check_runs
     from messplus.analysis.tables import main_table, paper_table, to_latex, to_markdown
 
     res = open_results(results)
-    check_runs(res, str(results))
+    check_policies(check_runs(res, str(results)), str(results))
     if out:
         check_out_file(out)
     t = main_table(res) if accounting == Accounting.ours else paper_table(res)
@@ -95,12 +95,14 @@ def _plot_benches(res, results: Path, kind: Kind, bench: str | None) -> list[str
 
     mess = res.runs.filter(pl.col("method") == MESSPLUS).group_by("bench").agg(pl.col("n_requests").min()).collect()
     have = sorted(mess["bench"])
-    benches = [bench] if bench else have
+    if bench is not None and not bench.strip():
+        raise UserError("--bench: empty; give a bench name or leave the option out for each bench")
+    benches = [bench] if bench is not None else have
+    if not have:
+        raise UserError(f"{results}: no MESS+ runs, so no {kind.value} figure (it shows MESS+ over the stream)")
     missing = [b for b in benches if b not in have]
-    if missing or not benches:
-        raise UserError(
-            f"no MESS+ runs for bench {(missing or ['any'])[0]!r} in {results} (have: {', '.join(have) or 'none'})"
-        )
+    if missing:
+        raise UserError(f"no MESS+ runs for bench {missing[0]!r} in {results} (have: {', '.join(have)})")
     short = mess.filter(pl.col("bench").is_in(benches), pl.col("n_requests") < LEARNING_MIN)
     if kind == Kind.learning and short.height:
         b, n = short.row(0)

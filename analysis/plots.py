@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from messplus.analysis.tables import labelled
+from messplus.common import UserError
 from messplus.sim.metrics import auc, bce
 from messplus.sim.results import Results
 from messplus.sim.routers import MESSPLUS
@@ -34,6 +35,9 @@ def save(fig, out: Path, name: str) -> Path:
         fig.savefig(out / f"{name}.{ext}", bbox_inches="tight")
     plt.close(fig)
     return out / f"{name}.png"
+
+
+SHORT = 20  # a dynamics series with fewer steps than this is drawn with a marker at each step
 
 
 def spread(values: list, k: int = 4) -> list:
@@ -64,12 +68,17 @@ def dynamics(res: Results, bench: str, out: Path) -> Path:
         .sort("t")
         .collect()
     )
+    if steps.is_empty():
+        raise UserError(f"bench {bench}: steps.parquet holds no step of its MESS+ runs; the results are damaged: "
+                        "rerun `sim sweep`")  # fmt: skip
     unit, _ = res.unit(total=False)
+    few = steps["t"].n_unique() < SHORT  # a short stream, or steps thinned by --steps-every: mark every point
     fig, axes = plt.subplots(2, len(Vs), figsize=(3.6 * len(Vs) + 0.6, 5.4), sharex=True, sharey="row", squeeze=False)
     for j, V in enumerate(Vs):
         for i, a in enumerate(alphas):
             s = steps.filter(pl.col("V") == V, pl.col("alpha") == a)
             style = dict(color=COLORS[i % len(COLORS)], ls=STYLES[i % 4], lw=1.4)
+            style |= {"marker": MARKERS[i % len(MARKERS)], "ms": 4} if few else {}
             axes[0, j].plot(s["t"], 100 * s["running_satisfaction"], label=f"α = {a:.3f}", **style)
             axes[0, j].fill_between(
                 s["t"], 100 * s["sat_lo"], 100 * s["sat_hi"], color=style["color"], alpha=0.15, lw=0
@@ -86,16 +95,22 @@ def dynamics(res: Results, bench: str, out: Path) -> Path:
     for ax in axes.flat:  # a drift stream's block boundaries
         for t in res.meta.get("boundaries", {}).get(bench, []):
             ax.axvline(t, color="k", lw=0.8, ls="--", alpha=0.6)
-    settled = steps.filter(pl.col("t") >= max(2, steps["t"].max() // 20))  # the first requests swing wildly
+    t_max = steps["t"].max() or 0
+    # the first requests swing wildly: a long stream's scale leaves them out, a short one shows all it has
+    settled = steps.filter(pl.col("t") >= max(2, t_max // 20)) if t_max >= SHORT else steps
     if settled.height:  # one scale for every V panel (shared axes), fitted to the settled part
         lo = min(100 * settled["sat_lo"].min(), 100 * min(alphas))
         hi = max(100 * settled["sat_hi"].max(), 100 * max(alphas))
         axes[0, 0].set_ylim(lo - 0.1 * (hi - lo) - 0.5, hi + 0.1 * (hi - lo) + 0.5)
-        axes[1, 0].set_ylim(0, 1.1 * settled["running_cost"].max())
+        top = settled["running_cost"].max()
+        if top and top > 0:  # all-zero costs: matplotlib's own scale
+            axes[1, 0].set_ylim(0, 1.1 * top)
     axes[0, 0].set_ylabel("running satisfaction (%)")
     axes[1, 0].set_ylabel(f"running cost per request ({unit})")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     shown = f"c = {c:g}, k = {k:g}, feedback = {fb:g}, cost estimate {est}"
+    thin = res.meta.get("config", {}).get("steps_every", 1)
+    shown += f"; one step in {thin} kept" if thin > 1 else ""
     fig.suptitle(f"{bench}: MESS+ over time, mean of {runs['seed'].n_unique()} seeds (band: min to max); {shown}"
                  + (" (other settings of the sweep not shown)" if more else ""))  # fmt: skip
     fig.tight_layout()
@@ -198,6 +213,9 @@ def rolling_auc(shat: np.ndarray, y: np.ndarray, window: int, ts: np.ndarray) ->
 def learning(res: Results, bench: str, out: Path) -> Path:
     """Figure 3: the predictor's loss and AUC against request index for each c, with cumulative exploration cost."""
     pred = res.predictions.filter(pl.col("bench") == bench).sort("seed", "c", "k", "t").collect()
+    if pred.is_empty():
+        raise UserError(f"bench {bench}: predictions.parquet holds none of its MESS+ predictions; the results are "
+                        "damaged: rerun `sim sweep`")  # fmt: skip
     cs = sorted(pred["c"].unique())
     S = pred["t"].max()
     window, stride = max(50, min(400, S // 4)), max(1, S // 100)

@@ -40,7 +40,25 @@ def check_runs(res: Results, where: str) -> pl.DataFrame:
                 f"{where}: run {r['run_id']} ({r['method']}, bench {r['bench']}) has {col} = {r[col]}; "
                 "the results are damaged: rerun `sim sweep`"
             )
+    M = len(res.models)
+    odd = runs.filter(pl.col("call_ratio").list.len() != M).head(1)
+    if not odd.is_empty():
+        r = odd.row(0, named=True)
+        raise UserError(
+            f"{where}: run {r['run_id']} has call shares for {len(r['call_ratio'])} models, while the metadata "
+            f"names {M}; the results are damaged: rerun `sim sweep`"
+        )
     return runs
+
+
+def check_policies(runs: pl.DataFrame, where: str) -> None:
+    """The table (and so the report) compares policies: a result set of bounds only would give an empty one."""
+    if runs.filter(pl.col("kind") == "policy").is_empty():
+        bounds = ", ".join(sorted(runs["method"].unique()))
+        raise UserError(
+            f"{where}: the results hold only bounds ({bounds}), no routing policy to tabulate; rerun `sim sweep` "
+            "with the methods you want to compare (e.g. --methods messplus,single,opt)"
+        )
 
 
 def check_report_out(out: Path) -> None:
@@ -151,6 +169,7 @@ def write_report(res: Results, out: Path, where: str = "results") -> Path:
     """Check, compute, then write the whole report as one set; returns the path of report.md."""
     out = Path(out)
     runs = check_runs(res, where)
+    check_policies(runs, where)
     check_report_out(out)
     table = main_table(res)
     text = summary(table)

@@ -101,6 +101,8 @@ def command(cls, run: Callable[..., None], extra: list[inspect.Parameter]) -> Ca
         spec = f.metadata["spec"]
         cli_type = str if listed or _choices(tp, spec) else (tp if tp in (int, float, bool) else str)
         default = ",".join(map(str, f.default)) if listed else f.default
+        if listed and spec.empty_ok and not f.default:  # "all": the option left out, told apart from an empty value
+            default, optional = None, True
         info = typer.Option(flag(f), help=_describe(spec, tp, f.default, listed))
         annotation = Annotated[cli_type | None if optional else cli_type, info]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
@@ -122,8 +124,15 @@ def from_cli(cls, raw: dict[str, Any]):
     for f in fields(cls):
         tp, listed, _ = _parts(tps[f.name])
         v = raw[f.name]
-        if listed:
+        if listed and v is None:  # an empty_ok list left out: its default ("all")
+            v = f.default
+        elif listed:
             v = tuple(_parse_one(x.strip(), tp, flag(f)) for x in str(v).split(",") if x.strip())
+            if not v:  # given, but empty: never read as "all" (leave the option out for that)
+                also = "; leave the option out for all of them" if f.metadata["spec"].empty_ok else ""
+                raise UserError(f"{flag(f)}: give at least one value{also}")
+        elif isinstance(v, str) and _choices(tp, f.metadata["spec"]) and _number_type(tp) is not None:
+            v = _parse_one(v.strip(), tp, flag(f))  # e.g. float | Literal["mid"]: typer hands over the text
         values[f.name] = v
     cfg = cls(**values)
     validate(cfg)
@@ -145,7 +154,8 @@ def _check_value(v, tp, spec: Spec, name: str) -> None:
 
 
 def validate(cfg) -> None:
-    """Every field against its spec: type, finite, in range, a listed choice, lists non-empty and without repeats."""
+    """Every field against its spec: type, finite, in range, a listed choice, lists non-empty and without repeats,
+    text non-blank (unless blank is the field's default, as for an option meaning "none" when empty)."""
     tps = typing.get_type_hints(type(cfg))
     for f in fields(cfg):
         spec, (tp, listed, optional) = f.metadata["spec"], _parts(tps[f.name])
@@ -154,6 +164,8 @@ def validate(cfg) -> None:
             if not optional:
                 raise UserError(f"{name}: a value is required")
             continue
+        if isinstance(v, str) and not v.strip() and not _choices(tp, spec) and str(f.default).strip():
+            raise UserError(f"{name}: empty; give a value or leave the option out")  # "" where "" means nothing
         items = v if listed else (v,)
         if listed and not items and not spec.empty_ok:
             raise UserError(f"{name}: give at least one value")

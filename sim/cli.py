@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -131,11 +132,19 @@ def embed(
     dtype: Annotated[str, typer.Option(help="Encoder arithmetic: float32 or bfloat16 (GPU).")] = "float32",
 ) -> None:
     """Precompute request embeddings into the cache; `sim sweep` embeds whatever is missing on its own."""
-    from messplus.sim.embed import embed_texts
+    from messplus.sim.embed import check_settings, embed_texts
     from messplus.traces.dense import to_arrays
     from messplus.traces.io import load_benches
 
-    found = load_benches(traces, words(bench) if bench else None)
+    benches = None if bench is None else words(bench)
+    if benches == ():
+        raise UserError("--bench: give at least one bench name; leave the option out for every bench")
+    for flag, value in (("--encoder", encoder), ("--revision", revision)):
+        if value is not None and not value.strip():
+            raise UserError(f"{flag}: empty; give a value or leave the option out")
+    check_settings("cls" if pooling is None else pooling, max_length, dtype, batch_size)  # before anything loads
+    device = pick_device(device)
+    found = load_benches(traces, benches)
     for name in found:
         texts = to_arrays(found[name], name).texts
         t0 = time.perf_counter()
@@ -143,7 +152,7 @@ def embed(
             X, enc_id = embed_texts(
                 texts, encoder, name, pooling=pooling or presets.preset(presets.family(encoder), name).pooling,
                 max_length=max_length, revision=revision,
-                device=pick_device(device), dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=bars,
+                device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=bars,
             )  # fmt: skip
         console.print(f"{name}: {len(texts)} texts -> {X.shape[1]}-dim, {enc_id}, {time.perf_counter() - t0:.2f} s")
 
@@ -190,6 +199,7 @@ def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
     from messplus.sim.plan import risk_figure, run_plan, write_plan
 
     check_out_folder(out)
+    check_plan(cfg, traces)
     with progress_bars(console) as bars:
         table, candidates = run_plan(cfg, traces, bars)
     paths = [
@@ -202,6 +212,39 @@ def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
                       f"t = {r['by']} on {r['confidence']:.0%} of orders; the most reliable (shown) met it on "
                       f"{r['p_meet']:.0%}: widen --margins, lower --V, or promise less", highlight=False)  # fmt: skip
     console.print(f"-> {', '.join(map(str, paths))}")
+
+
+MAX_VALIDATE_SEEDS = 100_000  # fresh seeds to check a plan on: each is one more MESS+ run of the stream
+
+
+def check_plan(cfg: PlanConfig, traces: Path) -> None:
+    """What the planner would find only after loading inputs and training, checked before: --validate-seeds a
+    non-empty, bounded set without repeats, and a given --by within each bench's scored stream."""
+    text = cfg.validate_seeds.strip()
+    span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
+    if span:  # counted, never listed: 0-1000000000 must not build a billion seeds to find out
+        first, last = map(int, span.groups())
+        if first > last:
+            raise UserError(f"--validate-seeds {text}: FIRST is above LAST, which names no seeds")
+        count = last - first + 1
+    else:
+        seeds = cfg.validation()
+        if text and not seeds:
+            raise UserError(f"--validate-seeds {text!r} names no seeds; leave the option out to skip validation")
+        if len(set(seeds)) < len(seeds):
+            raise UserError(f"--validate-seeds: values repeat ({text})")
+        count = len(seeds)
+    if count > MAX_VALIDATE_SEEDS:
+        raise UserError(f"--validate-seeds {text}: {count} seeds, at most {MAX_VALIDATE_SEEDS}")
+    if cfg.by is None:
+        return
+    from messplus.traces.io import load_benches
+
+    for name, trace in load_benches(traces, cfg.benches or None).items():
+        T = trace.df.filter(pl.col("bench") == name)["doc_id"].n_unique()
+        S = T - round(cfg.calib_frac * T)  # the scored stream, as sim.bench.load splits it
+        if cfg.by > S:
+            raise UserError(f"bench {name}: --by {cfg.by} lies past the scored stream ({S} requests)")
 
 
 def plan_table(table: pl.DataFrame) -> Table:

@@ -60,7 +60,7 @@ class SweepConfig:
 
     # fmt: off
     benches: tuple[str, ...] = opt((), "Benches to replay (default: every bench in the trace).", flag="--bench",
-                                   empty_ok=True)
+                                   empty_ok=True, unique=True)
     stream: str = opt("each", "Request streams: each (every bench its own stream, as the paper), mixed (the "
                       "chosen benches interleaved at random per seed, under one SLA and one predictor) or "
                       "drift:A,B,C (those benches in blocks, in that order, each shuffled; the calibration split is "

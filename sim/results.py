@@ -199,12 +199,41 @@ class Results:
         return [out / f"{name}.parquet" for name in NAMES]
 
 
+# what analysis reads of the metadata, with its JSON type: checked on opening, so a damaged key is one line
+META_SHAPE = {"config": dict, "models": list, "encoders": dict, "warnings": list, "messplus_version": str}
+CONFIG_SHAPE = {"cost": str, "seeds": list}
+
+
 def _meta(path: Path) -> dict:
+    """The file's results metadata: a JSON object ({} where there is none)."""
     try:
         raw = (pq.read_schema(path).metadata or {}).get(KEY)
-        return json.loads(raw) if raw else {}
-    except (OSError, pa.ArrowException, ValueError) as e:
+    except (OSError, pa.ArrowException) as e:
         raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    try:
+        meta = json.loads(raw) if raw else {}
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path}: results metadata is not valid JSON; rerun `sim sweep`") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: results metadata is a JSON {type(meta).__name__}, expected an object")
+    return meta
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """This version's metadata, with every key analysis reads there and of its type."""
+    version = meta.get("results_version")
+    if type(version) is not int or version != VERSION:
+        shown = f"v{version}" if type(version) is int else f"version {version!r}"
+        raise UserError(f"{path}: results schema {shown}, this version reads v{VERSION}; rerun `sim sweep`")
+    wanted = [(meta, k, t) for k, t in META_SHAPE.items()]
+    wanted += [(meta["config"], k, t) for k, t in CONFIG_SHAPE.items() if isinstance(meta.get("config"), dict)]
+    for where, key, kind in wanted:
+        if not isinstance(where.get(key), kind):
+            raise UserError(
+                f"{path}: results metadata has no valid {key!r}; the results are damaged: rerun `sim sweep`"
+            )
+    if not meta["models"] or not all(isinstance(m, str) for m in meta["models"]):
+        raise UserError(f"{path}: results metadata 'models' must be a non-empty list of names; rerun `sim sweep`")
 
 
 def open_results(folder: str | Path) -> Results:
@@ -219,10 +248,15 @@ def open_results(folder: str | Path) -> Results:
         if not path.is_file():
             raise UserError(f"{path}: missing; rerun `sim sweep --out {folder}`")
         metas[name] = _meta(path)
-        version = metas[name].get("results_version")
-        if version != VERSION:
-            raise UserError(f"{path}: results schema v{version}, this version reads v{VERSION}; rerun `sim sweep`")
+        _check_meta(path, metas[name])
     if len({m.get("sweep_id") for m in metas.values()}) > 1:
         raise UserError(f"{folder}: its files come from different sweeps; rerun `sim sweep --out {folder}`")
     lazy = {name: pl.scan_parquet(folder / f"{name}.parquet") for name in NAMES}
+    for name, schema in zip(NAMES, (RUN_SCHEMA, STEP_SCHEMA, PREDICTION_SCHEMA), strict=True):
+        have = lazy[name].collect_schema()
+        lost = [c for c in schema if c not in have]
+        if lost:
+            raise UserError(
+                f"{folder / name}.parquet: no column {lost[0]!r}; the results are damaged: rerun `sim sweep`"
+            )
     return Results(**lazy, meta=metas["runs"])
