@@ -40,6 +40,13 @@ class Format(StrEnum):
     csv = "csv"
 
 
+def check_apart(out: Path, results: Path) -> None:
+    """An output inside the results folder would replace one of its files or make it no longer a results set."""
+    o, r = out.resolve(), results.resolve()
+    if o == r or r in o.parents:
+        raise UserError(f"--out {out}: lies inside the results folder {results}; write it elsewhere")
+
+
 @app.command()
 def report(
     results: Results,
@@ -49,7 +56,9 @@ def report(
     from messplus.analysis.report import write_report
 
     res = open_results(results)
-    path = write_report(res, out or Path("reports") / results.resolve().name, str(results))
+    out = out or Path("reports") / results.resolve().name
+    check_apart(out, results)
+    path = write_report(res, out, str(results))
     console.print(f"wrote {path}")
     console.print((path.parent / "summary.txt").read_text(), highlight=False)
 
@@ -76,6 +85,7 @@ def table(
     check_policies(check_runs(res, str(results)), str(results))
     if out:
         check_out_file(out)
+        check_apart(out, results)
     t = main_table(res) if accounting == Accounting.ours else paper_table(res)
     text = {"md": lambda: to_markdown(t, res.models), "tex": lambda: to_latex(t, res.models), "csv": t.write_csv}[
         fmt.value
@@ -143,6 +153,7 @@ def plot(
     res = open_results(results)
     runs = check_runs(res, str(results))
     check_out_folder(out)
+    check_apart(out, results)
     if kind == Kind.calls and not routes(runs):
         raise UserError(f"{results}: no routing policy besides single-model baselines, so no call shares to draw")
     if kind in (Kind.plane, Kind.calls):

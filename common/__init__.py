@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 Advance = Callable[[int], None]
+INT64_MAX = 2**63 - 1
 DEBUG_ENV = "MESSPLUS_DEBUG"  # set to 1 to see the traceback behind a one-line I/O or data error
 
 
@@ -132,6 +133,8 @@ def check_range(value: float | None, flag: str, lo: float | None = None, hi: flo
         raise UserError(f"{flag}: must be a finite number, got {value!r}")
     if integer and not float(value).is_integer():
         raise UserError(f"{flag}: must be an integer, got {value!r}")
+    if (integer or isinstance(value, int)) and abs(value) > INT64_MAX:  # stored as Int64, numpy's C long
+        raise UserError(f"{flag}: {value!r} does not fit a 64-bit integer")
     low = lo is not None and (value <= lo if lo_open else value < lo)
     high = hi is not None and (value >= hi if hi_open else value > hi)
     if low or high:
@@ -146,7 +149,7 @@ def _nearest_existing(path: Path) -> Path:
 
 def _check_writable_place(path: Path, flag: str) -> None:
     """The nearest existing folder at or above `path` must be a folder we may create entries in."""
-    existing = _nearest_existing(path.absolute())
+    existing = _nearest_existing(path.resolve())  # resolved: "missing/../file.txt/x" is under a file
     if not existing.is_dir():
         raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -199,6 +199,8 @@ def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
     from messplus.sim.plan import risk_figure, run_plan, write_plan
 
     check_out_folder(out)
+    if traces.is_dir() and out.resolve() == traces.resolve():
+        raise UserError(f"--out {out}: is the trace folder; plan.parquet there would be read as a trace next time")
     check_plan(cfg, traces)
     with progress_bars(console) as bars:
         table, candidates = run_plan(cfg, traces, bars)

@@ -67,23 +67,23 @@ class SweepConfig:
                       "the start of the first block).")
     alphas: tuple[float | Literal["mid"], ...] = opt(
         ("mid",), "SLA targets; 'mid' = halfway between the cheapest and the best model's accuracy.", flag="--alpha",
-        lo=0, hi=1, lo_open=True)
+        lo=0, hi=1, lo_open=True, unique=True)
     Vs: tuple[float, ...] = opt((1e-3,), "Cost weights V (in the cost column's unit: J, USD, s or tokens).",
-                                flag="--V", lo=0)
+                                flag="--V", lo=0, unique=True)
     cs: tuple[float, ...] = opt((0.1,), "Exploration scales c: explore with p_t = min(1, c / t^k).", flag="--c", lo=0,
-                                lo_open=True)
+                                lo_open=True, unique=True)
     v_unit: Literal["raw", "largest"] = opt(
         "raw", "What V multiplies: raw (the cost column as it is, so V carries its unit: 1e-3 per joule is not "
         "1e-3 per dollar) or largest (each cost divided by the largest model's mean cost on the bench, a per-model "
         "price profile: V is then unit-free, and V = 1 weighs the largest model's cost like one unit of queue).")
     ks: tuple[float, ...] = opt((0.25,), "Exploration decays k (paper code and appendix: 0.25; main text: 0.5).",
-                                flag="--k", lo=0)
+                                flag="--k", lo=0, unique=True)
     feedbacks: tuple[float, ...] = opt((1.0,), "Feedback rates: share of requests whose outcome reaches the queue.",
-                                       flag="--feedback", lo=0, hi=1)
+                                       flag="--feedback", lo=0, hi=1, unique=True)
     cost_estimates: tuple[CostEstimate, ...] = opt(
         ("mean",), "Cost MESS+ believes at decision time: mean (running mean of the costs seen on explorations; "
         "what a deployed router knows), last (the last explored request's, as the reference simulator), oracle "
-        "(the request's own realised cost: knows the future, an upper bound on savings).", flag="--cost-estimate")
+        "(the request's own realised cost: knows the future, an upper bound on savings).", flag="--cost-estimate", unique=True)
     explore_serve: ExploreServe = opt(
         "best", "Whose answer an exploration returns (every model is queried): best (the most accurate model on "
         "the explored requests so far, ties and the start to the largest) or largest (the paper's; in a zoo ordered "
