@@ -72,7 +72,7 @@ def distinct_warnings(name: str, X: np.ndarray) -> list[str]:
     """A bench whose requests mostly share one input cannot be routed per request by anything that reads it.
     Rows are told apart by a random projection (equal rows project equally; distinct ones almost never do), which
     costs one pass over X instead of sorting its rows."""
-    n = len(np.unique(X @ np.random.default_rng(0).standard_normal(X.shape[1])))
+    n = len(np.unique(X @ np.random.default_rng(0).standard_normal(X.shape[1]).astype(X.dtype)))  # no upcast copy
     if n >= 0.5 * len(X):
         return []
     return [f"bench {name}: only {n} distinct predictor inputs for {len(X)} requests; MESS+ and the learned "
