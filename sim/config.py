@@ -12,6 +12,7 @@ from messplus.sim import presets
 CostEstimate = Literal["mean", "last", "oracle"]  # oracle: the request's own realised cost
 Cost = Literal["energy_j", "latency_s", "cost_usd", "tokens"]
 ExploreServe = Literal["best", "largest"]  # whose answer an exploration returns (sim.engine.explore_answers)
+Learn = Literal["explored", "feedback"]  # what the predictor trains on (sim.reference.train_on)
 
 
 def _method_help() -> str:
@@ -52,6 +53,7 @@ class RunConfig:
     cost_estimate: CostEstimate = "mean"
     seed: int = 0
     explore_serve: ExploreServe = "best"
+    learn: Learn = "explored"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,11 @@ class SweepConfig:
                                 flag="--k", lo=0, unique=True)
     feedbacks: tuple[float, ...] = opt((1.0,), "Feedback rates: share of requests whose outcome reaches the queue.",
                                        flag="--feedback", lo=0, hi=1, unique=True)
+    learns: tuple[Learn, ...] = opt(
+        ("explored",), "What the predictor learns from: explored (explored requests only, every model's label: the "
+        "paper) or feedback (also every exploited request whose outcome reaches the router, see --feedback, on the "
+        "chosen model's label alone: a masked BCE). feedback ties the predictor to each run's own choices, so each "
+        "such run trains a predictor of its own: slower.", flag="--learn", unique=True)
     cost_estimates: tuple[CostEstimate, ...] = opt(
         ("mean",), "Cost MESS+ believes at decision time: mean (running mean of the costs seen on explorations; "
         "what a deployed router knows), last (the last explored request's, as the reference simulator), oracle "

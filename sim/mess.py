@@ -14,11 +14,12 @@ from messplus.sim.bench import Bench
 from messplus.sim.config import SweepConfig
 from messplus.sim.draws import explore_prob
 from messplus.sim.engine import cost_estimates, explore_answers, replay_queues
-from messplus.sim.metrics import auc_z, bce, nan_to_none, outcome, ranks_agree, z_critical
-from messplus.sim.predictor import Group, Trained, predict_groups
+from messplus.sim.metrics import auc_z, bce, lindley, nan_to_none, outcome, ranks_agree, z_critical
+from messplus.sim.predictor import Group, Trained, initial_theta, predict_groups
 from messplus.sim.results import PREDICTION_SCHEMA, Block
 from messplus.sim.routers import MESSPLUS
 from messplus.sim.routers.bounds import accuracy_price
+from messplus.sim.training import learn_from_feedback
 
 
 def train(cfg: SweepConfig, benches: dict[str, Bench], progress=None) -> dict[str, tuple[list, list, list]]:
@@ -109,35 +110,80 @@ def cost_balance_warnings(cfg: SweepConfig, benches: dict[str, Bench]) -> list[s
 
 
 def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], trained: list[Trained], chunk: int = 1024):
-    """Every MESS+ run of one bench, advanced together `chunk` runs at a time so memory stays bounded whatever the
-    grid. Yields one Block per chunk."""
+    """Every MESS+ run of one bench. Runs that learn from explorations only share their trajectory's predictions
+    and are advanced together, `chunk` runs at a time so memory stays bounded whatever the grid; a run that also
+    learns from feedback trains a predictor of its own (sim.training.learn_from_feedback). One Block per chunk."""
     grid = list(itertools.product(range(len(keys)), cfg.cost_estimates, b.alphas, cfg.Vs, cfg.feedbacks))
     ehat = {(g, m): cost_estimates(b.E[gs[g].stream], gs[g].explored, m) for g in range(len(keys))
             for m in cfg.cost_estimates}  # fmt: skip
     quality = [diagnose(tr, b.arrays.satisfied[g.stream], g.explored) for g, tr in zip(gs, trained, strict=True)]
     served = [explore_answers(b.arrays.satisfied[g.stream], g.explored, cfg.explore_serve) for g in gs]  # [S] each
-    p = b.pred
-    for lo in range(0, len(grid), chunk):
-        g, est, alpha, V, fb = (np.array(col) for col in zip(*grid[lo : lo + chunk], strict=True))
+    scale = cost_unit(cfg, b)
+    runs = [(learn, grid[lo : lo + chunk]) for learn in cfg.learns for lo in range(0, len(grid), chunk)]
+    for learn, part in runs:
+        g, est, alpha, V, fb = (np.array(col) for col in zip(*part, strict=True))
         S_runs = np.stack([b.arrays.satisfied[gs[i].stream] for i in g])  # [R, S, M]
-        E_runs = np.stack([b.E[gs[i].stream] for i in g])  # [R, S, M]
         explored = np.stack([gs[i].explored for i in g])  # [R, S]
         answer = np.stack([served[i] for i in g])  # [R, S] model serving an exploration, -1 elsewhere
         has_fb = np.stack([b.draws[keys[i][0]].feedback_u < f for i, f in zip(g, fb, strict=True)])  # [R, S]
-        shat = np.stack([trained[i].shat for i in g])  # [R, S, M]
         ehats = np.stack([ehat[i, m] for i, m in zip(g, est, strict=True)])  # [R, S, M]
-        chosen, q, q_full = replay_queues(shat, ehats, S_runs, answer, has_fb, alpha, V / cost_unit(cfg, b))
-        seed, c, k = (np.array([keys[i][j] for i in g]) for j in range(3))
-        config, reference = b.columns(seed, alpha)
-        R = len(g)
-        config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, "V": V, "v_unit": [cfg.v_unit] * R, "explore_serve": [cfg.explore_serve] * R, "c": c, "k": k, "feedback": fb, "cost_estimate": est,
-                   "cost": [cfg.cost] * R, "preset": [b.family] * R, "lr": np.full(R, p.lr),
-                   "momentum": np.full(R, p.momentum), "epochs": np.full(R, p.epochs),
-                   "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm)}  # fmt: skip
-        config |= {col: [quality[i][col] for i in g] for col in quality[0]}
-        o = outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, bce(shat, S_runs))
-        parts = b.stream_parts(np.stack([gs[i].stream for i in g]))
-        yield Block(b.name, config, alpha, reference, S_runs.shape[1], outcome=o, parts=parts, part_names=b.part_names)
+        if learn == "explored":
+            shat = np.stack([trained[i].shat for i in g])  # [R, S, M]
+            chosen, q, q_full = replay_queues(shat, ehats, S_runs, answer, has_fb, alpha, V / scale)
+            seen = [quality[i] for i in g]
+            labels = explored.sum(1) * S_runs.shape[2]
+        else:
+            out = [learn_run(cfg, b, gs[i], keys[i][0], *row) for i, row in
+                   zip(g, zip(ehats, answer, has_fb, alpha, V / scale, strict=True), strict=True)]  # fmt: skip
+            chosen, q, q_full, shat = (np.stack([run[j] for run in out]) for j in range(4))
+            seen, labels = [run[4] for run in out], [run[5] for run in out]
+        yield _block(cfg, b, keys, gs, g, (learn, est, alpha, V, fb), (chosen, q, q_full, shat), seen, labels)
+
+
+def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has_fb, alpha: float, V: float):
+    """One run that learns from feedback too: its choices [S], queues [S], predictions [S, M], predictor
+    diagnostics (diagnose) and the number of labels it trained on."""
+    dtype, d, p = np.dtype(cfg.dtype), b.draws[seed], b.pred
+    sat = b.arrays.satisfied[g.stream]  # [S, M]
+    X = np.ascontiguousarray(b.X[g.stream], dtype=dtype)  # [S, h]
+    hidden, inputs = d.keep_masks(np.arange(len(g.stream)))  # [S, epochs, h] each
+    keep = hidden / dtype.type(1.0 - p.dropout)
+    keep_in = inputs / dtype.type(1.0 - p.input_dropout) if p.input_dropout > 0 else np.ones_like(keep)
+    W1, theta = d.W1.astype(dtype), initial_theta([g])[0].astype(dtype)
+    hyper = np.array([p.lr, p.momentum, p.weight_decay, p.clip_norm or np.inf], dtype=dtype)
+    S, M = sat.shape
+    chosen, q, shat = np.empty(S, dtype=np.int64), np.empty(S), np.empty((S, M), dtype=dtype)
+    labels = learn_from_feedback(X, sat.astype(dtype), answer, has_fb, ehat.astype(dtype), alpha, V,
+                                 keep.astype(dtype), keep_in.astype(dtype), W1, theta, hyper, chosen, q, shat)  # fmt: skip
+    hid = torch.nn.functional.layer_norm(torch.as_tensor(X[g.explored] @ W1.T + theta[: len(W1)]), (len(W1),))
+    hid = hid.numpy() * theta[len(W1) : 2 * len(W1)] + theta[2 * len(W1) : 3 * len(W1)]
+    dead = float((hid <= 0).all(0).mean()) if len(hid) else float("nan")
+    shat = shat.astype(np.float64)
+    quality = diagnose(Trained(shat, dead), sat, g.explored)
+    return chosen, q, lindley((alpha - sat[np.arange(S), chosen])[None])[0], shat, quality, labels
+
+
+def _block(cfg: SweepConfig, b: Bench, keys, gs, g, settings, decided, quality: list[dict], labels) -> Block:
+    """The Block of MESS+ runs of trajectories g [R] under settings (learn, cost estimate, alpha, V, feedback; [R]
+    each but learn) that decided (chosen, q, q_full [R, S], shat [R, S, M])."""
+    learn, est, alpha, V, fb = settings
+    chosen, q, q_full, shat = decided
+    S_runs = np.stack([b.arrays.satisfied[gs[i].stream] for i in g])  # [R, S, M]
+    E_runs = np.stack([b.E[gs[i].stream] for i in g])  # [R, S, M]
+    explored = np.stack([gs[i].explored for i in g])  # [R, S]
+    seed, c, k = (np.array([keys[i][j] for i in g]) for j in range(3))
+    config, reference = b.columns(seed, alpha)
+    R, p = len(g), b.pred
+    config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, "V": V, "v_unit": [cfg.v_unit] * R,
+               "explore_serve": [cfg.explore_serve] * R, "c": c, "k": k, "feedback": fb, "learn": [learn] * R,
+               "cost_estimate": est, "cost": [cfg.cost] * R, "preset": [b.family] * R, "lr": np.full(R, p.lr),
+               "momentum": np.full(R, p.momentum), "epochs": np.full(R, p.epochs),
+               "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm),
+               "labels_seen": np.asarray(labels)}  # fmt: skip
+    config |= {col: [qual[col] for qual in quality] for col in quality[0]}
+    o = outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, bce(shat, S_runs))
+    parts = b.stream_parts(np.stack([gs[i].stream for i in g]))
+    return Block(b.name, config, alpha, reference, S_runs.shape[1], outcome=o, parts=parts, part_names=b.part_names)
 
 
 def prediction_table(benches: dict[str, Bench], trained: dict[str, tuple[list, list, list]]) -> pl.DataFrame:

@@ -180,12 +180,12 @@ def _plan(groups: list[Group], device: torch.device, dtype: torch.dtype, window:
     hyper = np.array([[g.cfg.lr, g.cfg.momentum, g.cfg.weight_decay, g.cfg.clip_norm or np.inf] for g in groups])
     return _Plan(
         tuple(groups), L, per, Fw, n_units, last_window, done, decay, fold, recent, hyper.astype(np_dtype),
-        _initial_theta(groups).astype(np_dtype), any(g.cfg.momentum != 0 for g in groups), device,
+        initial_theta(groups).astype(np_dtype), any(g.cfg.momentum != 0 for g in groups), device,
         torch.as_tensor(decay, device=device),
     )  # fmt: skip
 
 
-def _initial_theta(groups: list[Group]) -> np.ndarray:
+def initial_theta(groups: list[Group]) -> np.ndarray:
     """[G, K] b1, LayerNorm weight (ones) and bias (zeros), W2 and b2 of each group's initial head."""
     ones, zeros = np.ones((len(groups), len(groups[0].b1))), np.zeros((len(groups), len(groups[0].b1)))
     parts = [[g.b1 for g in groups], ones, zeros, [g.W2.ravel() for g in groups], [g.b2 for g in groups]]

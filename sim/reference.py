@@ -41,16 +41,20 @@ def cost_estimate(mode: str, e: np.ndarray, seen_sum: np.ndarray, n_seen: int, l
     return seen_sum / n_seen if mode == "mean" else last
 
 
-def train_on(head: Head, opt, x: torch.Tensor, y: torch.Tensor, masks, pred: PredictorConfig) -> None:
-    """The SGD steps on one explored request: `epochs` steps on BCE (on the logits) against its full label vector,
-    each with its own hidden (and input) dropout masks (masks: sim.draws.Draws.keep_masks of that position),
-    gradient norms clipped first."""
+def train_on(head: Head, opt, x: torch.Tensor, y: torch.Tensor, masks, pred: PredictorConfig, seen: int = -1):
+    """The SGD steps on one request: `epochs` steps on BCE (on the logits) against its full label vector (an
+    explored request), or against the label of model `seen` alone (an exploited one: the masked BCE), each with its
+    own hidden (and input) dropout masks (masks: sim.draws.Draws.keep_masks of that position), gradient norms
+    clipped first."""
     head.train()
     hidden, inputs = (torch.tensor(m[0], dtype=x.dtype) for m in masks)
     for epoch in range(pred.epochs):
         opt.zero_grad()
         keep_in = inputs[epoch] if pred.input_dropout > 0 else None
-        F.binary_cross_entropy_with_logits(head(x, hidden[epoch], keep_in), y).backward()
+        logits, target = head(x, hidden[epoch], keep_in), y
+        if seen >= 0:
+            logits, target = logits[seen], y[seen]
+        F.binary_cross_entropy_with_logits(logits, target).backward()
         if pred.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(head.parameters(), pred.clip_norm)
         opt.step()
@@ -88,6 +92,8 @@ def simulate_reference(
             ehat = cost_estimate(run.cost_estimate, E[r], seen_sum, n_seen, last)
             chosen = int(np.argmin(run.V * ehat + q * (run.alpha - shat)))  # first minimum: the cheaper model
             cost = E[r, chosen]
+            if run.learn == "feedback" and d.feedback_u[i] < run.feedback:  # the user's verdict on the answer
+                train_on(head, opt, x, y, d.keep_masks([i]), pred, seen=chosen)
         sat = S[r, chosen]
         q_full = max(0.0, q_full + run.alpha - sat)
         if d.feedback_u[i] < run.feedback:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from messplus.sim.engine import _first_argmin
+
 LN_EPS = 1e-5  # nn.LayerNorm's default, as in sim.head
 
 
@@ -26,10 +28,12 @@ def layer_norm_backward(dzh: np.ndarray, zh: np.ndarray, rstd: float) -> np.ndar
 
 
 @njit(cache=True)
-def sgd_step(z, theta, buf, keep, y, xsq, lr, momentum, weight_decay, clip) -> np.ndarray:
+def sgd_step(z, theta, buf, keep, y, weight, xsq, lr, momentum, weight_decay, clip) -> np.ndarray:
     """One training step of the head on its pre-activation z = W1 x + b1 [h]: forward, backward by hand, clipping
-    and torch's SGD update of theta and buf [K] in place. keep [h] hidden keep-mask (scaled), y [M] labels, xsq |x|^2
-    (W1's gradient is delta x^T, so its norm is |delta| |x|; eq. 5, 8). Returns the clipped delta = dloss/dz [h]."""
+    and torch's SGD update of theta and buf [K] in place. keep [h] hidden keep-mask (scaled), y [M] labels, weight
+    [M] each output's weight in the loss (1 / M each: the mean BCE; one-hot: the masked BCE of one observed label),
+    xsq |x|^2 (W1's gradient is delta x^T, so its norm is |delta| |x|; eq. 5, 8). Returns the clipped delta =
+    dloss/dz [h]."""
     h, M = z.shape[0], y.shape[0]
     ln_w, ln_b = theta[h : 2 * h], theta[2 * h : 3 * h]
     W2, b2 = theta[3 * h : 3 * h + M * h].reshape(M, h), theta[3 * h + M * h :]
@@ -42,7 +46,7 @@ def sgd_step(z, theta, buf, keep, y, xsq, lr, momentum, weight_decay, clip) -> n
     dlogit = np.empty_like(y)
     dhid = np.zeros_like(z)
     for m in range(M):  # explicit loops: numba's @ needs SciPy's BLAS
-        dlogit[m] = (1.0 / (1.0 + np.exp(-((W2[m] * r).sum() + b2[m]))) - y[m]) / M  # BCE on logits, mean over M
+        dlogit[m] = (1.0 / (1.0 + np.exp(-((W2[m] * r).sum() + b2[m]))) - y[m]) * weight[m]  # BCE on logits
         dhid += dlogit[m] * W2[m]
     dhid *= mask
     delta = layer_norm_backward(dhid * ln_w, zh, rstd)
@@ -68,6 +72,7 @@ def train_window(n_train, per, WX, VX, gram, keep, Yu, decay, fold, recent, hype
     each unit into folds [live, F, 2, h] and the head after each exploration into heads [live, E, K] (heads[:, 0]:
     the head the window starts with, set by the caller)."""
     live, L = len(n_train), keep.shape[2]
+    mean = np.full(Yu.shape[2], 1.0 / Yu.shape[2], dtype=Yu.dtype)  # every label seen: the mean BCE
     for g in range(live):
         lr, mu, wd, clip = hyper[g, 0], hyper[g, 1], hyper[g, 2], hyper[g, 3]
         deltas = np.empty((L, WX.shape[2]), dtype=WX.dtype)
@@ -81,10 +86,80 @@ def train_window(n_train, per, WX, VX, gram, keep, Yu, decay, fold, recent, hype
                     z += gram[g, k, j] * (age[0] * folds[g, j, 0] + age[1] * folds[g, j, 1])
                 for prior in range(step):  # this unit's earlier steps, on the same input (eq. 12, last term)
                     z += xsq * recent[g, step, prior] * deltas[prior]
-                deltas[step] = sgd_step(z, theta[g], buf[g], keep[g, k, step], Yu[g, k], xsq, lr, mu, wd, clip)
+                deltas[step] = sgd_step(z, theta[g], buf[g], keep[g, k, step], Yu[g, k], mean, xsq, lr, mu, wd, clip)
             folds[g, k] = 0.0
             for step in range(L):  # (eq. 10)
                 folds[g, k, 0] += fold[g, 0, step] * deltas[step]
                 folds[g, k, 1] += fold[g, 1, step] * deltas[step]
             if (k + 1) % per == 0:  # an exploration ends: its head serves until the next
                 heads[g, (k + 1) // per] = theta[g]
+
+
+@njit(cache=True)
+def _pre_activation(W1, b1, x):
+    """W1 x + b1 [h] by explicit loops (numba's @ needs SciPy's BLAS)."""
+    z = np.empty(len(b1), dtype=x.dtype)
+    for o in range(len(b1)):
+        z[o] = (W1[o] * x).sum() + b1[o]
+    return z
+
+
+@njit(cache=True)
+def _probabilities(W1, theta, x):
+    """The eval-mode head on one input x [h]: the ReLU's input hid [h] and the probabilities [M]."""
+    h = len(x)
+    M = (len(theta) - 3 * h) // (h + 1)
+    z = _pre_activation(W1, theta[:h], x)
+    mean = z.mean()
+    zh = (z - mean) / np.sqrt(((z - mean) ** 2).mean() + LN_EPS)
+    hid = zh * theta[h : 2 * h] + theta[2 * h : 3 * h]
+    r = np.maximum(hid, 0.0)
+    W2, b2 = theta[3 * h : 3 * h + M * h].reshape(M, h), theta[3 * h + M * h :]
+    prob = np.empty(M, dtype=x.dtype)
+    for m in range(M):
+        prob[m] = 1.0 / (1.0 + np.exp(-((W2[m] * r).sum() + b2[m])))
+    return hid, prob
+
+
+@njit(cache=True)
+def learn_from_feedback(X, sat, served, has_fb, ehat, alpha, V, keep, keep_in, W1, theta, hyper, chosen, q, shat):
+    """One MESS+ run whose predictor also learns from exploited requests (sim.reference with learn = feedback):
+    predict, decide, update the queue, then train on what was seen: every label of an explored request, the chosen
+    model's alone of an exploited one whose outcome came back. The predictor follows this run's own choices, so the
+    run is its own trajectory, with W1 and its momentum buffer held explicitly.
+
+    X [S, h] inputs in stream order; sat [S, M]; served [S] the model answering an exploration (-1: MESS+ decides,
+    sim.engine.explore_answers); has_fb [S]; ehat [S, M] believed costs; alpha, V scalars; keep, keep_in
+    [S, epochs, h] hidden and input keep-masks, scaled (input ones without input dropout); W1 [h, h], theta [K] the
+    initial head, trained in place; hyper [4] (training.train_window). Fills chosen [S], q [S] the decision queue
+    after each step, shat [S, M] the predictions before each step's update. Returns the labels trained on."""
+    S, M = sat.shape
+    lr, mu, wd, clip = hyper[0], hyper[1], hyper[2], hyper[3]
+    buf, V1 = np.zeros_like(theta), np.zeros_like(W1)  # momentum buffers of theta and of W1
+    every, one = np.full(M, 1.0 / M, dtype=sat.dtype), np.zeros(M, dtype=sat.dtype)
+    queue, labels = 0.0, 0
+    for t in range(S):
+        shat[t] = _probabilities(W1, theta, X[t])[1]
+        explored = served[t] >= 0
+        ch = served[t] if explored else _first_argmin(shat[t], ehat[t], alpha, V, queue)
+        if has_fb[t]:  # as sim.engine's queue update, NaN kept
+            x = queue + (alpha - sat[t, ch])
+            queue = 0.0 if x < 0.0 else x
+        chosen[t], q[t] = ch, queue
+        if not (explored or has_fb[t]):
+            continue
+        weight = every
+        if not explored:
+            one[:] = 0.0
+            one[ch] = 1.0
+            weight = one
+        labels += M if explored else 1
+        for e in range(keep.shape[1]):
+            x = X[t] * keep_in[t, e]
+            xsq = (x * x).sum()
+            delta = sgd_step(_pre_activation(W1, theta[: len(x)], x), theta, buf, keep[t, e], sat[t], weight, xsq,
+                             lr, mu, wd, clip)  # fmt: skip
+            for o in range(len(x)):  # torch SGD on W1: its gradient is delta x^T (eq. 1, 5)
+                V1[o] = mu * V1[o] + (delta[o] * x + wd * W1[o])
+                W1[o] -= lr * V1[o]
+    return labels

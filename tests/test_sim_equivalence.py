@@ -35,7 +35,7 @@ def reference_steps(cfg, trace, row) -> dict[str, np.ndarray]:
     b = load(cfg, load_benches(trace, [row["bench"]])[row["bench"]], row["bench"])
     run = RunConfig(
         alpha=row["alpha"], V=row["V"], c=row["c"], k=row["k"], feedback=row["feedback"],
-        cost_estimate=row["cost_estimate"], seed=row["seed"],
+        cost_estimate=row["cost_estimate"], seed=row["seed"], learn=row["learn"],
     )  # fmt: skip
     ref = simulate_reference(b.X.astype(np.float64), b.arrays.satisfied, b.E, b.draws[row["seed"]], run, b.pred)
     t = np.arange(1, len(ref.chosen) + 1)
@@ -100,6 +100,19 @@ def test_checkpoint_merges_match_the_reference(small_trace, monkeypatch):
     results = run_sweep(cfg, small_trace)
     assert results.runs["n_explore"].min() > 10  # many merges per run
     assert assert_matches_reference(cfg, results, small_trace) > 10
+
+
+def test_learning_from_feedback_matches_the_reference(small_trace):
+    """Exploited requests whose outcome comes back train the predictor on the chosen model's label alone; each run
+    then has a predictor of its own (sim.training.learn_from_feedback), step for step the reference's."""
+    grid = dict(GRID, Vs=(1e-3,), ks=(0.25,), cost_estimates=("mean",), feedbacks=(1.0, 0.5))
+    cfg = SweepConfig(benches=("logiqa", "winogrande"), learns=("explored", "feedback"), **grid)
+    results = run_sweep(cfg, small_trace)
+    assert assert_matches_reference(cfg, results, small_trace) > 20
+    runs = results.runs.filter(pl.col("method") == "messplus").sort("bench", "c", "feedback", "learn")
+    own, shared = runs.filter(pl.col("learn") == "feedback"), runs.filter(pl.col("learn") == "explored")
+    assert (own["labels_seen"] > shared["labels_seen"]).all()  # every exploit with feedback adds a label
+    assert (own["q_final"] != shared["q_final"]).any()  # and what it learns changes decisions
 
 
 def test_sparse_feedback_separates_the_two_queues(swept):
