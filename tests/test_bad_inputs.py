@@ -420,6 +420,9 @@ TRACE_CONTENT = [
         rows=lambda df: df.with_columns(pl.lit(10.5).alias("prompt_tokens")),
     ),
     validate_case("unknown-source", "'guessed' is not one of", rows=set_row("energy_source", "guessed")),
+    validate_case(
+        "metadata-synthetic-a-word", "'synthetic' must be true or false", meta=lambda m: m | {"synthetic": "yes"}
+    ),
     Case(
         "traces-info-inf-cost",
         "traces",
@@ -762,6 +765,12 @@ SYNTH = [
     synth_case("out-under-a-file", "is a file, not a folder", "--out", "{file}/s.parquet"),
     synth_case("out-read-only", "is not writable", "--out", "{ro}/s.parquet"),
     synth_case("out-not-parquet", "must end in .parquet", "--out", "{w}/s.csv"),
+    synth_case(
+        "n-features-beyond-int64",
+        "--n-features: 99999999999999999999999 does not fit a 64-bit integer",
+        "--n-features",
+        "99999999999999999999999",
+    ),
 ]
 
 
@@ -772,6 +781,44 @@ def sweep_case(cid: str, expect: str, *args: str, setup: Setup | None = None) ->
 def embed_case(cid: str, expect: str, *args: str, setup: Setup | None = None, needs_no_gpu: bool = False) -> Case:
     return Case(f"sim-embed-{cid}", "sim", (*EMBED, *args), expect, setup, needs_no_gpu)
 
+
+PLAN_ARGS = ("plan", "--traces", "{trace}", "--bench", "logiqa", "--seeds", "4", "--V", "1e-3", "--c", "0.5",
+             "--margins", "0", "--out", "{w}/out")  # fmt: skip
+
+
+def plan_case(cid: str, expect: str, *args: str, setup: Setup | None = None) -> Case:
+    return Case(f"sim-plan-{cid}", "sim", (*PLAN_ARGS, *args), expect, setup)
+
+
+PLAN = [
+    plan_case("alpha-above-1", "--alpha: 1.5 is outside (0, 1]", "--alpha", "1.5"),
+    plan_case("alpha-nan", "--alpha: must be a finite number", "--alpha", "nan"),
+    plan_case("alpha-a-word", "--alpha: expected a number or one of mid, got 'high'", "--alpha", "high"),
+    plan_case("alpha-empty", "--alpha: expected a number or one of mid, got ''", "--alpha", ""),
+    plan_case("by-0", "--by: 0 is outside [1, inf)", "--by", "0"),
+    plan_case("by-past-the-stream", "bench logiqa: --by 100000 lies past the scored stream", "--by", "100000"),
+    plan_case("every-0", "--every: 0 is outside [1, inf)", "--every", "0"),
+    plan_case("confidence-0", "--confidence: 0.0 is outside (0, 1]", "--confidence", "0"),
+    plan_case("confidence-1.5", "--confidence: 1.5 is outside (0, 1]", "--confidence", "1.5"),
+    plan_case("confidence-nan", "--confidence: must be a finite number", "--confidence", "nan"),
+    plan_case("seeds-0", "--seeds: 0 is outside [2, inf)", "--seeds", "0"),
+    plan_case("validate-seeds-reversed", "--validate-seeds 5-1: FIRST is above LAST", "--validate-seeds", "5-1"),
+    plan_case("validate-seeds-repeat", "--validate-seeds: values repeat", "--validate-seeds", "3,3"),
+    plan_case("validate-seeds-billion", "1000000001 seeds, at most", "--validate-seeds", "0-1000000000"),
+    plan_case("validate-seeds-a-word", "expected FIRST-LAST or a comma list", "--validate-seeds", "a-b"),
+    plan_case("validate-seeds-only-commas", "--validate-seeds ',' names no seeds", "--validate-seeds", ","),
+    plan_case("margins-empty", "--margins: give at least one value", "--margins", ""),
+    plan_case("margins-above-1", "--margins: 2.0 is outside [0, 1]", "--margins", "2"),
+    plan_case("bench-empty", "--bench: give at least one value", "--bench", ""),
+    plan_case("encoder-empty", "--encoder: empty", "--encoder", ""),
+    plan_case("out-a-file", "exists and is not a folder", "--out", "{file}"),
+    plan_case("out-under-a-file", "is a file, not a folder", "--out", "{file}/plan"),
+    plan_case("out-read-only", "is not writable", "--out", "{ro}/plan"),
+    plan_case(
+        "out-the-trace-folder", "is the trace folder", "--traces", "{w}/traces", "--out", "{w}/traces", setup=folder()
+    ),
+    plan_case("traces-missing", "trace file not found", "--traces", "{w}/nope.parquet"),
+]
 
 SIM = [
     sweep_case("V-nan", "--V: must be a finite number", "--V", "nan"),
@@ -827,13 +874,36 @@ SIM = [
     embed_case("bench-unknown", "unknown bench 'mmlu'", "--bench", "mmlu"),
     embed_case("cache-dir-a-file", "is a file, not a folder", "--cache-dir", "{file}"),
     embed_case("cache-dir-read-only", "is not writable", "--cache-dir", "{ro}/cache"),
+    sweep_case("bench-empty", "--bench: give at least one value", "--bench", ""),
+    sweep_case("bench-repeat", "--bench: values repeat", "--bench", "logiqa,logiqa"),
+    sweep_case("V-repeat", "--V: values repeat (0.001, 0.001)", "--V", "1e-3,0.001"),
+    sweep_case("alpha-mid-twice", "--alpha: values repeat", "--alpha", "mid,mid"),
+    sweep_case("cost-estimate-repeat", "--cost-estimate: values repeat", "--cost-estimate", "mean,mean"),
+    sweep_case(
+        "seeds-beyond-int64",
+        "--seeds: 99999999999999999999999 does not fit a 64-bit integer",
+        "--seeds",
+        "99999999999999999999999",
+    ),
+    sweep_case("steps-every-beyond-int64", "does not fit a 64-bit integer", "--steps-every", str(10**21)),
+    sweep_case("encoder-empty", "--encoder: empty", "--encoder", ""),
+    sweep_case("cache-dir-empty", "--cache-dir: empty", "--cache-dir", ""),
+    sweep_case("out-through-missing-folder", "is a file, not a folder", "--out", "{w}/nope/../file.txt/out"),
+    embed_case("bench-empty", "--bench: give at least one bench name", "--bench", ""),
+    embed_case("bench-only-commas", "--bench: give at least one bench name", "--bench", ",,"),
+    embed_case("bench-repeat", "--bench logiqa is given twice", "--bench", "logiqa,logiqa"),
+    embed_case("pooling-empty", "--pooling must be one of cls, mean, not ''", "--pooling", ""),
+    embed_case("revision-empty", "--revision: empty", "--revision", ""),
+    embed_case("encoder-empty", "--encoder: empty", "--encoder", ""),
+    *PLAN,
     Case("sim-no-such-command", "sim", ("frobnicate",), "No such command 'frobnicate'"),
 ]
 
 
-def results_copy(rows=None, meta=None, only: str | None = None, after: Setup | None = None) -> Setup:
-    """{w}/res: the shared results set with the runs' rows (a polars function) and the metadata (a function of
-    the dict; only in file `only` where given) changed, then `after` applied."""
+def results_copy(rows=None, meta=None, only: str | None = None, after: Setup | None = None, steps=None) -> Setup:
+    """{w}/res: the shared results set with the runs' and steps' rows (polars functions) and the metadata (a
+    function of the dict, returning a JSON value or raw bytes; only in file `only` where given) changed, then
+    `after` applied."""
 
     def setup(env: Env, w: Path) -> None:
         shutil.copytree(env.results, w / "res")
@@ -842,8 +912,10 @@ def results_copy(rows=None, meta=None, only: str | None = None, after: Setup | N
             raw = json.loads(table.schema.metadata[RESULTS_KEY])
             df = pl.from_arrow(table)
             df = rows(df) if rows and name == "runs" else df
+            df = steps(df) if steps and name == "steps" else df
             raw = meta(raw) if meta and only in (None, name) else raw
-            out = df.to_arrow().replace_schema_metadata({RESULTS_KEY: json.dumps(raw)})
+            raw = raw if isinstance(raw, bytes) else json.dumps(raw)
+            out = df.to_arrow().replace_schema_metadata({RESULTS_KEY: raw})
             pq.write_table(out, w / "res" / f"{name}.parquet")
         if after:
             after(env, w)
@@ -989,6 +1061,90 @@ ANALYSIS = [
         "{w}/f",
         setup=results_copy(rows=lambda df: df.head(0)),
     ),
+    analysis_case(
+        "table-metadata-a-list",
+        "results metadata is a JSON list",
+        "table",
+        "{w}/res",
+        setup=results_copy(meta=lambda m: [m]),
+    ),
+    analysis_case(
+        "table-metadata-not-json",
+        "results metadata is not valid JSON",
+        "table",
+        "{w}/res",
+        setup=results_copy(meta=lambda m: b"{oops", only="steps"),
+    ),
+    analysis_case(
+        "report-metadata-no-config",
+        "results metadata has no valid 'config'",
+        *REPORT,
+        setup=results_copy(meta=lambda m: {k: v for k, v in m.items() if k != "config"}),
+    ),
+    analysis_case(
+        "table-metadata-no-models",
+        "results metadata has no valid 'models'",
+        "table",
+        "{w}/res",
+        setup=results_copy(meta=lambda m: {k: v for k, v in m.items() if k != "models"}),
+    ),
+    analysis_case(
+        "table-version-a-string",
+        "results schema version '4'",
+        "table",
+        "{w}/res",
+        setup=results_copy(meta=lambda m: m | {"results_version": str(m["results_version"])}),
+    ),
+    analysis_case(
+        "table-runs-column-missing",
+        "runs.parquet: no column 'cost_vs_opt'",
+        "table",
+        "{w}/res",
+        setup=results_copy(rows=lambda df: df.drop("cost_vs_opt")),
+    ),
+    analysis_case(
+        "report-models-cut-short",
+        "has call shares for 3 models, while the metadata names 1",
+        *REPORT,
+        setup=results_copy(meta=lambda m: m | {"models": m["models"][:1]}),
+    ),
+    analysis_case(
+        "report-steps-empty",
+        "steps.parquet holds no step of its MESS+ runs",
+        *REPORT,
+        setup=results_copy(steps=lambda df: df.head(0)),
+    ),
+    analysis_case(
+        "table-bounds-only",
+        "the results hold only bounds",
+        "table",
+        "{w}/res",
+        setup=results_copy(rows=lambda df: df.filter(pl.col("kind") == "bound")),
+    ),
+    analysis_case(
+        "report-bounds-only",
+        "no routing policy to tabulate",
+        *REPORT,
+        setup=results_copy(rows=lambda df: df.filter(pl.col("kind") == "bound")),
+    ),
+    analysis_case(
+        "plot-dynamics-no-mess",
+        "no MESS+ runs, so no dynamics figure",
+        "plot",
+        "dynamics",
+        "{w}/res",
+        "--out",
+        "{w}/f",
+        setup=results_copy(rows=lambda df: df.filter(pl.col("method") != "messplus")),
+    ),
+    analysis_case("plot-bench-empty", "--bench: empty", "plot", "dynamics", "{w}/res", "--bench", "", "--out", "{w}/f"),
+    analysis_case(
+        "plot-out-the-results", "lies inside the results folder", "plot", "plane", "{w}/res", "--out", "{w}/res"
+    ),
+    analysis_case(
+        "table-out-over-runs", "lies inside the results folder", "table", "{w}/res", "--out", "{w}/res/runs.parquet"
+    ),
+    analysis_case("report-out-inside-results", "lies inside the results folder", *REPORT[:2], "--out", "{w}/res/rep"),
     Case("analysis-no-such-command", "analysis", ("frobnicate",), "No such command 'frobnicate'"),
 ]
 
@@ -1115,6 +1271,9 @@ COLLECTS = [
         setup=collected(dtype="bfloat16"),
     ),
     collect_case("metric-unknown", "no per-sample metric 'f1'", "--metric", "f1"),
+    collect_case(
+        "limit-beyond-int64", "--limit: 99999999999999999999999 does not fit", "--limit", "99999999999999999999999"
+    ),
     Case("collect-no-such-command", "collect", ("frobnicate",), "No such command 'frobnicate'"),
 ]
 

@@ -111,6 +111,8 @@ def _metadata(path: Path, table: pa.Table) -> dict:
         raise UserError(f"{path}: trace metadata has no zoo (a list of models, cheapest first)")
     if not isinstance(meta.get("provenance", {}), dict):
         raise UserError(f"{path}: trace metadata 'provenance' must be an object")
+    if not isinstance(meta.get("synthetic", False), bool):
+        raise UserError(f"{path}: trace metadata 'synthetic' must be true or false, not {meta['synthetic']!r}")
     return meta
 
 
