@@ -1500,6 +1500,24 @@ def test_a_report_of_single_model_runs_is_whole(env, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "rep"]
 
 
+def test_a_report_of_two_request_streams_thinned_to_one_step_is_whole(tmp_path):
+    """The shortest stream a sweep accepts (2 requests), with only its last step kept: every figure it can show is
+    drawn (each point marked), the learning figure is left out with a note."""
+    from messplus.analysis.report import write_report
+    from messplus.sim.config import SweepConfig
+    from messplus.sim.results import open_results
+    from messplus.sim.sweep import run_sweep
+
+    trace = write_trace(synth_trace(["sciq"], scale=0.005), tmp_path / "t.parquet")
+    cfg = SweepConfig(seeds=(1,), methods=("messplus", "single"), calib_frac=0.9, steps_every=1000)
+    res = run_sweep(cfg, trace)
+    assert res.runs["n_requests"].max() == 2
+    res.write(tmp_path / "r")
+    text = write_report(open_results(tmp_path / "r"), tmp_path / "rep").read_text()
+    assert "no learning figure for sciq: its stream has 2 requests" in text
+    assert (tmp_path / "rep" / "figures" / "dynamics_sciq.png").is_file()
+
+
 def test_a_report_that_fails_midway_leaves_the_old_one(env, tmp_path, monkeypatch):
     from messplus.analysis import plots
     from messplus.analysis.report import write_report
