@@ -142,7 +142,11 @@ def check_out(out: Path, asked: dict | None = None, overwrite: bool = True) -> N
         raise UserError(f"--out {out}: holds {foreign[0]!r}, so it is not a results folder; choose another --out")
     runs = out / "runs.parquet"
     if not overwrite and runs.is_file():
-        held = _meta(runs).get("options", {})
+        try:
+            held = _meta(runs).get("options", {})
+        except UserError as e:
+            raise UserError(f"{e}; pass --overwrite to replace that results set, or choose another --out") from None
+        held = held if isinstance(held, dict) else {}
         differ = [k for k in sorted(set(held) | set(asked or {})) if held.get(k) != (asked or {}).get(k)]
         if differ:
             raise UserError(f"--out {out}: holds results of another configuration ({differ[0]} differs); pass "

@@ -774,6 +774,19 @@ SYNTH = [
 ]
 
 
+def old_results(**meta) -> Setup:
+    """{w}/out: the shared results set, its metadata keys set to `meta` in every file."""
+
+    def setup(env: Env, w: Path) -> None:
+        shutil.copytree(env.results, w / "out")
+        for path in (w / "out").glob("*.parquet"):
+            table = pq.read_table(path)
+            raw = json.loads(table.schema.metadata[RESULTS_KEY]) | meta
+            pq.write_table(table.replace_schema_metadata({RESULTS_KEY: json.dumps(raw)}), path)
+
+    return setup
+
+
 def sweep_case(cid: str, expect: str, *args: str, setup: Setup | None = None) -> Case:
     return Case(f"sim-sweep-{cid}", "sim", (*SWEEP, *args), expect, setup)
 
@@ -888,6 +901,12 @@ SIM = [
     sweep_case("steps-every-beyond-int64", "does not fit a 64-bit integer", "--steps-every", str(10**21)),
     sweep_case("encoder-empty", "--encoder: empty", "--encoder", ""),
     sweep_case("cache-dir-empty", "--cache-dir: empty", "--cache-dir", ""),
+    sweep_case(
+        "out-damaged-results",
+        "runs.parquet: not a readable Parquet file (",
+        setup=setups(old_results(), write_text("out/runs.parquet", "not parquet")),
+    ),
+    sweep_case("out-options-not-an-object", "holds results of another configuration", setup=old_results(options=[1])),
     sweep_case("out-through-missing-folder", "is a file, not a folder", "--out", "{w}/nope/../file.txt/out"),
     embed_case("bench-empty", "--bench: give at least one bench name", "--bench", ""),
     embed_case("bench-only-commas", "--bench: give at least one bench name", "--bench", ",,"),
