@@ -210,7 +210,8 @@ def predictor_warnings(quality: pl.DataFrame) -> list[str]:
     """The predictor failures a user must see: requests not told apart, models ranked wrongly, dead ReLUs."""
     out = []
     for r in quality.iter_rows(named=True):
-        where = f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}: the predictor"
+        learn = "" if r["learn"] == "explored" else f", learning from {r['learn']}"
+        where = f"bench {r['bench']}, c={r['c']:g}, k={r['k']:g}{learn}: the predictor"
         z_crit = z_critical(len(r["z"]))
         if all(z is None or z < z_crit for z in r["z"]):
             out.append(

@@ -81,11 +81,12 @@ def ranks_agree(mean_pred: np.ndarray, y_explored: np.ndarray) -> bool | None:
 
 
 def predictor_quality(runs: pl.DataFrame) -> pl.DataFrame:
-    """Per bench and predictor setting (c, k): each model's late AUC and z over seeds, as lists in zoo order; on how
-    many seeds the mean predictions ranked the models wrongly; the mean share of dead ReLUs.
+    """Per bench and predictor setting (c, k, learn): each model's late AUC and z over seeds, as lists in zoo order;
+    on how many seeds the mean predictions ranked the models wrongly; the mean share of dead ReLUs.
 
-    Every MESS+ run of one (bench, seed, c, k) shares one predictor, so each counts once."""
-    keys = ["bench", "c", "k"]
+    Every MESS+ run of one (bench, seed, c, k) that learns from explorations only shares one predictor, so each
+    counts once; a run that learns from feedback has its own, and the first of each seed stands for them."""
+    keys = ["bench", "c", "k", "learn"]
     per_seed = runs.filter(pl.col("method") == "messplus").unique([*keys, "seed"], keep="first", maintain_order=True)
     rows = []
     for key, g in per_seed.group_by(keys, maintain_order=True):
@@ -105,7 +106,7 @@ def predictor_quality(runs: pl.DataFrame) -> pl.DataFrame:
                 dead=g["predictor_dead"].mean(),
             )
         )
-    schema = {"bench": pl.String, "c": pl.Float64, "k": pl.Float64, "seeds": pl.Int64}
+    schema = {"bench": pl.String, "c": pl.Float64, "k": pl.Float64, "learn": pl.String, "seeds": pl.Int64}
     schema |= {col: pl.List(pl.Float64) for col in ("auc", "auc_sd", "z")}
     schema |= {"rank_wrong": pl.Int64, "dead": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
