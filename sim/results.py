@@ -226,9 +226,11 @@ def _meta(path: Path) -> dict:
 def _check_meta(path: Path, meta: dict) -> None:
     """This version's metadata, with every key analysis reads there and of its type."""
     version = meta.get("results_version")
-    if type(version) is not int or version != VERSION:
-        shown = f"v{version}" if type(version) is int else f"version {version!r}"
-        raise UserError(f"{path}: results schema {shown}, this version reads v{VERSION}; rerun `sim sweep`")
+    if type(version) is not int:
+        raise UserError(f"{path}: results metadata 'results_version' is {version!r}, not a version number; the "
+                        "results are damaged: rerun `sim sweep`")  # fmt: skip
+    if version != VERSION:
+        raise UserError(f"{path}: results schema v{version}, this version reads v{VERSION}; rerun `sim sweep`")
     wanted = [(meta, k, t) for k, t in META_SHAPE.items()]
     wanted += [(meta["config"], k, t) for k, t in CONFIG_SHAPE.items() if isinstance(meta.get("config"), dict)]
     for where, key, kind in wanted:
