@@ -48,11 +48,14 @@ def spread(values: list, k: int = 4) -> list:
 
 
 def dynamics(res: Results, bench: str, out: Path) -> Path:
-    """Figure 2: running satisfaction and cost per request over time, a column per V, a line per alpha."""
+    """Figure 2: running satisfaction, cost per request and the virtual queue over time, a column per V, a line per
+    alpha."""
     every = res.runs.filter(pl.col("method") == MESSPLUS, pl.col("bench") == bench).collect()
     c, k, fb, est = every["c"].min(), every["k"].min(), every["feedback"].max(), every["cost_estimate"].min()
-    runs = every.filter(pl.col("c") == c, pl.col("k") == k, pl.col("feedback") == fb, pl.col("cost_estimate") == est)
-    more = every.select(pl.struct("c", "k", "feedback", "cost_estimate").n_unique()).item() > 1
+    learn = every["learn"].min()  # "explored" before "feedback": the paper's
+    runs = every.filter(pl.col("c") == c, pl.col("k") == k, pl.col("feedback") == fb, pl.col("cost_estimate") == est,
+                        pl.col("learn") == learn)  # fmt: skip
+    more = every.select(pl.struct("c", "k", "feedback", "cost_estimate", "learn").n_unique()).item() > 1
     all_Vs, all_alphas = sorted(runs["V"].unique()), sorted(runs["alpha"].unique())
     Vs, alphas = spread(all_Vs), spread(all_alphas)  # a readable grid: at most 4 x 4, evenly spread
     runs = runs.filter(pl.col("V").is_in(Vs), pl.col("alpha").is_in(alphas))
@@ -62,6 +65,7 @@ def dynamics(res: Results, bench: str, out: Path) -> Path:
         .agg(
             pl.col("running_satisfaction").mean(),
             pl.col("running_cost").mean(),
+            pl.col("q").mean(),
             pl.col("running_satisfaction").min().alias("sat_lo"),
             pl.col("running_satisfaction").max().alias("sat_hi"),
         )
@@ -73,7 +77,7 @@ def dynamics(res: Results, bench: str, out: Path) -> Path:
                         "rerun `sim sweep`")  # fmt: skip
     unit, _ = res.unit(total=False)
     few = steps["t"].n_unique() < SHORT  # a short stream, or steps thinned by --steps-every: mark every point
-    fig, axes = plt.subplots(2, len(Vs), figsize=(3.6 * len(Vs) + 0.6, 5.4), sharex=True, sharey="row", squeeze=False)
+    fig, axes = plt.subplots(3, len(Vs), figsize=(3.6 * len(Vs) + 0.6, 7.6), sharex=True, sharey="row", squeeze=False)
     for j, V in enumerate(Vs):
         for i, a in enumerate(alphas):
             s = steps.filter(pl.col("V") == V, pl.col("alpha") == a)
@@ -85,13 +89,14 @@ def dynamics(res: Results, bench: str, out: Path) -> Path:
             )
             axes[0, j].axhline(100 * a, color=COLORS[i % len(COLORS)], lw=0.8, ls=(0, (1, 2)))
             axes[1, j].plot(s["t"], s["running_cost"], **style)
+            axes[2, j].plot(s["t"], s["q"], **style)
             ok = runs.filter(pl.col("V") == V, pl.col("alpha") == a)["sla_first_ok"].drop_nulls()
             if len(ok) == runs.filter(pl.col("V") == V, pl.col("alpha") == a).height:  # every seed settles above alpha
                 t_ok = float(ok.mean())
                 axes[0, j].plot([t_ok], [100 * a], marker=MARKERS[i], color=COLORS[i % len(COLORS)], ms=7, mfc="white")
         thinned = " (4 of each shown)" if len(Vs) < len(all_Vs) or len(alphas) < len(all_alphas) else ""
         axes[0, j].set_title(f"V = {V:g}{thinned if j == 0 else ''}")
-        axes[1, j].set_xlabel("request index t")
+        axes[2, j].set_xlabel("request index t")
     for ax in axes.flat:  # a drift stream's block boundaries
         for t in res.meta.get("boundaries", {}).get(bench, []):
             ax.axvline(t, color="k", lw=0.8, ls="--", alpha=0.6)
@@ -107,8 +112,9 @@ def dynamics(res: Results, bench: str, out: Path) -> Path:
             axes[1, 0].set_ylim(0, 1.1 * top)
     axes[0, 0].set_ylabel("running satisfaction (%)")
     axes[1, 0].set_ylabel(f"running cost per request ({unit})")
+    axes[2, 0].set_ylabel("virtual queue Q (mean)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    shown = f"c = {c:g}, k = {k:g}, feedback = {fb:g}, cost estimate {est}"
+    shown = f"c = {c:g}, k = {k:g}, feedback = {fb:g}, cost estimate {est}, learning from {learn}"
     thin = res.meta.get("config", {}).get("steps_every", 1)
     shown += f"; one step in {thin} kept" if thin > 1 else ""
     fig.suptitle(f"{bench}: MESS+ over time, mean of {runs['seed'].n_unique()} seeds (band: min to max); {shown}"
