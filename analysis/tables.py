@@ -188,12 +188,13 @@ def to_latex(table: pl.DataFrame, models: list[str]) -> str:
 
 def predictor_markdown(quality: pl.DataFrame, models: list[str]) -> str:
     """sim.metrics.predictor_quality as a table: late AUC mean ± std over seeds, and its z against chance."""
-    header = ["bench", "c", "k", "seeds", *models]
+    header = ["bench", "c", "k", "learn", "seeds", *models]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in quality.iter_rows(named=True):
         cells = [
             "-" if a is None else f"{a:.3f} ± {sd:.3f} (z {z:.1f})"
             for a, sd, z in zip(r["auc"], r["auc_sd"], r["z"], strict=True)
         ]
-        lines.append("| " + " | ".join([r["bench"], f"{r['c']:g}", f"{r['k']:g}", str(r["seeds"]), *cells]) + " |")
+        key = [r["bench"], f"{r['c']:g}", f"{r['k']:g}", r["learn"], str(r["seeds"])]
+        lines.append("| " + " | ".join(key + cells) + " |")
     return "\n".join(lines) + "\n"

@@ -100,15 +100,16 @@ def predictor_table(quality: pl.DataFrame, models: list[str]) -> Table:
         "(mean over seeds; z: standard errors above chance; green: above the 5% level corrected for the number of models)",
         title_justify="left",
     )
-    for col in ("bench", "c", "k", *models):  # fold, never cut: model names must stay readable
-        table.add_column(col, justify="left" if col == "bench" else "right", overflow="fold")
+    learns = quality["learn"].n_unique() > 1  # a column only when the sweep compared what the predictor learns from
+    for col in ("bench", "c", "k", *(["learn"] if learns else []), *models):  # fold, never cut: names stay readable
+        table.add_column(col, justify="left" if col in ("bench", "learn") else "right", overflow="fold")
     z_crit = z_critical(len(models))
     for r in quality.iter_rows(named=True):
         cells = [
             "-" if a is None else f"[{'green' if z >= z_crit else 'red'}]{a:.3f} (z {z:.1f})[/]"
             for a, z in zip(r["auc"], r["z"], strict=True)
         ]
-        table.add_row(r["bench"], f"{r['c']:g}", f"{r['k']:g}", *cells)
+        table.add_row(r["bench"], f"{r['c']:g}", f"{r['k']:g}", *([r["learn"]] if learns else []), *cells)
     return table
 
 
