@@ -480,6 +480,14 @@ TRACE_FILES = [
     Case("traces-frob-no-such-command", "traces", ("frobnicate",), "No such command 'frobnicate'"),
     Case("traces-info-missing-argument", "traces", ("info",), "Missing argument"),
     Case("traces-info-unknown-option", "traces", ("info", "{trace}", "--bogus"), "No such option: --bogus"),
+    Case(
+        "traces-info-folder-with-a-bad-file",  # every file is read before any table is printed
+        "traces",
+        ("info", "{w}/traces"),
+        "not a readable Parquet file",
+        setups(folder(), cut("traces/b.parquet")),
+    ),
+    Case("traces-validate-empty-path", "traces", ("validate", ""), "the trace path is empty"),
 ]
 
 # the same folder problems through each reader of `--traces`: traces validate, sim sweep, sim embed
@@ -660,6 +668,16 @@ IMPORT_WIDE = [
         "{w}/z.toml",
     ),
     wide_case("out-read-only", "is not writable", None, "--out", "{ro}/t.parquet"),
+    wide_case(
+        "header-twice",
+        "column 'big' appears twice in the header",
+        wide_csv("sample_id,prompt,eval_name,big,big,big|total_cost\nq0,hi,e,1,0,0.2\n"),
+    ),
+    wide_case(
+        "cost-without-correctness",
+        "column 'tiny|total_cost' has no correctness column 'tiny'",
+        wide_csv("sample_id,prompt,eval_name,big,big|total_cost,tiny|total_cost\nq0,hi,e,1,0.2,0.01\n"),
+    ),
 ]
 
 
@@ -758,7 +776,7 @@ SYNTH = [
     synth_case("scale-inf", "--scale: must be a finite number", "--scale", "inf"),
     synth_case("scale-huge", "--scale: 1000.0 is outside (0, 100]", "--scale", "1000"),
     synth_case("scale-a-word", "Invalid value for '--scale'", "--scale", "abc"),
-    synth_case("n-features-0", "--n-features: 0 is outside [1, inf)", "--n-features", "0"),
+    synth_case("n-features-0", "--n-features: 0 is outside [1, 65536]", "--n-features", "0"),
     synth_case("seed-negative", "--seed: -1 is outside [0, inf)", "--seed", "-1"),
     synth_case("unknown-bench", "unknown bench 'mmlu'", "--bench", "mmlu"),
     synth_case("bench-twice", "--bench logiqa is given twice", "--bench", "logiqa"),
@@ -772,6 +790,8 @@ SYNTH = [
         "--n-features",
         "99999999999999999999999",
     ),
+    synth_case("n-features-huge", "--n-features: 1000000000 is outside [1, 65536]", "--n-features", "1000000000"),
+    Case("traces-synth-bench-empty", "traces", ("synth", "--bench", ""), "--bench: empty list"),
 ]
 
 

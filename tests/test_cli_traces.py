@@ -104,6 +104,30 @@ def test_synth_bench_takes_comma_lists_like_sim_sweep(tmp_path):
     assert_one_line_error(twice, "--bench boolq is given twice")
 
 
+def test_synth_refuses_an_empty_bench_list_and_too_many_features(tmp_path):
+    out = str(tmp_path / "s.parquet")
+    for empty in ("", " , "):
+        assert_one_line_error(cli("traces", "synth", "--bench", empty, "--out", out), "--bench: empty list")
+    huge = cli("traces", "synth", "--n-features", str(10**9), "--out", out)
+    assert_one_line_error(huge, "--n-features: 1000000000 is outside [1, 65536]")
+    assert "65,536" in " ".join(cli("traces", "synth", "--help").stdout.split())
+    assert not list(tmp_path.iterdir())
+
+
+def test_info_checks_every_file_before_printing_any(small_trace, tmp_path):
+    (tmp_path / "a.parquet").write_bytes(small_trace.read_bytes())
+    (tmp_path / "b.parquet").write_bytes(small_trace.read_bytes()[:5000])
+    r = cli("traces", "info", str(tmp_path))
+    assert_one_line_error(r, "b.parquet", "not a readable Parquet file")
+    assert r.stdout == ""
+
+
+def test_an_empty_trace_path_is_refused_not_read_as_the_current_folder(small_trace, tmp_path):
+    (tmp_path / "a.parquet").write_bytes(small_trace.read_bytes())
+    for command in ("info", "validate"):
+        assert_one_line_error(cli("traces", command, "", cwd=tmp_path), "the trace path is empty")
+
+
 def test_import_knows_the_bundled_zoos_that_collect_knows(tmp_path):
     qwen2 = load_zoo("qwen2")  # the name `collect traces --zoo qwen2` takes
     path = tmp_path / "wide.csv"

@@ -91,6 +91,16 @@ def test_wide_table_multiline_cells_duplicates_and_empty_cells(tmp_path):
     assert any("dropped 1 incomplete requests" in line for line in report)
 
 
+def test_wide_table_refuses_a_repeated_header_and_a_cost_without_correctness(tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_text("sample_id,prompt,eval_name,big,tiny,big,big|total_cost,tiny|total_cost\nq0,hi,e,1,0,0,0.2,0.1\n")
+    with pytest.raises(UserError, match="column 'big' appears twice in the header"):
+        import_wide(path, None)
+    path.write_text("sample_id,prompt,eval_name,big,big|total_cost,tyni|total_cost\nq0,hi,e,1,0.2,0.1\n")
+    with pytest.raises(UserError, match=re.escape("column 'tyni|total_cost' has no correctness column 'tyni'")):
+        import_wide(path, ["big"])  # even when the model is not asked for: a misspelt column is a defect
+
+
 def write_lmeval_samples(folder: Path, task: str, correct: list[int]) -> None:
     folder.mkdir(parents=True)
     with (folder / f"samples_{task}_2026-01-01T00-00-00.000000.jsonl").open("w") as f:

@@ -16,6 +16,7 @@ from messplus.traces.zoo import bundled_zoos, comma_list, load_zoo, resolve_name
 
 DEFAULT_DIR = Path("data/traces")
 MAX_SCALE = 100.0  # `traces synth --scale`: at most 100x the paper's request counts
+MAX_FEATURES = 65_536  # `traces synth --n-features`: a wider vector per request is no demo, and exhausts memory
 app = typer.Typer(help="Trace files: the one format shared by collect, sim and analysis.", no_args_is_help=True)
 imports = typer.Typer(help="Import published per-sample results into a trace file.", no_args_is_help=True)
 app.add_typer(imports, name="import")
@@ -30,6 +31,8 @@ ZooFile = Annotated[
     ),
 ]
 
+TracePath = Annotated[str, typer.Argument(help="Trace file or folder of trace files.", metavar="PATH")]
+
 
 def _out(path: Path | None, name: str) -> Path:
     """The trace file to write, checked before any work: a .parquet name in a writable place (an existing trace
@@ -39,6 +42,13 @@ def _out(path: Path | None, name: str) -> Path:
         raise UserError(f"--out {path}: a trace file name must end in .parquet")
     check_out_file(path)
     return path
+
+
+def _trace_path(path: str) -> Path:
+    """A trace path argument, taken as text so that an empty one is refused: Path("") is the current folder."""
+    if not path.strip():
+        raise UserError("the trace path is empty; give a trace file or a folder of them")
+    return Path(path)
 
 
 def _finish(trace: Trace, report: list[str], out: Path, zoo: str | None = None) -> None:
@@ -152,7 +162,7 @@ def synth(
     bench: Annotated[
         list[str] | None, typer.Option(help="Benchmarks to generate, comma list (default: the paper's 8).")
     ] = None,
-    n_features: Annotated[int, typer.Option(help="Per-request feature dimension.")] = 8,
+    n_features: Annotated[int, typer.Option(help=f"Per-request feature dimension, in [1, {MAX_FEATURES:,}].")] = 8,
     scale: Annotated[
         float, typer.Option(help="Fraction of the paper's request counts to generate, in (0, 100].")
     ] = 1.0,
@@ -165,7 +175,7 @@ def synth(
     if unknown:
         raise UserError(f"unknown bench {unknown[0]!r} (synth knows: {', '.join(PAPER_TABLE2)})")
     check_range(scale, "--scale", 0, MAX_SCALE, lo_open=True)
-    check_range(n_features, "--n-features", 1)
+    check_range(n_features, "--n-features", 1, MAX_FEATURES)
     check_range(seed, "--seed", 0)
     out = _out(out, "synth")
     write_trace(synth_trace(benches or None, seed, n_features, scale), out)
@@ -198,17 +208,19 @@ def _info_table(path: Path, trace: Trace) -> Table:
 
 
 @app.command()
-def info(path: Annotated[Path, typer.Argument(help="Trace file or folder of trace files.")]) -> None:
-    """Requests and models per bench, accuracy and mean cost per model, and where costs came from."""
-    for f in trace_files(path):
-        console.print(_info_table(f, read_trace(f)))
+def info(path: TracePath) -> None:
+    """Requests and models per bench, accuracy and mean cost per model, and where costs came from. Every file is
+    read and checked before anything is printed: a bad file is one error line, with no tables before it."""
+    traces = [(f, read_trace(f)) for f in trace_files(_trace_path(path))]
+    for f, trace in traces:
+        console.print(_info_table(f, trace))
 
 
 @app.command()
-def validate(path: Annotated[Path, typer.Argument(help="Trace file or folder of trace files.")]) -> None:
+def validate(path: TracePath) -> None:
     """Check files against trace schema v1 and, for a folder, that its files can be replayed together (one zoo, one
     kind of features, each bench in one file); the first problem is reported as one line, exit code 2."""
-    by_file: dict[str, Trace] = {t.provenance["source"]: t for t in load_benches(path).values()}
+    by_file: dict[str, Trace] = {t.provenance["source"]: t for t in load_benches(_trace_path(path)).values()}
     for f, trace in by_file.items():
         console.print(f"{f}: valid, {len(trace.benches)} benches, {len(trace.zoo.names)} models")
 

@@ -140,9 +140,12 @@ def _parse(path: Path) -> object:
 
 def comma_list(values: str | Iterable[str] | None, flag: str | None = None) -> list[str]:
     """The one reading of a list option in every CLI here: a comma list, the option repeated, or both (`--bench
-    boolq,piqa --bench sciq`), blanks dropped. With `flag`, an item given twice is one error line naming it."""
+    boolq,piqa --bench sciq`), blanks dropped. With `flag`, an item given twice, or a list given but empty (`--bench
+    ""`, which would otherwise read as "not given": every bench), is one error line naming it."""
     items = [values] if isinstance(values, str) else list(values or [])
     out = [x.strip() for item in items for x in item.split(",") if x.strip()]
+    if flag and items and not out:
+        raise UserError(f"{flag}: empty list; give at least one name (or leave the option out)")
     twice = next((x for i, x in enumerate(out) if x in out[:i]), None)
     if flag and twice is not None:
         raise UserError(f"{flag} {twice} is given twice")
@@ -177,7 +180,7 @@ def resolve_names(names: str | None, zoo_file: str | None, default: list[str]) -
         raise UserError("give either --models or --zoo, not both")
     if zoo_file:
         return list(load_zoo(zoo_file).names)
-    if names:
+    if names is not None:  # `--models ""` is refused, not read as "not given"
         return comma_list(names, "--models")
     return list(default)
 

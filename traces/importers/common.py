@@ -19,6 +19,14 @@ def read_table(path: Path) -> pl.DataFrame:
         if path.suffix == ".parquet":
             return pl.read_parquet(path)
         if path.suffix == ".csv":
+            header = (
+                pl.read_csv(path, has_header=False, n_rows=1, infer_schema_length=0).row(0)
+                if path.stat().st_size
+                else ()
+            )
+            twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
+            if twice is not None:  # polars would keep the second as `<name>_duplicated_0`, unnoticed
+                raise UserError(f"{path}: column {twice!r} appears twice in the header; keep one of them")
             return pl.read_csv(path, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as e:
         raise UserError(f"{path}: cannot read table ({str(e).splitlines()[0]})") from None

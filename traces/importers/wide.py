@@ -32,7 +32,16 @@ def _unwrap(text: str) -> str:
 
 
 def _models(df: pl.DataFrame, names: list[str] | None, where: str) -> list[str]:
-    """The models to import: those with a correctness and a cost column, or the `names` asked for among them."""
+    """The models to import: those with a correctness and a cost column, or the `names` asked for among them. A
+    cost column without its correctness column is refused (a misspelt or dropped model, not one to skip)."""
+    orphan = next(
+        (c for c in df.columns if c.endswith(COST_SUFFIX) and c.removesuffix(COST_SUFFIX) not in df.columns), None
+    )
+    if orphan is not None:
+        model = orphan.removesuffix(COST_SUFFIX)
+        raise UserError(
+            f"{where}: column {orphan!r} has no correctness column {model!r}; add it or drop the cost column"
+        )
     found = [
         c.removesuffix(COST_SUFFIX)
         for c in df.columns
