@@ -1,7 +1,7 @@
 """How one MESS+ run scales with the stream: T in {10k, 100k, 1M} requests, 3 models, 768-dim random inputs passed
 in memory, c in {0.1, 1}, one seed. Prints figures; asserts nothing.
 
-Each (T, c) runs in a fresh process, so its peak resident memory is its own. The per-request reference
+Each (T, c) runs in a fresh process, so its peak resident memory (VmHWM) is its own. The per-request reference
 (sim/reference.py) is then timed directly on whole runs of the 10k stream, in this process.
 
     python benchmarks/scale.py [--T 10000,100000,1000000] [--c 0.1,1] [--threads 2]
@@ -53,7 +53,18 @@ def one(path: Path, c: float, threads: int, out: mp.Queue) -> None:
     t0 = time.perf_counter()
     runs = run_sweep(config(c), path, inputs=inputs).runs
     seconds = time.perf_counter() - t0
-    out.put((seconds, int(runs["n_requests"].sum()), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    out.put((seconds, int(runs["n_requests"].sum()), peak_mib()))
+
+
+def peak_mib() -> float:
+    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ru_maxrss would carry over the
+    parent's peak (it holds every stream's trace) into the spawned child."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def reference_costs(path: Path, c: float) -> tuple[float, int, int]:
