@@ -292,6 +292,6 @@ def calls(res: Results, out: Path) -> Path:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.tight_layout()
-    fig.legend(handles, labels, title="model (cheapest first); explorations count for the largest",
+    fig.legend(handles, labels, title="model (cheapest first); an exploration counts for the model whose answer it served",
                loc="lower center", ncol=min(M, 6), bbox_to_anchor=(0.5, 1.0), frameon=False)  # fmt: skip
     return save(fig, out, "calls")
