@@ -5,14 +5,26 @@ is about that over T (the paper's Theorem 1). To keep "running satisfaction >= A
 MESS+ a higher target (A + margin), or a smaller V, or more exploration, and picks the cheapest combination that
 met the SLA on at least a share P of N seed orders of the trace. The guarantee is empirical, over orders of this
 trace: a future stream with another mix of requests is not covered.
+
+Only the requests up to the deadline (the last checkpoint with --every) are simulated: a MESS+ run's first T
+decisions depend on nothing after them, so the SLA is judged exactly, and the cost compared is the cost of those
+requests. Where nothing searched meets, exploration is raised (c doubles) up to exploring every request before the
+deadline, whose answers come from the best model so far; the row also says how often always serving the most
+accurate model would have met the SLA, which tells an SLA out of reach from one MESS+ cannot keep.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -29,13 +41,20 @@ from messplus.sim.routers.bounds import accuracy_price
 from messplus.traces.dense import to_arrays
 from messplus.traces.io import load_benches, write_parquet
 
+log = logging.getLogger(__name__)
+
 PLAN_SCHEMA = {
-    "bench": pl.String, "found": pl.Boolean, "alpha": pl.Float64, "by": pl.Int64, "every": pl.Int64, "confidence": pl.Float64,
-    "seeds": pl.Int64, "alpha_target": pl.Float64, "V": pl.Float64, "v_unit": pl.String, "c": pl.Float64,
-    "k": pl.Float64, "p_meet": pl.Float64, "cost_per_request": pl.Float64, "cost_per_request_unplanned": pl.Float64,
-    "p_meet_unplanned": pl.Float64, "margin": pl.Float64, "margin_theorem": pl.Float64, "validate_seeds": pl.Int64,
-    "p_meet_validated": pl.Float64,
+    "bench": pl.String, "found": pl.Boolean, "verdict": pl.String, "alpha": pl.Float64, "by": pl.Int64,
+    "every": pl.Int64, "horizon": pl.Int64, "confidence": pl.Float64, "assurance": pl.Float64, "seeds": pl.Int64,
+    "alpha_target": pl.Float64, "V": pl.Float64, "v_unit": pl.String, "c": pl.Float64, "k": pl.Float64,
+    "p_meet": pl.Float64, "tolerance_bound": pl.Float64, "cost_per_request": pl.Float64,
+    "cost_per_request_unplanned": pl.Float64, "p_meet_unplanned": pl.Float64, "margin": pl.Float64,
+    "margin_theorem": pl.Float64, "best_model": pl.String, "p_meet_best_model": pl.Float64,
+    "cost_per_request_best_model": pl.Float64, "validate_seeds": pl.Int64, "p_meet_validated": pl.Float64,
+    "cost_per_request_validated": pl.Float64,
 }  # fmt: skip
+MET, UNMET, INFEASIBLE = "met", "unmet", "infeasible"  # verdicts: a plan; none searched; out of any router's reach
+TOL = 1e-12  # running satisfaction within this of alpha counts as meeting it (float rounding of k / T)
 
 
 @dataclass(frozen=True)
@@ -51,15 +70,23 @@ class PlanConfig:
                          "measured (default: half the scored stream).", lo=1)
     every: int | None = opt(None, "Also require the SLA at every K-th request after T0.", lo=1)
     confidence: float = opt(0.95, "Share of seed orders that must meet the SLA.", lo=0, hi=1, lo_open=True)
-    seeds: int = opt(100, "Seed orders of the trace to plan on.", lo=2)
+    assurance: float = opt(0.95, "How sure the planner must be, from its --seeds orders, that the share of all "
+                           "orders meeting the SLA is at least --confidence (a normal tolerance bound on the "
+                           "running satisfaction at the deadline; 0.5: the point estimate only).", lo=0.5, hi=1,
+                           hi_open=True)
+    seeds: int = opt(100, "Seed orders of the trace to plan on.", lo=3)
     validate_seeds: str = opt("", "Fresh seeds to check the plan on: FIRST-LAST (e.g. 1000-1199) or a comma list; "
                               "the planning seeds never overlap them.")
-    margins: tuple[float, ...] = opt((0.0, 0.005, 0.01, 0.02, 0.03, 0.05), "Margins searched: MESS+ is handed "
-                                     "alpha + margin.", lo=0, hi=1)
-    Vs: tuple[float, ...] = opt((1e-3, 1e-4, 1e-5), "Cost weights V searched (unit: see --v-unit).", flag="--V",
-                                lo=0)
+    margins: tuple[float, ...] = opt((0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1),
+                                     "Margins searched: MESS+ is handed alpha + margin (capped at the best model's "
+                                     "accuracy).", lo=0, hi=1)
+    Vs: tuple[float, ...] = opt((1e-2, 1e-3, 1e-4, 1e-5), "Cost weights V searched (unit: see --v-unit).",
+                                flag="--V", lo=0)
     v_unit: Literal["raw", "largest"] = opt("raw", "What V multiplies (as in `sim sweep`).")
     cs: tuple[float, ...] = opt((0.1, 0.5), "Exploration scales c searched.", flag="--c", lo=0, lo_open=True)
+    max_c: float | None = opt(None, "Where nothing in --c meets, c doubles from the largest in --c up to this "
+                              "(default: T^k, exploring every request up to the deadline; give the largest --c to "
+                              "search --c only).", lo=0, lo_open=True)
     k: float = opt(0.25, "Exploration decay k.", lo=0)
     cost: Cost = opt("energy_j", "Cost minimised (as in `sim sweep`).")
     encoder: str = opt("auto", "Predictor input (as in `sim sweep`).")
@@ -89,65 +116,170 @@ def sweep_config(cfg: PlanConfig, bench: str, targets: tuple[float, ...], seeds:
                        calib_frac=cfg.calib_frac)  # fmt: skip
 
 
-def outcomes(scfg: SweepConfig, b: Bench, by: int, every: int | None, progress=None) -> pl.DataFrame:
-    """One row per MESS+ run: its target, V, c, whether running satisfaction met alpha at `by` (and every
-    `every`-th request after), and its cost per request over the whole stream. Runs are consumed chunk by chunk."""
+def checkpoints(by: int, S: int, every: int | None) -> np.ndarray:
+    """[n] the stream positions (1-based, as t in steps.parquet) where the SLA is measured."""
+    return np.arange(by, S + 1, every) if every else np.array([by])
+
+
+def up_to(b: Bench, H: int) -> Bench:
+    """The bench with every seed's stream cut after its first H requests. A run's decisions, predictions and
+    explorations up to H depend on nothing after it (the explore probability of position t is c / t^k, the
+    predictor at t has seen only what came before), so they are exactly those of the whole stream."""
+    cut = {s: replace(d, order=d.order[: d.n_calib + H], explore_u=d.explore_u[:H], feedback_u=d.feedback_u[:H],
+                      choice_u=d.choice_u[:H]) for s, d in b.draws.items()}  # fmt: skip
+    return replace(b, draws=cut)
+
+
+def outcomes(scfg: SweepConfig, b: Bench, at: np.ndarray, progress=None) -> pl.DataFrame:
+    """One row per MESS+ run: its target, V, c, its lowest running satisfaction at the checkpoints `at` (1-based
+    positions) and its cost per request over the stream it ran (b cut with up_to: the requests up to the last
+    checkpoint). Runs are consumed chunk by chunk."""
     trained = mess.train(scfg, {b.name: b}, progress)[b.name]
     rows = []
     for block in mess.blocks(scfg, b, *trained):
         o = block.outcome
-        S = o.sat.shape[1]
-        running = np.cumsum(o.sat, axis=1) / np.arange(1, S + 1)  # [R, S]
-        at = np.arange(by - 1, S, every) if every else np.array([by - 1])
+        running = np.cumsum(o.sat, axis=1)[:, at - 1] / at  # [R, n checkpoints]
         rows.append(pl.DataFrame({
             "alpha_target": block.alpha, "V": block.config["V"], "c": block.config["c"],
-            "running": running[:, at].min(1), "cost": o.cost.mean(1),
+            "running": running.min(1), "cost": o.cost.mean(1),
         }))  # fmt: skip
     return pl.concat(rows)
 
 
-def choose(runs: pl.DataFrame, alpha: float, confidence: float) -> tuple[pl.DataFrame, dict | None]:
-    """Per setting (target, V, c): share of seeds that met alpha and mean cost; the cheapest that meets."""
-    table = (
-        runs.with_columns(met=pl.col("running") >= alpha - 1e-12)
-        .group_by("alpha_target", "V", "c")
-        .agg(pl.col("met").mean().alias("p_meet"), pl.col("cost").mean().alias("cost_per_request"))
-        .sort("cost_per_request")
-    )
-    ok = table.filter(pl.col("p_meet") >= confidence)
+def screened(scfg: SweepConfig, b: Bench, at: np.ndarray, alpha: float, confidence: float, progress=None,
+             level: float = 0.01) -> pl.DataFrame:  # fmt: skip
+    """outcomes() in two stages: every c of scfg on the first quarter of the seeds, then only the c values with a
+    setting that could still meet on the rest. A c is dropped when each of its settings failed on so many of the
+    first seeds that, were its share of all orders >= confidence, so many failures would happen with probability
+    < level (a one-sided binomial test): a setting that can meet survives with probability > 1 - level."""
+    n1 = math.ceil(len(scfg.seeds) / 4)
+    first = outcomes(replace(scfg, seeds=scfg.seeds[:n1]), b, at, progress)
+    fewest = first.group_by("alpha_target", "V", "c").agg(fails=(pl.col("running") < alpha - TOL).sum())
+    fewest = fewest.group_by("c").agg(pl.col("fails").min())
+    keep = tuple(c for c, f in fewest.iter_rows() if binomial_tail(f, n1, 1 - confidence) >= level)
+    if not keep or n1 == len(scfg.seeds):
+        return first
+    return pl.concat([first, outcomes(replace(scfg, cs=tuple(sorted(keep)), seeds=scfg.seeds[n1:]), b, at, progress)])
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+def tolerance_factor(n: int, share: float, assurance: float) -> float:
+    """k of the one-sided normal tolerance bound mean - k sd (both estimated from n samples): with probability
+    `assurance`, at least `share` of the population lies above it. Natrella's approximation: within about 1% of
+    the exact noncentral-t value from n = 10 on (n = 100, 95% / 95%: 1.923 against 1.927), larger below; inf where
+    n is too small for any bound."""
+    zp, zg = NormalDist().inv_cdf(share), NormalDist().inv_cdf(assurance)
+    a = 1 - zg**2 / (2 * (n - 1))
+    b = zp**2 - zg**2 / n
+    return (zp + math.sqrt(zp**2 - a * b)) / a if a > 0 and zp**2 >= a * b else math.inf
+
+
+def choose(runs: pl.DataFrame, alpha: float, confidence: float, assurance: float) -> tuple[pl.DataFrame, dict | None]:
+    """Per setting (target, V, c): the share of seeds that met alpha, the tolerance bound of its running
+    satisfaction, and its mean cost. A setting meets when both the share reaches the confidence and the bound
+    reaches alpha; the plan is the cheapest that meets. The bound guards against the luck of the planning seeds:
+    the cheapest of many settings that met on exactly a share P of them meets on fewer of all orders."""
+    per_setting = [
+        (pl.col("running") >= alpha - TOL).mean().alias("p_meet"),
+        pl.col("cost").mean().alias("cost_per_request"),
+        pl.col("running").mean().alias("mean"),
+        pl.col("running").std().fill_null(0.0).alias("sd"),
+        pl.len().alias("n"),
+    ]
+    table = runs.group_by("alpha_target", "V", "c").agg(per_setting).sort("cost_per_request", "alpha_target", "V", "c")
+    factor = {n: tolerance_factor(n, confidence, assurance) for n in table["n"].unique()}
+    table = table.with_columns(
+        tolerance_bound=pl.col("mean") - pl.col("n").replace_strict(factor, return_dtype=pl.Float64) * pl.col("sd")
+    ).with_columns(meets=(pl.col("p_meet") >= confidence) & (pl.col("tolerance_bound") >= alpha - TOL))
+    ok = table.filter(pl.col("meets"))
     return table, (ok.row(0, named=True) if ok.height else None)
+
+
+def best_model(b: Bench, alpha: float, at: np.ndarray, seeds: tuple[int, ...]) -> tuple[int, np.ndarray, float]:
+    """The most accurate model on the trace, its lowest running satisfaction at the checkpoints of each seed's
+    order [seeds], and its cost per request up to the last checkpoint: what serving it alone would do."""
+    m = int(np.argmax(b.arrays.satisfied.mean(0)))
+    rows = np.stack([b.draws[s].stream[: at[-1]] for s in seeds])  # [seeds, H]
+    running = np.cumsum(b.arrays.satisfied[rows, m], axis=1)[:, at - 1] / at
+    return m, running.min(1), float(b.E[rows, m].mean())
 
 
 def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, pl.DataFrame]:
     """The plan row of one bench and every candidate setting (for the risk figure)."""
+    began = time.perf_counter()
     acc = to_arrays(trace, name).satisfied.mean(0)
     alpha = resolve_alphas(acc, (cfg.alpha,))[0]
     targets = tuple(sorted({min(alpha + m, float(acc.max())) for m in cfg.margins}))
-    scfg = sweep_config(cfg, name, targets, cfg.planning())
+    seeds = cfg.planning()
+    if math.isinf(tolerance_factor(len(seeds), cfg.confidence, cfg.assurance)):
+        raise UserError(f"--seeds {cfg.seeds} is too few for --assurance {cfg.assurance:g}: give more seeds")
+    scfg = sweep_config(cfg, name, targets, seeds)
     validate(scfg)
-    b = load(scfg, trace, name, progress=progress)
-    S = b.n_stream
+    full = load(scfg, trace, name, progress=progress)
+    S = full.n_stream
     by = cfg.by or S // 2
     if by > S:
         raise UserError(f"bench {name}: --by {by} lies past the scored stream ({S} requests)")
-    table, best = choose(outcomes(scfg, b, by, cfg.every, progress), alpha, cfg.confidence)
-    row = {"bench": name, "alpha": alpha, "by": by, "every": cfg.every, "confidence": cfg.confidence,
-           "seeds": cfg.seeds, "v_unit": cfg.v_unit, "k": cfg.k, "validate_seeds": len(cfg.validation())}  # fmt: skip
-    if best is None:  # report the most reliable candidate instead, marked as not meeting the confidence
-        return row | {
-            "found": False,
-            **table.sort("p_meet", "cost_per_request", descending=[True, False]).row(0, named=True),
-        }, table
-    row["found"] = True
-    same = table.filter(pl.col("alpha_target") == targets[0], pl.col("V") == best["V"], pl.col("c") == best["c"])
-    row |= {**best, "cost_per_request_unplanned": same["cost_per_request"][0], "p_meet_unplanned": same["p_meet"][0],
-            "margin": best["alpha_target"] - alpha,
-            "margin_theorem": best["V"] / mess.cost_unit(scfg, b) * accuracy_price(acc, b.E.mean(0), alpha) / by}  # fmt: skip
+    at = checkpoints(by, S, cfg.every)
+    H = int(at[-1])
+    b = up_to(full, H)
+    runs = screened(scfg, b, at, alpha, cfg.confidence, progress)
+    table, best = choose(runs, alpha, cfg.confidence, cfg.assurance)
+    c, top = max(cfg.cs), cfg.max_c if cfg.max_c is not None else H**cfg.k  # c >= H^k explores every request
+    while best is None and c < top:  # more exploration: explored requests get the best model so far's answer
+        log.info("bench %s: no setting with c <= %g meets; trying c = %g", name, c, min(2 * c, top))
+        c = min(2 * c, top)
+        runs = pl.concat([runs, screened(replace(scfg, cs=(c,)), b, at, alpha, cfg.confidence, progress)])
+        table, best = choose(runs, alpha, cfg.confidence, cfg.assurance)
+    m, solo, solo_cost = best_model(b, alpha, at, seeds)
+    solo_bound = solo.mean() - tolerance_factor(len(seeds), cfg.confidence, cfg.assurance) * solo.std(ddof=1)
+    solo_meets = (solo >= alpha - TOL).mean() >= cfg.confidence and solo_bound >= alpha - TOL
+    row = {"bench": name, "alpha": alpha, "by": by, "every": cfg.every, "horizon": H, "confidence": cfg.confidence,
+           "assurance": cfg.assurance, "seeds": cfg.seeds, "v_unit": cfg.v_unit, "k": cfg.k,
+           "validate_seeds": len(cfg.validation()), "best_model": full.models[m],
+           "p_meet_best_model": float((solo >= alpha - TOL).mean()), "cost_per_request_best_model": solo_cost}  # fmt: skip
+    shown = best or table.sort("p_meet", "tolerance_bound", "cost_per_request", descending=[True, True, False]).row(
+        0, named=True
+    )  # where none meets: the most reliable setting, marked as not meeting
+    row |= {key: shown[key] for key in ("alpha_target", "V", "c", "p_meet", "tolerance_bound", "cost_per_request")}
+    row["margin"] = shown["alpha_target"] - alpha
+    row["margin_theorem"] = shown["V"] / mess.cost_unit(scfg, b) * accuracy_price(acc, b.E.mean(0), alpha) / by
+    same = table.filter(pl.col("alpha_target") == targets[0], pl.col("V") == shown["V"], pl.col("c") == shown["c"])
+    row |= {"cost_per_request_unplanned": same["cost_per_request"][0], "p_meet_unplanned": same["p_meet"][0]}
+    row["found"] = best is not None
+    row["verdict"] = MET if best is not None else UNMET if solo_meets else INFEASIBLE
+    planned = time.perf_counter()
+    explain(row, c)
     if cfg.validation():
-        vcfg = replace(scfg, alphas=(best["alpha_target"],), Vs=(best["V"],), cs=(best["c"],), seeds=cfg.validation())
-        fresh = load(vcfg, trace, name, Inputs(b.X, b.encoder, b.family))
-        row["p_meet_validated"] = float((outcomes(vcfg, fresh, by, cfg.every)["running"] >= alpha - 1e-12).mean())
+        vcfg = replace(scfg, alphas=(shown["alpha_target"],), Vs=(shown["V"],), cs=(shown["c"],),
+                       seeds=cfg.validation())  # fmt: skip
+        fresh = up_to(load(vcfg, trace, name, Inputs(full.X, full.encoder, full.family)), H)
+        check = outcomes(vcfg, fresh, at)
+        row["p_meet_validated"] = float((check["running"] >= alpha - TOL).mean())
+        row["cost_per_request_validated"] = float(check["cost"].mean())
+    log.info("bench %s: planned in %.1f s (%d settings on %d orders)%s", name, planned - began, table.height,
+             len(seeds), f", validated in {time.perf_counter() - planned:.1f} s" if cfg.validation() else "")  # fmt: skip
     return row, table
+
+
+def explain(row: dict, c_searched: float) -> None:
+    """Say why no plan was found (or why the one found is a poor deal), beside the table's numbers."""
+    where = f"bench {row['bench']}: alpha {row['alpha']:.3f} by t = {row['by']}"
+    solo = (f"always serving the most accurate model ({row['best_model']}) meets it on "
+            f"{row['p_meet_best_model']:.0%} of orders at {row['cost_per_request_best_model']:.4g} per request")  # fmt: skip
+    if row["verdict"] == INFEASIBLE:
+        log.warning("%s is out of reach on this trace: even %s, short of %.0f%% with %.0f%% assurance; promise "
+                    "less or set a later deadline", where, solo, 100 * row["confidence"], 100 * row["assurance"])  # fmt: skip
+    elif row["verdict"] == UNMET:
+        log.warning("%s: no MESS+ setting searched (c up to %g) keeps it on %.0f%% of orders (the most reliable: "
+                    "%.0f%%), but %s: the predictor picks worse models than that", where, c_searched,
+                    100 * row["confidence"], 100 * row["p_meet"], solo)  # fmt: skip
+    elif row["cost_per_request"] > row["cost_per_request_best_model"]:
+        log.warning("%s: the plan costs %.4g per request, more than %s", where, row["cost_per_request"], solo)
 
 
 def run_plan(cfg: PlanConfig, traces: Path, progress=None) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
@@ -155,10 +287,26 @@ def run_plan(cfg: PlanConfig, traces: Path, progress=None) -> tuple[pl.DataFrame
     validate(cfg)
     found = load_benches(traces, cfg.benches or None)
     rows, tables = [], {}
-    for name, trace in found.items():
-        row, tables[name] = plan_bench(cfg, trace, name, progress)
-        rows.append(row)
+    with one_thread():
+        for name, trace in found.items():
+            row, tables[name] = plan_bench(cfg, trace, name, progress)
+            rows.append(row)
     return pl.DataFrame([{k: r.get(k) for k in PLAN_SCHEMA} for r in rows], schema=PLAN_SCHEMA), tables
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread while planning. The predictor's products are many and small (a window of positions at a
+    time); threads that wait for each other on them made a plan ten times slower on a busy 2-core machine (LogiQA:
+    100 s against 10 s), and the results are the same."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def write_plan(table: pl.DataFrame, cfg: PlanConfig, traces: Path, out: Path) -> Path:
@@ -169,7 +317,7 @@ def write_plan(table: pl.DataFrame, cfg: PlanConfig, traces: Path, out: Path) ->
 
 def risk_figure(candidates: pl.DataFrame, row: dict, out: Path) -> Path:
     """The risk curve: share of orders that met the SLA by the deadline against cost per request, every candidate
-    setting a point (colour: V, marker: c), the plan ringed."""
+    setting a point (colour: V, marker: c), the plan ringed, and always serving the most accurate model a star."""
     import matplotlib.pyplot as plt
 
     from messplus.analysis.plots import COLORS, MARKERS, save
@@ -181,10 +329,14 @@ def risk_figure(candidates: pl.DataFrame, row: dict, out: Path) -> Path:
         ax.plot(g["cost_per_request"], g["p_meet"], marker=MARKERS[cs.index(c) % len(MARKERS)], ls=":", lw=0.8,
                 color=COLORS[Vs.index(V) % len(COLORS)], label=f"V={V:g}, c={c:g}")  # fmt: skip
     ax.axhline(row["confidence"], color="grey", ls="--", lw=0.8)
+    if row.get("cost_per_request_best_model") is not None:
+        ax.scatter([row["cost_per_request_best_model"]], [row["p_meet_best_model"]], marker="*", s=120, color="k",
+                   zorder=4, label=f"always {row['best_model']}")  # fmt: skip
     if row.get("V") is not None:
+        what = "plan" if row["found"] else "most reliable (not met)"
         ax.scatter([row["cost_per_request"]], [row["p_meet"]], s=180, facecolors="none", edgecolors="k", zorder=4,
-                   label=f"plan: alpha handed {row['alpha_target']:.3f}")  # fmt: skip
-    ax.set_xlabel("cost per request (mean over orders)")
+                   label=f"{what}: alpha handed {row['alpha_target']:.3f}")  # fmt: skip
+    ax.set_xlabel(f"cost per request over t = 1..{row['horizon']} (mean over orders)")
     ax.set_ylabel(f"P(running satisfaction >= {row['alpha']:.3f} at t = {row['by']})")
     ax.set_title(f"{row['bench']}: risk against cost over {row['seeds']} orders (points along a line: margins)")
     ax.legend(fontsize=7)

@@ -1,9 +1,25 @@
 """`sim plan`: the cheapest searched setting that met the SLA by the deadline on the promised share of orders."""
 
+import math
+
+import numpy as np
 import polars as pl
 import pytest
 
-from messplus.sim.plan import PlanConfig, run_plan
+from messplus.sim.bench import load, resolve_alphas
+from messplus.sim.plan import (
+    INFEASIBLE,
+    MET,
+    PlanConfig,
+    binomial_tail,
+    outcomes,
+    run_plan,
+    sweep_config,
+    tolerance_factor,
+    up_to,
+)
+from messplus.traces.dense import to_arrays
+from messplus.traces.io import load_benches
 
 
 def test_the_plan_is_the_cheapest_setting_that_meets_with_the_confidence(small_trace):
@@ -11,8 +27,10 @@ def test_the_plan_is_the_cheapest_setting_that_meets_with_the_confidence(small_t
                      Vs=(1e-3, 1e-5), cs=(0.5,), validate_seeds="100-111")  # fmt: skip
     plan, candidates = run_plan(cfg, small_trace)
     row, table = plan.row(0, named=True), candidates["piqa"]
-    assert row["found"] and row["p_meet"] >= 0.75
-    meeting = table.filter(pl.col("p_meet") >= 0.75)
+    assert row["found"] and row["verdict"] == MET and row["p_meet"] >= 0.75 and row["tolerance_bound"] >= 0.7
+    # meeting: the share of orders and the tolerance bound both clear the promise
+    assert table["meets"].to_list() == ((table["p_meet"] >= 0.75) & (table["tolerance_bound"] >= 0.7 - 1e-12)).to_list()
+    meeting = table.filter(pl.col("meets"))
     assert row["cost_per_request"] == pytest.approx(meeting["cost_per_request"].min())  # the cheapest of them
     assert table.height == 3 * 2  # every margin x V searched (c fixed)
     assert row["margin"] == pytest.approx(row["alpha_target"] - 0.7)
@@ -20,8 +38,47 @@ def test_the_plan_is_the_cheapest_setting_that_meets_with_the_confidence(small_t
     assert row["cost_per_request_unplanned"] == pytest.approx(unplanned["cost_per_request"][0])
     assert 0 <= row["p_meet_validated"] <= 1 and row["validate_seeds"] == 12
     assert set(cfg.planning()).isdisjoint(cfg.validation())  # fresh seeds never planned on
+    T = len(to_arrays(load_benches(small_trace, ["piqa"])["piqa"], "piqa").satisfied)
+    assert row["by"] == row["horizon"] == (T - round(0.2 * T)) // 2  # default deadline: half the scored stream
 
 
 def test_planning_seeds_skip_the_validation_range():
     cfg = PlanConfig(seeds=5, validate_seeds="2-3")
     assert cfg.planning() == (0, 1, 4, 5, 6) and cfg.validation() == (2, 3)
+
+
+def test_an_sla_past_the_best_model_is_out_of_reach_after_raising_exploration(small_trace):
+    """Nothing meets: c doubles up to --max-c, every c is dropped after the first quarter of the orders (too many
+    failures for a setting that could meet), and the row says that always serving the most accurate model would
+    not have met it either."""
+    cfg = PlanConfig(benches=("piqa",), alpha=0.99, seeds=12, margins=(0.0,), Vs=(1e-5,), cs=(0.1,), max_c=0.4)
+    plan, candidates = run_plan(cfg, small_trace)
+    row, table = plan.row(0, named=True), candidates["piqa"]
+    assert not row["found"] and row["verdict"] == INFEASIBLE
+    assert sorted(table["c"].to_list()) == [0.1, 0.2, 0.4]
+    assert (table["n"] == 3).all()  # screened out on ceil(12 / 4) orders
+    assert row["p_meet_best_model"] < 0.95 and row["cost_per_request_best_model"] > 0 and row["best_model"]
+
+
+def test_a_stream_cut_at_the_deadline_decides_exactly_as_the_whole_one(small_trace):
+    """The planner simulates only the requests up to its last checkpoint: running satisfaction there is the
+    whole stream's."""
+    trace = load_benches(small_trace, ["piqa"])["piqa"]
+    alpha = resolve_alphas(to_arrays(trace, "piqa").satisfied.mean(0), ("mid",))[0]
+    cfg = PlanConfig(Vs=(1e-3, 1e-5), cs=(0.5, 2.0), seeds=4)
+    scfg = sweep_config(cfg, "piqa", (alpha, alpha + 0.02), cfg.planning())
+    b = load(scfg, trace, "piqa")
+    at = np.array([b.n_stream // 3, b.n_stream // 2])
+    whole, cut = outcomes(scfg, b, at), outcomes(scfg, up_to(b, int(at[-1])), at)
+    assert whole["running"].to_list() == cut["running"].to_list()
+    assert not np.allclose(whole["cost"], cut["cost"])  # the cost is that of the requests simulated
+
+
+def test_tolerance_factor_and_binomial_tail():
+    assert tolerance_factor(100, 0.95, 0.95) == pytest.approx(1.927, rel=0.01)  # tables: exact noncentral t
+    assert tolerance_factor(20, 0.90, 0.95) == pytest.approx(1.926, rel=0.01)
+    assert tolerance_factor(10**6, 0.95, 0.95) == pytest.approx(1.645, rel=0.01)  # known mean and sd: z_P
+    assert tolerance_factor(2, 0.95, 0.95) == math.inf
+    assert binomial_tail(0, 25, 0.05) == pytest.approx(1.0)
+    assert binomial_tail(5, 25, 0.05) == pytest.approx(1 - sum(math.comb(25, i) * 0.05**i * 0.95 ** (25 - i)
+                                                               for i in range(5)))  # fmt: skip
