@@ -118,6 +118,7 @@ def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], train
             for m in cfg.cost_estimates}  # fmt: skip
     quality = [diagnose(tr, b.arrays.satisfied[g.stream], g.explored) for g, tr in zip(gs, trained, strict=True)]
     served = [explore_answers(b.arrays.satisfied[g.stream], g.explored, cfg.explore_serve) for g in gs]  # [S] each
+    losses: dict[int, np.ndarray] = {}  # trajectory -> [S] predictor BCE, shared by the runs that only explore
     scale = cost_unit(cfg, b)
     runs = [(learn, grid[lo : lo + chunk]) for learn in cfg.learns for lo in range(0, len(grid), chunk)]
     for learn, part in runs:
@@ -132,12 +133,15 @@ def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], train
             chosen, q, q_full = replay_queues(shat, ehats, S_runs, answer, has_fb, alpha, V / scale)
             seen = [quality[i] for i in g]
             labels = explored.sum(1) * S_runs.shape[2]
+            for i in set(g.tolist()) - losses.keys():
+                losses[i] = bce(trained[i].shat, b.arrays.satisfied[gs[i].stream])
+            loss = np.stack([losses[i] for i in g])  # [R, S]
         else:
             out = [learn_run(cfg, b, gs[i], keys[i][0], *row) for i, row in
                    zip(g, zip(ehats, answer, has_fb, alpha, V / scale, strict=True), strict=True)]  # fmt: skip
             chosen, q, q_full, shat = (np.stack([run[j] for run in out]) for j in range(4))
-            seen, labels = [run[4] for run in out], [run[5] for run in out]
-        yield _block(cfg, b, keys, gs, g, (learn, est, alpha, V, fb), (chosen, q, q_full, shat), seen, labels)
+            seen, labels, loss = [run[4] for run in out], [run[5] for run in out], bce(shat, S_runs)
+        yield _block(cfg, b, keys, gs, g, (learn, est, alpha, V, fb), (chosen, q, q_full, loss), seen, labels)
 
 
 def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has_fb, alpha: float, V: float):
@@ -165,9 +169,9 @@ def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has
 
 def _block(cfg: SweepConfig, b: Bench, keys, gs, g, settings, decided, quality: list[dict], labels) -> Block:
     """The Block of MESS+ runs of trajectories g [R] under settings (learn, cost estimate, alpha, V, feedback; [R]
-    each but learn) that decided (chosen, q, q_full [R, S], shat [R, S, M])."""
+    each but learn) that decided (chosen, q, q_full [R, S]) with predictor losses (loss [R, S])."""
     learn, est, alpha, V, fb = settings
-    chosen, q, q_full, shat = decided
+    chosen, q, q_full, loss = decided
     S_runs = np.stack([b.arrays.satisfied[gs[i].stream] for i in g])  # [R, S, M]
     E_runs = np.stack([b.E[gs[i].stream] for i in g])  # [R, S, M]
     explored = np.stack([gs[i].explored for i in g])  # [R, S]
@@ -181,7 +185,7 @@ def _block(cfg: SweepConfig, b: Bench, keys, gs, g, settings, decided, quality: 
                "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm),
                "labels_seen": np.asarray(labels)}  # fmt: skip
     config |= {col: [qual[col] for qual in quality] for col in quality[0]}
-    o = outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, bce(shat, S_runs))
+    o = outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, loss)
     parts = b.stream_parts(np.stack([gs[i].stream for i in g]))
     return Block(b.name, config, alpha, reference, S_runs.shape[1], outcome=o, parts=parts, part_names=b.part_names)
 

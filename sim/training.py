@@ -21,47 +21,88 @@ from messplus.sim.engine import _first_argmin
 LN_EPS = 1e-5  # nn.LayerNorm's default, as in sim.head
 
 
-@njit(cache=True)
+FAST = {"reassoc", "nsz", "arcp", "contract"}  # sums may be reordered (vectorised): rounding differs by ~1 ulp
+
+
+@njit(cache=True, fastmath=FAST)
 def layer_norm_backward(dzh: np.ndarray, zh: np.ndarray, rstd: float) -> np.ndarray:
     """Gradient wrt z of zh = LayerNorm(z) without affine (eq. 9): dzh, zh [h]; rstd = 1 / sqrt(var(z) + eps)."""
-    return rstd * (dzh - dzh.mean() - zh * (dzh * zh).mean())
+    h = len(zh)
+    g1, g2 = 0.0, 0.0  # the means of dzh and of dzh * zh
+    for o in range(h):
+        g1 += dzh[o]
+        g2 += dzh[o] * zh[o]
+    out = np.empty_like(zh)
+    for o in range(h):
+        out[o] = rstd * (dzh[o] - g1 / h - zh[o] * (g2 / h))
+    return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _sgd(theta, buf, i, grad, lr, momentum, weight_decay) -> None:
+    """torch's SGD update of parameter i, in place (eq. 1)."""
+    buf[i] = momentum * buf[i] + (grad + weight_decay * theta[i])
+    theta[i] -= lr * buf[i]
+
+
+@njit(cache=True, fastmath=FAST)
 def sgd_step(z, theta, buf, keep, y, weight, xsq, lr, momentum, weight_decay, clip) -> np.ndarray:
     """One training step of the head on its pre-activation z = W1 x + b1 [h]: forward, backward by hand, clipping
     and torch's SGD update of theta and buf [K] in place. keep [h] hidden keep-mask (scaled), y [M] labels, weight
     [M] each output's weight in the loss (1 / M each: the mean BCE; one-hot: the masked BCE of one observed label),
     xsq |x|^2 (W1's gradient is delta x^T, so its norm is |delta| |x|; eq. 5, 8). Returns the clipped delta =
-    dloss/dz [h]."""
+    dloss/dz [h]. Written as loops over h without temporaries: a step is a few microseconds, and numba's array
+    expressions allocated a temporary per operation (numba's @ would need SciPy's BLAS)."""
     h, M = z.shape[0], y.shape[0]
-    ln_w, ln_b = theta[h : 2 * h], theta[2 * h : 3 * h]
-    W2, b2 = theta[3 * h : 3 * h + M * h].reshape(M, h), theta[3 * h + M * h :]
-    mean = z.mean()
-    rstd = 1.0 / np.sqrt(((z - mean) ** 2).mean() + LN_EPS)
-    zh = (z - mean) * rstd
-    hid = zh * ln_w + ln_b
-    mask = keep * (hid > 0)  # ReLU and dropout as one mask
-    r = hid * mask
+    w2, b2 = 3 * h, 3 * h + M * h  # offsets of W2 (row-major M x h) and b2 in theta
+    mean, var = 0.0, 0.0
+    for o in range(h):
+        mean += z[o]
+    mean /= h
+    for o in range(h):
+        var += (z[o] - mean) ** 2
+    rstd = 1.0 / np.sqrt(var / h + LN_EPS)
+    zh, r, mask = np.empty_like(z), np.empty_like(z), np.empty_like(z)
+    r_sq = 0.0
+    for o in range(h):
+        zh[o] = (z[o] - mean) * rstd
+        hid = zh[o] * theta[h + o] + theta[2 * h + o]
+        mask[o] = keep[o] if hid > 0 else 0.0  # ReLU and dropout as one mask
+        r[o] = hid * mask[o]
+        r_sq += r[o] * r[o]
     dlogit = np.empty_like(y)
     dhid = np.zeros_like(z)
-    for m in range(M):  # explicit loops: numba's @ needs SciPy's BLAS
-        dlogit[m] = (1.0 / (1.0 + np.exp(-((W2[m] * r).sum() + b2[m]))) - y[m]) * weight[m]  # BCE on logits
-        dhid += dlogit[m] * W2[m]
-    dhid *= mask
-    delta = layer_norm_backward(dhid * ln_w, zh, rstd)
-    grad = np.empty_like(theta)
-    grad[:h], grad[h : 2 * h], grad[2 * h : 3 * h] = delta, dhid * zh, dhid
-    grad[3 * h : 3 * h + M * h] = np.outer(dlogit, r).ravel()
-    grad[3 * h + M * h :] = dlogit
-    norm = np.sqrt((delta * delta).sum() * xsq + (grad * grad).sum())
-    coef = min(clip / (norm + 1e-6), 1.0)
-    buf[:] = momentum * buf + (grad * coef + weight_decay * theta)  # (eq. 1)
-    theta -= lr * buf
-    return delta * coef
+    for m in range(M):
+        logit = theta[b2 + m]
+        for o in range(h):
+            logit += theta[w2 + m * h + o] * r[o]
+        dlogit[m] = (1.0 / (1.0 + np.exp(-logit)) - y[m]) * weight[m]  # BCE on logits
+        for o in range(h):
+            dhid[o] += dlogit[m] * theta[w2 + m * h + o]
+    dzh = np.empty_like(z)
+    for o in range(h):
+        dhid[o] *= mask[o]
+        dzh[o] = dhid[o] * theta[h + o]
+    delta = layer_norm_backward(dzh, zh, rstd)
+    sq, dl_sq = 0.0, 0.0  # the squared gradient norm, W1's part |delta|^2 |x|^2 included
+    for o in range(h):
+        sq += delta[o] * delta[o] * (1.0 + xsq) + (dhid[o] * zh[o]) ** 2 + dhid[o] * dhid[o]
+    for m in range(M):
+        dl_sq += dlogit[m] * dlogit[m]
+    coef = min(clip / (np.sqrt(sq + dl_sq * r_sq + dl_sq) + 1e-6), 1.0)
+    for o in range(h):  # gradient layout [b1 | LayerNorm weight | LayerNorm bias | W2 | b2]
+        _sgd(theta, buf, o, delta[o] * coef, lr, momentum, weight_decay)
+        _sgd(theta, buf, h + o, dhid[o] * zh[o] * coef, lr, momentum, weight_decay)
+        _sgd(theta, buf, 2 * h + o, dhid[o] * coef, lr, momentum, weight_decay)
+        delta[o] *= coef
+    for m in range(M):
+        for o in range(h):
+            _sgd(theta, buf, w2 + m * h + o, dlogit[m] * r[o] * coef, lr, momentum, weight_decay)
+        _sgd(theta, buf, b2 + m, dlogit[m] * coef, lr, momentum, weight_decay)
+    return delta
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST)
 def train_window(n_train, per, WX, VX, gram, keep, Yu, decay, fold, recent, hyper, theta, buf, folds, heads) -> None:
     """Trains group g's first n_train[g] units of the window, for g < live, in place.
 
@@ -71,31 +112,41 @@ def train_window(n_train, per, WX, VX, gram, keep, Yu, decay, fold, recent, hype
     hyper [live, 4] lr, momentum, weight decay, clip (inf: off). Updates theta, buf [live, K]; writes the (P, Q) of
     each unit into folds [live, F, 2, h] and the head after each exploration into heads [live, E, K] (heads[:, 0]:
     the head the window starts with, set by the caller)."""
-    live, L = len(n_train), keep.shape[2]
+    live, L, h = len(n_train), keep.shape[2], WX.shape[2]
     mean = np.full(Yu.shape[2], 1.0 / Yu.shape[2], dtype=Yu.dtype)  # every label seen: the mean BCE
+    z = np.empty(h, dtype=WX.dtype)
+    pq = np.empty(2, dtype=WX.dtype)  # a fold's two weights, in the arrays' precision (keeps the loop vectorised)
+    deltas = np.empty((L, h), dtype=WX.dtype)
     for g in range(live):
         lr, mu, wd, clip = hyper[g, 0], hyper[g, 1], hyper[g, 2], hyper[g, 3]
-        deltas = np.empty((L, WX.shape[2]), dtype=WX.dtype)
         for k in range(n_train[g]):
             xsq = gram[g, k, k]
             for step in range(L):
                 a, c = decay[g, step, k, 0], decay[g, step, k, 1]
-                z = a * WX[g, k] + c * VX[g, k] + theta[g, : WX.shape[2]]  # (eq. 14) + b1
+                for o in range(h):  # (eq. 14) + b1
+                    z[o] = a * WX[g, k, o] + c * VX[g, k, o] + theta[g, o]
                 for j in range(k):  # the window's finished units (eq. 11, 12)
                     age = decay[g, step, k - 1 - j]
-                    z += gram[g, k, j] * (age[0] * folds[g, j, 0] + age[1] * folds[g, j, 1])
+                    pq[0], pq[1] = gram[g, k, j] * age[0], gram[g, k, j] * age[1]
+                    p, q = pq[0], pq[1]
+                    for o in range(h):
+                        z[o] += p * folds[g, j, 0, o] + q * folds[g, j, 1, o]
                 for prior in range(step):  # this unit's earlier steps, on the same input (eq. 12, last term)
-                    z += xsq * recent[g, step, prior] * deltas[prior]
+                    w = xsq * recent[g, step, prior]
+                    for o in range(h):
+                        z[o] += w * deltas[prior, o]
                 deltas[step] = sgd_step(z, theta[g], buf[g], keep[g, k, step], Yu[g, k], mean, xsq, lr, mu, wd, clip)
-            folds[g, k] = 0.0
-            for step in range(L):  # (eq. 10)
-                folds[g, k, 0] += fold[g, 0, step] * deltas[step]
-                folds[g, k, 1] += fold[g, 1, step] * deltas[step]
+            for o in range(h):  # (eq. 10)
+                P, Q = 0.0, 0.0
+                for step in range(L):
+                    P += fold[g, 0, step] * deltas[step, o]
+                    Q += fold[g, 1, step] * deltas[step, o]
+                folds[g, k, 0, o], folds[g, k, 1, o] = P, Q
             if (k + 1) % per == 0:  # an exploration ends: its head serves until the next
                 heads[g, (k + 1) // per] = theta[g]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST)
 def _pre_activation(W1, b1, x):
     """W1 x + b1 [h] by explicit loops (numba's @ needs SciPy's BLAS)."""
     z = np.empty(len(b1), dtype=x.dtype)
@@ -104,7 +155,7 @@ def _pre_activation(W1, b1, x):
     return z
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST)
 def _probabilities(W1, theta, x):
     """The eval-mode head on one input x [h]: the ReLU's input hid [h] and the probabilities [M]."""
     h = len(x)
@@ -121,7 +172,7 @@ def _probabilities(W1, theta, x):
     return hid, prob
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST)
 def learn_from_feedback(X, sat, served, has_fb, ehat, alpha, V, keep, keep_in, W1, theta, hyper, chosen, q, shat):
     """One MESS+ run whose predictor also learns from exploited requests (sim.reference with learn = feedback):
     predict, decide, update the queue, then train on what was seen: every label of an explored request, the chosen

@@ -14,7 +14,9 @@ from messplus.sim.plan import (
     binomial_tail,
     outcomes,
     run_plan,
+    share_lower,
     sweep_config,
+    tolerance_bound,
     tolerance_factor,
     up_to,
 )
@@ -27,9 +29,10 @@ def test_the_plan_is_the_cheapest_setting_that_meets_with_the_confidence(small_t
                      Vs=(1e-3, 1e-5), cs=(0.5,), validate_seeds="100-111")  # fmt: skip
     plan, candidates = run_plan(cfg, small_trace)
     row, table = plan.row(0, named=True), candidates["piqa"]
-    assert row["found"] and row["verdict"] == MET and row["p_meet"] >= 0.75 and row["tolerance_bound"] >= 0.7
-    # meeting: the share of orders and the tolerance bound both clear the promise
-    assert table["meets"].to_list() == ((table["p_meet"] >= 0.75) & (table["tolerance_bound"] >= 0.7 - 1e-12)).to_list()
+    assert row["found"] and row["verdict"] == MET and row["p_meet_lower"] >= 0.75 and row["tolerance_bound"] >= 0.7
+    # meeting: the lower bound on the share of orders and the tolerance bound both keep the promise
+    kept = (table["p_meet_lower"] >= 0.75) & (table["tolerance_bound"] >= 0.7 - 1e-12)
+    assert table["meets"].to_list() == kept.to_list() and (table["p_meet_lower"] <= table["p_meet"]).all()
     meeting = table.filter(pl.col("meets"))
     assert row["cost_per_request"] == pytest.approx(meeting["cost_per_request"].min())  # the cheapest of them
     assert table.height == 3 * 2  # every margin x V searched (c fixed)
@@ -74,11 +77,24 @@ def test_a_stream_cut_at_the_deadline_decides_exactly_as_the_whole_one(small_tra
     assert not np.allclose(whole["cost"], cut["cost"])  # the cost is that of the requests simulated
 
 
+def test_the_lower_bound_on_the_share_of_orders():
+    """Mid-p binomial bound: with 100 orders and 90% assurance, 95% is kept by at most 2 misses."""
+    assert [share_lower(100 - f, 100, 0.9) >= 0.95 for f in range(5)] == [True, True, True, False, False]
+    assert share_lower(100, 100, 0.9) == pytest.approx(0.2 ** (1 / 100), abs=1e-9)  # no miss: (1 - q)^n / 2 = 0.1
+    assert share_lower(0, 10, 0.9) == pytest.approx(0.0, abs=1e-9)
+    assert share_lower(97, 100, 0.95) < share_lower(97, 100, 0.9) < 0.97
+
+
 def test_tolerance_factor_and_binomial_tail():
     assert tolerance_factor(100, 0.95, 0.95) == pytest.approx(1.927, rel=0.01)  # tables: exact noncentral t
     assert tolerance_factor(20, 0.90, 0.95) == pytest.approx(1.926, rel=0.01)
     assert tolerance_factor(10**6, 0.95, 0.95) == pytest.approx(1.645, rel=0.01)  # known mean and sd: z_P
     assert tolerance_factor(2, 0.95, 0.95) == math.inf
+    # a long left tail pushes the bound out (Cornish-Fisher); a long right tail never pulls it in
+    assert tolerance_factor(100, 0.95, 0.95, skew=-0.9) > tolerance_factor(100, 0.95, 0.95) + 0.2
+    assert tolerance_factor(100, 0.95, 0.95, skew=0.9) == tolerance_factor(100, 0.95, 0.95)
+    x = np.random.default_rng(0).normal(0.8, 0.01, 400)
+    assert tolerance_bound(x, 0.95, 0.95) == pytest.approx(0.8 - 1.645 * 0.01, abs=0.004)
     assert binomial_tail(0, 25, 0.05) == pytest.approx(1.0)
     assert binomial_tail(5, 25, 0.05) == pytest.approx(1 - sum(math.comb(25, i) * 0.05**i * 0.95 ** (25 - i)
                                                                for i in range(5)))  # fmt: skip

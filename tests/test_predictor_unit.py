@@ -68,6 +68,19 @@ def test_layer_norm_backward_matches_autograd():
         np.testing.assert_allclose(mine, z.grad[row].numpy(), rtol=1e-12, atol=1e-12)
 
 
+def test_keep_masks_are_a_pure_function_of_seed_and_position():
+    """Each position's masks are the first draws of its own Philox block, whichever positions are drawn with it."""
+    d = draw(7, T=40, n_calib=0, h=16, M=2, epochs=3, dropout=0.3, input_dropout=0.2)
+    hidden, inputs = d.keep_masks(np.array([5, 2, 31]))
+    for k, i in enumerate([5, 2, 31]):
+        u = np.random.Generator(np.random.Philox(key=d.mask_key, counter=[0, 0, 0, i]))
+        np.testing.assert_array_equal(hidden[k], u.random((3, 16), dtype=np.float32) >= 0.3)
+        np.testing.assert_array_equal(inputs[k], u.random((3, 16), dtype=np.float32) >= 0.2)
+    alone = d.keep_masks(np.array([31]))
+    np.testing.assert_array_equal(alone[0][0], hidden[2])
+    assert not np.array_equal(hidden[0], hidden[1]) and 0.5 < hidden.mean() < 0.9  # fresh draws, about 70% kept
+
+
 def group_for(d: Draws, X: np.ndarray, Y: np.ndarray, explored: np.ndarray, cfg: PredictorConfig) -> Group:
     """A trajectory exploring at the given stream positions, its units built as the sweep builds them."""
     h, pos = X.shape[1], np.flatnonzero(explored)
