@@ -266,17 +266,20 @@ def _run(plan: _Plan, advance) -> list[Trained]:
     return [Trained(s.double().cpu().numpy(), d) for s, d in zip(shat, dead, strict=True)]
 
 
-def _eval_head(plan: _Plan, i: int, x, m, state, theta) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode head of group i on inputs x [C, h], each after m [C] of the window's units, with parameters theta
-    [C, K]; state = (WV, Xu, folds) of the window: the checkpoint [rows h, h] (_Checkpoint.of), Xu [F, h] and
-    folds [F, 2, h] (None when the group trains no unit in it). Returns the ReLU's input hid [C, h] and the logits
-    [C, M]."""
+def _eval_head(plan: _Plan, i: int, x, m, state, heads, e) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode head of group i on inputs x [C, h], each after m [C] of the window's units, with the parameters
+    heads[e] (heads [E, K], e [C] non-decreasing); state = (WV, Xu, folds) of the window: the checkpoint [rows h,
+    h] (_Checkpoint.of), Xu [F, h] and folds [F, 2, h] (None when the group trains no unit in it). Returns the
+    ReLU's input hid [C, h] and the logits [C, M]. The second layer is applied with every head the chunk uses and
+    each position's own logits picked: gathering W2 per position moved more memory than the products cost."""
     WV, Xu, folds = state
-    b1, ln_w, ln_b, W2, b2 = _unpack(theta, plan.h, plan.M)
+    lo = int(e[0])
+    b1, ln_w, ln_b, W2, b2 = _unpack(heads[lo : int(e[-1]) + 1], plan.h, plan.M)  # [n, h] .., [n, M, h], [n, M]
+    j = e - lo  # [C] each position's head among them
     decay = plan.decay_t[i, 0]  # [F + 1, 4] (a, c, b, d) after whole units
     at = decay.index_select(0, m)  # [C, 4]
     xWV = x @ WV.T  # [C, rows h]
-    z = torch.addcmul(b1, at[:, :1], xWV[:, : plan.h])  # (eq. 14, first term)
+    z = torch.addcmul(b1.index_select(0, j), at[:, :1], xWV[:, : plan.h])  # (eq. 14, first term)
     if len(WV) > plan.h:
         z.addcmul_(at[:, 1:2], xWV[:, plan.h :])
     n_folds = int(m.max())  # a chunk's rows share the folds up to its latest one
@@ -285,8 +288,9 @@ def _eval_head(plan: _Plan, i: int, x, m, state, theta) -> tuple[torch.Tensor, t
         w = decay[:, :2].index_select(0, ages.clamp(min=0).flatten()).view(len(m), n_folds, 2)
         w = torch.where(ages[:, :, None] >= 0, w, 0) * (x @ Xu[:n_folds].T)[:, :, None]  # (eq. 7)
         z = z + w.flatten(1) @ folds[:n_folds].flatten(0, 1)  # (eq. 14)
-    hid = torch.addcmul(ln_b, F.layer_norm(z, (plan.h,), eps=LN_EPS), ln_w)
-    return hid, torch.einsum("ch,cmh->cm", torch.relu(hid), W2) + b2
+    hid = torch.addcmul(ln_b.index_select(0, j), F.layer_norm(z, (plan.h,), eps=LN_EPS), ln_w.index_select(0, j))
+    every = (torch.relu(hid) @ W2.flatten(0, 1).T).view(len(x), -1, plan.M)  # [C, n, M]
+    return hid, every.gather(1, j[:, None, None].expand(-1, 1, plan.M))[:, 0] + b2.index_select(0, j)
 
 
 def _predict_window(plan: _Plan, i: int, u0: int, state, own: torch.Tensor, out: torch.Tensor) -> None:
@@ -302,8 +306,8 @@ def _predict_window(plan: _Plan, i: int, u0: int, state, own: torch.Tensor, out:
         at = slice(start, min(start + CHUNK, hi))
         m = torch.as_tensor(done[at] - u0, device=dev)  # [C] units of the window before each position
         x = g.X.index_select(0, torch.as_tensor(g.stream[at], device=dev))
-        theta = own.index_select(0, torch.div(m, per, rounding_mode="floor"))
-        out[at] = torch.sigmoid(_eval_head(plan, i, x, m, state, theta)[1])
+        e = torch.div(m, per, rounding_mode="floor")  # [C] the exploration each position's head ended
+        out[at] = torch.sigmoid(_eval_head(plan, i, x, m, state, own, e)[1])
 
 
 def _dead_share(plan: _Plan, i: int, u0: int, state, theta: torch.Tensor) -> float:
@@ -316,7 +320,7 @@ def _dead_share(plan: _Plan, i: int, u0: int, state, theta: torch.Tensor) -> flo
     for start in range(0, len(rows), CHUNK):
         x = g.X.index_select(0, torch.as_tensor(rows[start : start + CHUNK], device=theta.device))
         m = torch.full((len(x),), int(plan.n_units[i]) - u0, device=theta.device)
-        hid, _ = _eval_head(plan, i, x, m, state, theta.expand(len(x), -1))
+        hid, _ = _eval_head(plan, i, x, m, state, theta[None], torch.zeros_like(m))
         alive |= (hid > 0).any(0)
     return float((~alive).double().mean())
 
