@@ -86,7 +86,8 @@ def run_cli(app: Callable[..., object]) -> None:
     import typer
 
     command_line_error, no_args = _command_line_errors()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries: warnings only
+    logging.getLogger("messplus").setLevel(logging.INFO)  # our own progress notes
     try:
         code = app(standalone_mode=False)
         _flush_stdout()

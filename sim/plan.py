@@ -366,7 +366,8 @@ def risk_figure(candidates: pl.DataFrame, row: dict, out: Path) -> Path:
         g = g.sort("cost_per_request")
         ax.plot(g["cost_per_request"], g["p_meet"], marker=MARKERS[cs.index(c) % len(MARKERS)], ls=":", lw=0.8,
                 color=COLORS[Vs.index(V) % len(COLORS)], label=f"V={V:g}, c={c:g}")  # fmt: skip
-    ax.axhline(row["confidence"], color="grey", ls="--", lw=0.8)
+    ax.axhline(row["confidence"], color="grey", ls="--", lw=0.8,
+               label=f"confidence {row['confidence']:g} (bounds at assurance {row['assurance']:g})")  # fmt: skip
     if row.get("cost_per_request_best_model") is not None:
         ax.scatter([row["cost_per_request_best_model"]], [row["p_meet_best_model"]], marker="*", s=120, color="k",
                    zorder=4, label=f"always {row['best_model']}")  # fmt: skip
