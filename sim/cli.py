@@ -212,8 +212,9 @@ def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
     console.print(plan_table(table))
     for r in table.filter(~pl.col("found")).iter_rows(named=True):
         console.print(f"[yellow]warning:[/] bench {r['bench']}: no setting searched met alpha {r['alpha']:.3f} by "
-                      f"t = {r['by']} on {r['confidence']:.0%} of orders; the most reliable (shown) met it on "
-                      f"{r['p_meet']:.0%}: widen --margins, lower --V, or promise less", highlight=False)  # fmt: skip
+                      f"t = {r['by']} on {r['confidence']:.0%} of orders at {r['assurance']:.0%} assurance; the most "
+                      f"reliable (shown) met it on {r['p_meet']:.0%} (lower bound {r['p_meet_lower']:.0%}): widen "
+                      "--margins, lower --V, or promise less", highlight=False)  # fmt: skip
     console.print(f"-> {', '.join(map(str, paths))}")
 
 
@@ -222,7 +223,9 @@ MAX_VALIDATE_SEEDS = 100_000  # fresh seeds to check a plan on: each is one more
 
 def check_plan(cfg: PlanConfig, traces: Path) -> None:
     """What the planner would find only after loading inputs and training, checked before: --validate-seeds a
-    non-empty, bounded set without repeats, and a given --by within each bench's scored stream."""
+    non-empty, bounded set without repeats, enough --seeds for the bounds, and a given --by within each bench's
+    scored stream."""
+    cfg.check_seeds()
     text = cfg.validate_seeds.strip()
     span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
     if span:  # counted, never listed: 0-1000000000 must not build a billion seeds to find out

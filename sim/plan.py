@@ -51,7 +51,7 @@ PLAN_SCHEMA = {
     "p_meet": pl.Float64, "p_meet_lower": pl.Float64, "tolerance_bound": pl.Float64, "cost_per_request": pl.Float64,
     "cost_per_request_unplanned": pl.Float64, "p_meet_unplanned": pl.Float64, "margin": pl.Float64,
     "margin_theorem": pl.Float64, "best_model": pl.String, "p_meet_best_model": pl.Float64,
-    "cost_per_request_best_model": pl.Float64, "validate_seeds": pl.Int64, "p_meet_validated": pl.Float64,
+    "p_meet_lower_best_model": pl.Float64, "cost_per_request_best_model": pl.Float64, "validate_seeds": pl.Int64, "p_meet_validated": pl.Float64,
     "cost_per_request_validated": pl.Float64,
 }  # fmt: skip
 MET, UNMET, INFEASIBLE = "met", "unmet", "infeasible"  # verdicts: a plan; none searched; out of any router's reach
@@ -104,6 +104,14 @@ class PlanConfig:
             return tuple(int(x) for x in text.split(",") if x.strip())
         except ValueError:
             raise UserError(f"--validate-seeds: expected FIRST-LAST or a comma list, got {text!r}") from None
+
+    def check_seeds(self) -> None:
+        """Before any work: enough planning orders that the bounds could keep the promise at all."""
+        need = seeds_needed(self.confidence, self.assurance)
+        if self.seeds < need or math.isinf(tolerance_factor(self.seeds, self.confidence, self.assurance)):
+            raise UserError(f"--seeds {self.seeds} is too few for --confidence {self.confidence:g} at --assurance "
+                            f"{self.assurance:g}: even if every order met, the lower bound on the share of orders "
+                            f"would stay below it; give at least {max(need, 4)}")  # fmt: skip
 
     def planning(self) -> tuple[int, ...]:
         """The first `seeds` non-negative seeds outside the validation set."""
@@ -163,9 +171,18 @@ def screened(scfg: SweepConfig, b: Bench, at: np.ndarray, alpha: float, confiden
     return pl.concat([first, outcomes(replace(scfg, cs=tuple(sorted(keep)), seeds=scfg.seeds[n1:]), b, at, progress)])
 
 
+def binomial_pmf(n: int, p: float) -> np.ndarray:
+    """[n + 1] P(X = i) for X ~ Binomial(n, p), in log space: math.comb(n, i) overflows a float from n = 1030."""
+    i = np.arange(n + 1)
+    if p <= 0 or p >= 1:
+        return (i == (n if p >= 1 else 0)).astype(float)
+    log_comb = math.lgamma(n + 1) - np.array([math.lgamma(j + 1) + math.lgamma(n - j + 1) for j in i])
+    return np.exp(log_comb + i * math.log(p) + (n - i) * math.log1p(-p))
+
+
 def binomial_tail(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p)."""
-    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+    return float(binomial_pmf(n, p)[max(k, 0) :].sum())
 
 
 @functools.cache
@@ -177,7 +194,8 @@ def share_lower(met: int, n: int, assurance: float) -> float:
     misses = n - met
 
     def mid_p(q: float) -> float:
-        return 1 - binomial_tail(misses, n, q) + math.comb(n, misses) * q**misses * (1 - q) ** (n - misses) / 2
+        pmf = binomial_pmf(n, q)
+        return float(pmf[:misses].sum() + pmf[misses] / 2)
 
     lo, hi = 0.0, 1.0  # mid_p falls as q rises: bisect for mid_p(q) = 1 - assurance
     for _ in range(50):
@@ -186,15 +204,23 @@ def share_lower(met: int, n: int, assurance: float) -> float:
     return 1 - hi
 
 
+def seeds_needed(confidence: float, assurance: float) -> int:
+    """The fewest orders whose lower bound (share_lower) can reach `confidence` at all, when every one meets:
+    with no miss the bound is (2 (1 - assurance))^(1/n)."""
+    return math.ceil(math.log(2 * (1 - assurance)) / math.log(confidence))
+
+
 def tolerance_factor(n: int, share: float, assurance: float, skew: float = 0.0) -> float:
     """k of the one-sided tolerance bound mean - k sd (both estimated from n samples): with probability
     `assurance`, at least `share` of the population lies above it. For a normal population, Natrella's
     approximation: within about 1% of the exact noncentral-t value from n = 10 on (n = 100, 95% / 95%: 1.923
     against 1.927), larger below; inf where n is too small for any bound. A skewed population's lower quantile is
-    taken by Cornish-Fisher, z - (z^2 - 1) skew / 6, where that lies further out than the normal one (never closer):
-    a long left tail (skew -0.9, LogiQA on the demo zoo) puts its 5% quantile 1.90 sd below the mean, not 1.645."""
+    taken by Cornish-Fisher, z - (z^2 - 1) skew / 6 with the skew clamped to [-1, 1] (one outlier among 100 orders
+    gives -4, past where the expansion holds; the binomial bound already sees it), where that lies further out than
+    the normal one (never closer): a long left tail (skew -0.9, LogiQA on the demo zoo) puts its 5% quantile 1.90
+    sd below the mean, not 1.645."""
     zp, zg = NormalDist().inv_cdf(share), NormalDist().inv_cdf(assurance)
-    zp = max(zp, zp - (zp**2 - 1) * skew / 6)
+    zp = max(zp, zp - (zp**2 - 1) * max(min(skew, 1.0), -1.0) / 6)  # the one-term expansion holds for |skew| <= 1
     a = 1 - zg**2 / (2 * (n - 1))
     b = zp**2 - zg**2 / n
     return (zp + math.sqrt(zp**2 - a * b)) / a if a > 0 and zp**2 >= a * b else math.inf
@@ -251,8 +277,6 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, 
     alpha = resolve_alphas(acc, (cfg.alpha,))[0]
     targets = tuple(sorted({min(alpha + m, float(acc.max())) for m in cfg.margins}))
     seeds = cfg.planning()
-    if math.isinf(tolerance_factor(len(seeds), cfg.confidence, cfg.assurance)):
-        raise UserError(f"--seeds {cfg.seeds} is too few for --assurance {cfg.assurance:g}: give more seeds")
     scfg = sweep_config(cfg, name, targets, seeds)
     validate(scfg)
     full = load(scfg, trace, name, progress=progress)
@@ -278,7 +302,8 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, 
     row = {"bench": name, "alpha": alpha, "by": by, "every": cfg.every, "horizon": H, "confidence": cfg.confidence,
            "assurance": cfg.assurance, "seeds": cfg.seeds, "v_unit": cfg.v_unit, "k": cfg.k,
            "validate_seeds": len(cfg.validation()), "best_model": full.models[m],
-           "p_meet_best_model": float((solo >= alpha - TOL).mean()), "cost_per_request_best_model": solo_cost}  # fmt: skip
+           "p_meet_best_model": float((solo >= alpha - TOL).mean()), "p_meet_lower_best_model": solo_lower,
+           "cost_per_request_best_model": solo_cost}  # fmt: skip
     shown = best or table.sort(
         "p_meet_lower", "tolerance_bound", "cost_per_request", descending=[True, True, False]
     ).row(0, named=True)  # where none meets: the most reliable setting, marked as not meeting
@@ -307,15 +332,17 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, 
 def explain(row: dict, c_searched: float) -> None:
     """Say why no plan was found (or why the one found is a poor deal), beside the table's numbers."""
     where = f"bench {row['bench']}: alpha {row['alpha']:.3f} by t = {row['by']}"
+    promise = f"{row['confidence']:.0%} of orders at {row['assurance']:.0%} assurance"
     solo = (f"always serving the most accurate model ({row['best_model']}) meets it on "
-            f"{row['p_meet_best_model']:.0%} of orders at {row['cost_per_request_best_model']:.4g} per request")  # fmt: skip
+            f"{row['p_meet_best_model']:.0%} of orders (lower bound {row['p_meet_lower_best_model']:.0%}) at "
+            f"{row['cost_per_request_best_model']:.4g} per request")  # fmt: skip
     if row["verdict"] == INFEASIBLE:
-        log.warning("%s is out of reach on this trace: even %s, short of %.0f%% with %.0f%% assurance; promise "
-                    "less or set a later deadline", where, solo, 100 * row["confidence"], 100 * row["assurance"])  # fmt: skip
+        log.warning("%s is out of reach on this trace: %s, which does not keep it on %s; promise less or set a "
+                    "later deadline", where, solo, promise)  # fmt: skip
     elif row["verdict"] == UNMET:
-        log.warning("%s: no MESS+ setting searched (c up to %g) keeps it on %.0f%% of orders (the most reliable: "
-                    "%.0f%%), but %s: the predictor picks worse models than that", where, c_searched,
-                    100 * row["confidence"], 100 * row["p_meet"], solo)  # fmt: skip
+        log.warning("%s: no MESS+ setting searched (c up to %g) keeps it on %s (the most reliable: %.0f%%, lower "
+                    "bound %.0f%%), but %s: the predictor picks worse models than that", where, c_searched, promise,
+                    100 * row["p_meet"], 100 * row["p_meet_lower"], solo)  # fmt: skip
     elif row["cost_per_request"] > row["cost_per_request_best_model"]:
         log.warning("%s: the plan costs %.4g per request, more than %s", where, row["cost_per_request"], solo)
 
@@ -323,6 +350,7 @@ def explain(row: dict, c_searched: float) -> None:
 def run_plan(cfg: PlanConfig, traces: Path, progress=None) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
     """plan [one row per bench] (PLAN_SCHEMA) and, per bench, every candidate setting."""
     validate(cfg)
+    cfg.check_seeds()
     found = load_benches(traces, cfg.benches or None)
     rows, tables = [], {}
     with one_thread():

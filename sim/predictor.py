@@ -30,6 +30,7 @@ from messplus.sim.training import LN_EPS, train_window
 
 WINDOW = 64  # units between checkpoints: more reads more folds per step, fewer merges the h x h checkpoint more often
 CHUNK = 2048  # stream positions predicted per matrix product
+PICK_HEADS = 8  # up to this many heads in a chunk, all apply the second layer (a gathered float costs ~8 products)
 
 
 @dataclass(frozen=True)
@@ -270,8 +271,9 @@ def _eval_head(plan: _Plan, i: int, x, m, state, heads, e) -> tuple[torch.Tensor
     """Eval-mode head of group i on inputs x [C, h], each after m [C] of the window's units, with the parameters
     heads[e] (heads [E, K], e [C] non-decreasing); state = (WV, Xu, folds) of the window: the checkpoint [rows h,
     h] (_Checkpoint.of), Xu [F, h] and folds [F, 2, h] (None when the group trains no unit in it). Returns the
-    ReLU's input hid [C, h] and the logits [C, M]. The second layer is applied with every head the chunk uses and
-    each position's own logits picked: gathering W2 per position moved more memory than the products cost."""
+    ReLU's input hid [C, h] and the logits [C, M]. Where the chunk uses at most PICK_HEADS heads, the second layer
+    is applied with each of them and each position's own logits picked: gathering W2 per position moves more
+    memory than those products cost; with more heads it is gathered."""
     WV, Xu, folds = state
     lo = int(e[0])
     b1, ln_w, ln_b, W2, b2 = _unpack(heads[lo : int(e[-1]) + 1], plan.h, plan.M)  # [n, h] .., [n, M, h], [n, M]
@@ -289,8 +291,12 @@ def _eval_head(plan: _Plan, i: int, x, m, state, heads, e) -> tuple[torch.Tensor
         w = torch.where(ages[:, :, None] >= 0, w, 0) * (x @ Xu[:n_folds].T)[:, :, None]  # (eq. 7)
         z = z + w.flatten(1) @ folds[:n_folds].flatten(0, 1)  # (eq. 14)
     hid = torch.addcmul(ln_b.index_select(0, j), F.layer_norm(z, (plan.h,), eps=LN_EPS), ln_w.index_select(0, j))
-    every = (torch.relu(hid) @ W2.flatten(0, 1).T).view(len(x), -1, plan.M)  # [C, n, M]
-    return hid, every.gather(1, j[:, None, None].expand(-1, 1, plan.M))[:, 0] + b2.index_select(0, j)
+    if len(W2) <= PICK_HEADS:
+        every = (torch.relu(hid) @ W2.flatten(0, 1).T).view(len(x), -1, plan.M)  # [C, n, M]
+        logits = every.gather(1, j[:, None, None].expand(-1, 1, plan.M))[:, 0]
+    else:
+        logits = torch.einsum("ch,cmh->cm", torch.relu(hid), W2.index_select(0, j))
+    return hid, logits + b2.index_select(0, j)
 
 
 def _predict_window(plan: _Plan, i: int, u0: int, state, own: torch.Tensor, out: torch.Tensor) -> None:

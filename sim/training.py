@@ -21,7 +21,7 @@ from messplus.sim.engine import _first_argmin
 LN_EPS = 1e-5  # nn.LayerNorm's default, as in sim.head
 
 
-FAST = {"reassoc", "nsz", "arcp", "contract"}  # sums may be reordered (vectorised): rounding differs by ~1 ulp
+FAST = {"reassoc", "nsz", "arcp", "contract"}  # sums may be reordered (vectorised): last bits differ; inf, NaN kept
 
 
 @njit(cache=True, fastmath=FAST)
@@ -51,7 +51,7 @@ def sgd_step(z, theta, buf, keep, y, weight, xsq, lr, momentum, weight_decay, cl
     and torch's SGD update of theta and buf [K] in place. keep [h] hidden keep-mask (scaled), y [M] labels, weight
     [M] each output's weight in the loss (1 / M each: the mean BCE; one-hot: the masked BCE of one observed label),
     xsq |x|^2 (W1's gradient is delta x^T, so its norm is |delta| |x|; eq. 5, 8). Returns the clipped delta =
-    dloss/dz [h]. Written as loops over h without temporaries: a step is a few microseconds, and numba's array
+    dloss/dz [h]. Written as loops over h with a few work arrays: a step is a few microseconds, and numba's array
     expressions allocated a temporary per operation (numba's @ would need SciPy's BLAS)."""
     h, M = z.shape[0], y.shape[0]
     w2, b2 = 3 * h, 3 * h + M * h  # offsets of W2 (row-major M x h) and b2 in theta
@@ -115,7 +115,6 @@ def train_window(n_train, per, WX, VX, gram, keep, Yu, decay, fold, recent, hype
     live, L, h = len(n_train), keep.shape[2], WX.shape[2]
     mean = np.full(Yu.shape[2], 1.0 / Yu.shape[2], dtype=Yu.dtype)  # every label seen: the mean BCE
     z = np.empty(h, dtype=WX.dtype)
-    pq = np.empty(2, dtype=WX.dtype)  # a fold's two weights, in the arrays' precision (keeps the loop vectorised)
     deltas = np.empty((L, h), dtype=WX.dtype)
     for g in range(live):
         lr, mu, wd, clip = hyper[g, 0], hyper[g, 1], hyper[g, 2], hyper[g, 3]
@@ -127,8 +126,7 @@ def train_window(n_train, per, WX, VX, gram, keep, Yu, decay, fold, recent, hype
                     z[o] = a * WX[g, k, o] + c * VX[g, k, o] + theta[g, o]
                 for j in range(k):  # the window's finished units (eq. 11, 12)
                     age = decay[g, step, k - 1 - j]
-                    pq[0], pq[1] = gram[g, k, j] * age[0], gram[g, k, j] * age[1]
-                    p, q = pq[0], pq[1]
+                    p, q = gram[g, k, j] * age[0], gram[g, k, j] * age[1]
                     for o in range(h):
                         z[o] += p * folds[g, j, 0, o] + q * folds[g, j, 1, o]
                 for prior in range(step):  # this unit's earlier steps, on the same input (eq. 12, last term)

@@ -816,8 +816,8 @@ def embed_case(cid: str, expect: str, *args: str, setup: Setup | None = None, ne
     return Case(f"sim-embed-{cid}", "sim", (*EMBED, *args), expect, setup, needs_no_gpu)
 
 
-PLAN_ARGS = ("plan", "--traces", "{trace}", "--bench", "logiqa", "--seeds", "4", "--V", "1e-3", "--c", "0.5",
-             "--margins", "0", "--out", "{w}/out")  # fmt: skip
+PLAN_ARGS = ("plan", "--traces", "{trace}", "--bench", "logiqa", "--seeds", "4", "--confidence", "0.5", "--V", "1e-3",
+             "--c", "0.5", "--margins", "0", "--out", "{w}/out")  # fmt: skip
 
 
 def plan_case(cid: str, expect: str, *args: str, setup: Setup | None = None) -> Case:
@@ -836,6 +836,7 @@ PLAN = [
     plan_case("confidence-1.5", "--confidence: 1.5 is outside (0, 1]", "--confidence", "1.5"),
     plan_case("confidence-nan", "--confidence: must be a finite number", "--confidence", "nan"),
     plan_case("seeds-0", "--seeds: 0 is outside [", "--seeds", "0"),
+    plan_case("seeds-too-few", "--seeds 4 is too few for --confidence 0.95", "--confidence", "0.95"),
     plan_case("validate-seeds-reversed", "--validate-seeds 5-1: FIRST is above LAST", "--validate-seeds", "5-1"),
     plan_case("validate-seeds-repeat", "--validate-seeds: values repeat", "--validate-seeds", "3,3"),
     plan_case("validate-seeds-billion", "1000000001 seeds, at most", "--validate-seeds", "0-1000000000"),

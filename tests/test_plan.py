@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from messplus.common import UserError
 from messplus.sim.bench import load, resolve_alphas
 from messplus.sim.plan import (
     INFEASIBLE,
@@ -14,6 +15,7 @@ from messplus.sim.plan import (
     binomial_tail,
     outcomes,
     run_plan,
+    seeds_needed,
     share_lower,
     sweep_config,
     tolerance_bound,
@@ -54,12 +56,12 @@ def test_an_sla_past_the_best_model_is_out_of_reach_after_raising_exploration(sm
     """Nothing meets: c doubles up to --max-c, every c is dropped after the first quarter of the orders (too many
     failures for a setting that could meet), and the row says that always serving the most accurate model would
     not have met it either."""
-    cfg = PlanConfig(benches=("piqa",), alpha=0.99, seeds=12, margins=(0.0,), Vs=(1e-5,), cs=(0.1,), max_c=0.4)
+    cfg = PlanConfig(benches=("piqa",), alpha=0.99, seeds=40, margins=(0.0,), Vs=(1e-5,), cs=(0.1,), max_c=0.4)
     plan, candidates = run_plan(cfg, small_trace)
     row, table = plan.row(0, named=True), candidates["piqa"]
     assert not row["found"] and row["verdict"] == INFEASIBLE
     assert sorted(table["c"].to_list()) == [0.1, 0.2, 0.4]
-    assert (table["n"] == 3).all()  # screened out on ceil(12 / 4) orders
+    assert (table["n"] == 10).all()  # screened out on 40 / 4 orders
     assert row["p_meet_best_model"] < 0.95 and row["cost_per_request_best_model"] > 0 and row["best_model"]
 
 
@@ -83,6 +85,12 @@ def test_the_lower_bound_on_the_share_of_orders():
     assert share_lower(100, 100, 0.9) == pytest.approx(0.2 ** (1 / 100), abs=1e-9)  # no miss: (1 - q)^n / 2 = 0.1
     assert share_lower(0, 10, 0.9) == pytest.approx(0.0, abs=1e-9)
     assert share_lower(97, 100, 0.95) < share_lower(97, 100, 0.9) < 0.97
+    assert 0.996 < share_lower(1997, 2000, 0.9) < 0.9985  # thousands of orders: no overflow (math.comb would)
+    # a bound that cannot reach the promise even with no miss is refused before any work
+    assert seeds_needed(0.95, 0.9) == 32 and share_lower(31, 31, 0.9) < 0.95 <= share_lower(32, 32, 0.9)
+    PlanConfig(seeds=32).check_seeds()
+    with pytest.raises(UserError, match="give at least 161"):
+        PlanConfig(confidence=0.99).check_seeds()
 
 
 def test_tolerance_factor_and_binomial_tail():
@@ -93,8 +101,12 @@ def test_tolerance_factor_and_binomial_tail():
     # a long left tail pushes the bound out (Cornish-Fisher); a long right tail never pulls it in
     assert tolerance_factor(100, 0.95, 0.95, skew=-0.9) > tolerance_factor(100, 0.95, 0.95) + 0.2
     assert tolerance_factor(100, 0.95, 0.95, skew=0.9) == tolerance_factor(100, 0.95, 0.95)
+    assert tolerance_factor(100, 0.95, 0.95, skew=-4.0) == tolerance_factor(100, 0.95, 0.95, skew=-1.0)  # clamped
     x = np.random.default_rng(0).normal(0.8, 0.01, 400)
-    assert tolerance_bound(x, 0.95, 0.95) == pytest.approx(0.8 - 1.645 * 0.01, abs=0.004)
+    skew = ((x - x.mean()) ** 3).mean() / x.std() ** 3
+    k = tolerance_factor(400, 0.95, 0.95, skew)
+    assert tolerance_bound(x, 0.95, 0.95) == pytest.approx(x.mean() - k * x.std(ddof=1), rel=1e-12)
+    assert 1.7 < k < 1.85  # n = 400: a little above z = 1.645
     assert binomial_tail(0, 25, 0.05) == pytest.approx(1.0)
     assert binomial_tail(5, 25, 0.05) == pytest.approx(1 - sum(math.comb(25, i) * 0.05**i * 0.95 ** (25 - i)
                                                                for i in range(5)))  # fmt: skip

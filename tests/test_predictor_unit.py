@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from messplus.sim import predictor
 from messplus.sim.config import PredictorConfig
 from messplus.sim.draws import Draws, draw
 from messplus.sim.head import Head, optimizer
@@ -70,12 +71,13 @@ def test_layer_norm_backward_matches_autograd():
 
 def test_keep_masks_are_a_pure_function_of_seed_and_position():
     """Each position's masks are the first draws of its own Philox block, whichever positions are drawn with it."""
-    d = draw(7, T=40, n_calib=0, h=16, M=2, epochs=3, dropout=0.3, input_dropout=0.2)
-    hidden, inputs = d.keep_masks(np.array([5, 2, 31]))
-    for k, i in enumerate([5, 2, 31]):
+    positions = [5, 2, 31, 5]  # unsorted, repeated; 3 x 5 draws leave half a 64-bit word between the two masks
+    d = draw(7, T=40, n_calib=0, h=5, M=2, epochs=3, dropout=0.3, input_dropout=0.2)
+    hidden, inputs = d.keep_masks(np.array(positions))
+    for k, i in enumerate(positions):
         u = np.random.Generator(np.random.Philox(key=d.mask_key, counter=[0, 0, 0, i]))
-        np.testing.assert_array_equal(hidden[k], u.random((3, 16), dtype=np.float32) >= 0.3)
-        np.testing.assert_array_equal(inputs[k], u.random((3, 16), dtype=np.float32) >= 0.2)
+        np.testing.assert_array_equal(hidden[k], u.random((3, 5), dtype=np.float32) >= 0.3)
+        np.testing.assert_array_equal(inputs[k], u.random((3, 5), dtype=np.float32) >= 0.2)
     alone = d.keep_masks(np.array([31]))
     np.testing.assert_array_equal(alone[0][0], hidden[2])
     assert not np.array_equal(hidden[0], hidden[1]) and 0.5 < hidden.mean() < 0.9  # fresh draws, about 70% kept
@@ -135,7 +137,9 @@ WINDOWS = pytest.mark.parametrize("window", [1, 2, 64], ids=["merge every unit",
 @WINDOWS
 @pytest.mark.parametrize("cfg", TRAINING.values(), ids=TRAINING.keys())
 @pytest.mark.parametrize("at", [[4], [1, 3, 6]], ids=["one exploration", "three explorations"])
-def test_predictions_match_the_plain_head_trained_as_the_reference_does(cfg, at, window):
+@pytest.mark.parametrize("pick", [8, 0], ids=["second layer picked", "second layer gathered"])
+def test_predictions_match_the_plain_head_trained_as_the_reference_does(cfg, at, window, pick, monkeypatch):
+    monkeypatch.setattr(predictor, "PICK_HEADS", pick)  # both ways of applying each position's own second layer
     d, X, Y = problem(cfg)
     explored = np.isin(np.arange(len(d.stream)), at)
     (fast,) = predict_groups([group_for(d, X, Y, explored, cfg)], dtype=F64, window=window)
