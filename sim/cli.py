@@ -194,9 +194,10 @@ app.command("sweep")(command(SweepConfig, sweep, SWEEP_PATHS))
 
 def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
     """The cheapest MESS+ setting (alpha handed to MESS+, V, c) whose running satisfaction at --by (and every
-    --every requests after) meets --alpha on at least --confidence of --seeds orders of the trace. Writes
-    plan.parquet and risk_<bench>.png (share of orders that met the SLA against cost, the plan marked). Empirical:
-    it covers orders of this trace, not a stream with another mix of requests."""
+    --every requests after) meets --alpha on at least --confidence of all orders of the trace, as bounded at
+    --assurance from --seeds orders. Writes plan.parquet and risk_<bench>.png (share of orders that met the SLA
+    against cost, the plan marked). Empirical: it covers orders of this trace, not a stream with another mix of
+    requests."""
     from messplus.sim.plan import risk_figure, run_plan, write_plan
 
     check_out_folder(out)

@@ -75,7 +75,8 @@ class PlanConfig:
                            "orders meeting the SLA is at least --confidence: a binomial lower bound on that share, "
                            "and a tolerance bound on the running satisfaction at the deadline (normal, its tail "
                            "stretched for skew), must both keep the promise.", lo=0.5, hi=1, hi_open=True)
-    seeds: int = opt(100, "Seed orders of the trace to plan on.", lo=3)
+    seeds: int = opt(100, "Seed orders of the trace to plan on (the bounds need at least 32 for --confidence 0.95 "
+                     "at --assurance 0.9, 161 for 0.99).", lo=3)
     validate_seeds: str = opt("", "Fresh seeds to check the plan on: FIRST-LAST (e.g. 1000-1199) or a comma list; "
                               "the planning seeds never overlap them.")
     margins: tuple[float, ...] = opt((0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1),
