@@ -70,7 +70,8 @@ class PlanConfig:
     by: int | None = opt(None, "Deadline T0: the stream position (t in steps.parquet) at which the SLA is "
                          "measured (default: half the scored stream).", lo=1)
     every: int | None = opt(None, "Also require the SLA at every K-th request after T0.", lo=1)
-    confidence: float = opt(0.95, "Share of seed orders that must meet the SLA.", lo=0, hi=1, lo_open=True)
+    confidence: float = opt(0.95, "Share of seed orders that must meet the SLA (below 1: no finite sample bounds "
+                            "a share of 1).", lo=0, hi=1, lo_open=True, hi_open=True)
     assurance: float = opt(0.9, "How sure the planner must be, from its --seeds orders, that the share of all "
                            "orders meeting the SLA is at least --confidence: a binomial lower bound on that share, "
                            "and a tolerance bound on the running satisfaction at the deadline (normal, its tail "
