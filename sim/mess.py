@@ -22,12 +22,21 @@ from messplus.sim.routers.bounds import accuracy_price
 from messplus.sim.training import learn_from_feedback
 
 
-def train(cfg: SweepConfig, benches: dict[str, Bench], progress=None) -> dict[str, tuple[list, list, list]]:
-    """Per bench: the (seed, c, k) keys, their groups, and each trained trajectory; one batch over all benches."""
+def train(
+    cfg: SweepConfig, benches: dict[str, Bench], progress=None, decisions_only: bool = False
+) -> dict[str, tuple[list, list, list]]:
+    """Per bench: the (seed, c, k) keys, their groups, and each trained trajectory; one batch over all benches.
+
+    decisions_only (sim plan: the predictions serve the routing decisions alone, no diagnostics or predictions
+    table): a trajectory that explores every position is not trained, since no decision reads its predictions (an
+    explored request's answer comes from sim.engine.explore_answers); its predictions are NaN."""
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
     keyed = {name: groups(cfg, b, dtype) for name, b in benches.items()}
-    flat = iter(predict_groups([g for _, gs in keyed.values() for g in gs], pick_device(cfg.device), dtype, progress))
-    return {name: (keys, gs, [next(flat) for _ in gs]) for name, (keys, gs) in keyed.items()}
+    idle = lambda g: decisions_only and bool(g.explored.all())  # noqa: E731
+    todo = [g for _, gs in keyed.values() for g in gs if not idle(g)]
+    flat = iter(predict_groups(todo, pick_device(cfg.device), dtype, progress))
+    unread = lambda g: Trained(np.full((len(g.stream), g.Y.shape[1]), np.nan), float("nan"))  # noqa: E731
+    return {name: (keys, gs, [unread(g) if idle(g) else next(flat) for g in gs]) for name, (keys, gs) in keyed.items()}
 
 
 def groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tuple], list[Group]]:

@@ -145,7 +145,7 @@ def outcomes(scfg: SweepConfig, b: Bench, at: np.ndarray, progress=None) -> pl.D
     """One row per MESS+ run: its target, V, c, its lowest running satisfaction at the checkpoints `at` (1-based
     positions) and its cost per request over the stream it ran (b cut with up_to: the requests up to the last
     checkpoint). Runs are consumed chunk by chunk."""
-    trained = mess.train(scfg, {b.name: b}, progress)[b.name]
+    trained = mess.train(scfg, {b.name: b}, progress, decisions_only=True)[b.name]
     rows = []
     for block in mess.blocks(scfg, b, *trained):
         o = block.outcome

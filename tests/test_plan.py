@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from messplus.common import UserError
+from messplus.sim import mess
 from messplus.sim.bench import load, resolve_alphas
 from messplus.sim.plan import (
     INFEASIBLE,
@@ -77,6 +78,25 @@ def test_a_stream_cut_at_the_deadline_decides_exactly_as_the_whole_one(small_tra
     whole, cut = outcomes(scfg, b, at), outcomes(scfg, up_to(b, int(at[-1])), at)
     assert whole["running"].to_list() == cut["running"].to_list()
     assert not np.allclose(whole["cost"], cut["cost"])  # the cost is that of the requests simulated
+
+
+def test_a_trajectory_that_explores_every_request_decides_the_same_untrained(small_trace):
+    """The planner does not train a predictor no decision reads (c so large that every request is explored): its
+    runs decide, satisfy and cost exactly what they do with the trained predictor."""
+    trace = load_benches(small_trace, ["piqa"])["piqa"]
+    cfg = PlanConfig(Vs=(1e-3,), cs=(0.5, 1e3), seeds=3)
+    scfg = sweep_config(cfg, "piqa", (0.7,), cfg.planning())
+    b = load(scfg, trace, "piqa")
+    skipped, full = (mess.train(scfg, {"piqa": b}, decisions_only=flag)["piqa"] for flag in (True, False))
+    every = [g.explored.all() for g in skipped[1]]
+    assert sum(every) == 3 and not all(every)  # c = 1000 explores all of each order, c = 0.5 does not
+    for g, lazy, trained in zip(skipped[1], skipped[2], full[2], strict=True):
+        assert np.isnan(lazy.shat).all() == g.explored.all()  # only the unread ones are left untrained
+        if not g.explored.all():
+            np.testing.assert_array_equal(lazy.shat, trained.shat)
+    for lazy, trained in zip(mess.blocks(scfg, b, *skipped), mess.blocks(scfg, b, *full), strict=True):
+        for name in ("chosen", "sat", "cost", "q"):
+            np.testing.assert_array_equal(getattr(lazy.outcome, name), getattr(trained.outcome, name))
 
 
 def test_the_lower_bound_on_the_share_of_orders():
