@@ -51,8 +51,8 @@ PLAN_SCHEMA = {
     "p_meet": pl.Float64, "p_meet_lower": pl.Float64, "tolerance_bound": pl.Float64, "cost_per_request": pl.Float64,
     "cost_per_request_unplanned": pl.Float64, "p_meet_unplanned": pl.Float64, "margin": pl.Float64,
     "margin_theorem": pl.Float64, "best_model": pl.String, "p_meet_best_model": pl.Float64,
-    "p_meet_lower_best_model": pl.Float64, "cost_per_request_best_model": pl.Float64, "validate_seeds": pl.Int64, "p_meet_validated": pl.Float64,
-    "cost_per_request_validated": pl.Float64,
+    "p_meet_lower_best_model": pl.Float64, "cost_per_request_best_model": pl.Float64, "validate_seeds": pl.Int64,
+    "p_meet_validated": pl.Float64, "cost_per_request_validated": pl.Float64,
 }  # fmt: skip
 MET, UNMET, INFEASIBLE = "met", "unmet", "infeasible"  # verdicts: a plan; none searched; out of any router's reach
 TOL = 1e-12  # running satisfaction within this of alpha counts as meeting it (float rounding of k / T)
@@ -109,11 +109,13 @@ class PlanConfig:
 
     def check_seeds(self) -> None:
         """Before any work: enough planning orders that the bounds could keep the promise at all."""
-        need = seeds_needed(self.confidence, self.assurance)
-        if self.seeds < need or math.isinf(tolerance_factor(self.seeds, self.confidence, self.assurance)):
+        need = max(seeds_needed(self.confidence, self.assurance), 3)
+        while math.isinf(tolerance_factor(need, self.confidence, self.assurance)):  # too few for any sd estimate
+            need += 1
+        if self.seeds < need:
             raise UserError(f"--seeds {self.seeds} is too few for --confidence {self.confidence:g} at --assurance "
-                            f"{self.assurance:g}: even if every order met, the lower bound on the share of orders "
-                            f"would stay below it; give at least {max(need, 4)}")  # fmt: skip
+                            f"{self.assurance:g}: even if every order met, the bounds could not keep the promise; "
+                            f"give at least {need}")  # fmt: skip
 
     def planning(self) -> tuple[int, ...]:
         """The first `seeds` non-negative seeds outside the validation set."""
