@@ -12,20 +12,32 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 Advance = Callable[[int], None]
+T = TypeVar("T")
 INT64_MAX = 2**63 - 1
 DEBUG_ENV = "MESSPLUS_DEBUG"  # set to 1 to see the traceback behind a one-line I/O or data error
 
 
 class UserError(Exception):
     """A user-facing problem with an input (file, column, option). The message is one line."""
+
+
+def first_repeat(items: Iterable[T]) -> T | None:
+    """The first item that equals an earlier one, or None: what a "given twice" error names."""
+    seen: list[T] = []  # a list, not a set: items need not be hashable
+    for x in items:
+        if x in seen:
+            return x
+        seen.append(x)
+    return None
 
 
 def _flush_stdout() -> None:

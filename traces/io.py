@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from messplus.common import UserError, atomic_path
+from messplus.common import UserError, atomic_path, first_repeat
 from messplus.traces.schema import META_KEY, SCHEMA_VERSION, conform, validate
 from messplus.traces.zoo import Zoo
 
@@ -169,7 +169,7 @@ def _same_kind(used: dict[str, Trace]) -> None:
 def load_benches(path: str | Path, benches: list[str] | tuple[str, ...] | None = None) -> dict[str, Trace]:
     """The trace holding each bench (every bench when None), reading every file once; the error lists the benches
     that exist. A bench in two files, or benches of different zoos or feature kinds, is refused."""
-    twice = next((b for i, b in enumerate(benches or ()) if b in benches[:i]), None)
+    twice = first_repeat(benches or ())
     if twice is not None:
         raise UserError(f"--bench {twice} is given twice")
     found: dict[str, Trace] = {}

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from importlib.resources import files
 from pathlib import Path
 
-from messplus.common import UserError
+from messplus.common import UserError, first_repeat
 
 BUNDLED = files("messplus.collect") / "zoos"  # zoo files shipped with the package, known by name everywhere
 
@@ -146,7 +146,7 @@ def comma_list(values: str | Iterable[str] | None, flag: str | None = None) -> l
     out = [x.strip() for item in items for x in item.split(",") if x.strip()]
     if flag and items and not out:
         raise UserError(f"{flag}: empty list; give at least one name (or leave the option out)")
-    twice = next((x for i, x in enumerate(out) if x in out[:i]), None)
+    twice = first_repeat(out)
     if flag and twice is not None:
         raise UserError(f"{flag} {twice} is given twice")
     return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from messplus.common import UserError
+from messplus.common import UserError, first_repeat
 from messplus.traces.io import refuse_pickle
 
 
@@ -24,7 +24,7 @@ def read_table(path: Path) -> pl.DataFrame:
                 if path.stat().st_size
                 else ()
             )
-            twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
+            twice = first_repeat(header)
             if twice is not None:  # polars would keep the second as `<name>_duplicated_0`, unnoticed
                 raise UserError(f"{path}: column {twice!r} appears twice in the header; keep one of them")
             return pl.read_csv(path, infer_schema_length=None)

@@ -20,7 +20,7 @@ from pathlib import Path, PurePath
 
 import polars as pl
 
-from messplus.common import UserError
+from messplus.common import UserError, first_repeat
 from messplus.traces.importers.common import numeric, read_table, read_text
 from messplus.traces.io import Trace
 from messplus.traces.zoo import ModelSpec, Zoo, comma_list
@@ -373,7 +373,7 @@ def _names(runs: list[ModelRun], names: list[str] | None) -> list[str]:
         found = ", ".join(r.name for r in runs)
         raise UserError(f"{len(names)} model names for {len(runs)} folders of samples (found, in order: {found})")
     names = list(names or [r.name for r in runs])
-    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    dup = first_repeat(names)
     if dup is not None:
         both = " and ".join(str(r.folder) for r, n in zip(runs, names, strict=True) if n == dup)
         raise UserError(f"two model folders are both named {dup!r} ({both}); name the models with --models")
