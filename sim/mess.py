@@ -150,7 +150,8 @@ def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], train
                    zip(g, zip(ehats, answer, has_fb, alpha, V / scale, strict=True), strict=True)]  # fmt: skip
             chosen, q, q_full, shat = (np.stack([run[j] for run in out]) for j in range(4))
             seen, labels, loss = [run[4] for run in out], [run[5] for run in out], bce(shat, S_runs)
-        yield _block(cfg, b, keys, gs, g, (learn, est, alpha, V, fb), (chosen, q, q_full, loss), seen, labels)
+        decided = (S_runs, explored, chosen, q, q_full, loss)
+        yield _block(cfg, b, keys, gs, g, (learn, est, alpha, V, fb), decided, seen, labels)
 
 
 def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has_fb, alpha: float, V: float):
@@ -178,12 +179,11 @@ def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has
 
 def _block(cfg: SweepConfig, b: Bench, keys, gs, g, settings, decided, quality: list[dict], labels) -> Block:
     """The Block of MESS+ runs of trajectories g [R] under settings (learn, cost estimate, alpha, V, feedback; [R]
-    each but learn) that decided (chosen, q, q_full [R, S]) with predictor losses (loss [R, S])."""
+    each but learn) that, on outcomes S_runs [R, S, M] and explorations [R, S], decided (chosen, q, q_full [R, S])
+    with predictor losses (loss [R, S])."""
     learn, est, alpha, V, fb = settings
-    chosen, q, q_full, loss = decided
-    S_runs = np.stack([b.arrays.satisfied[gs[i].stream] for i in g])  # [R, S, M]
+    S_runs, explored, chosen, q, q_full, loss = decided
     E_runs = np.stack([b.E[gs[i].stream] for i in g])  # [R, S, M]
-    explored = np.stack([gs[i].explored for i in g])  # [R, S]
     seed, c, k = (np.array([keys[i][j] for i in g]) for j in range(3))
     config, reference = b.columns(seed, alpha)
     R, p = len(g), b.pred
