@@ -238,29 +238,31 @@ def tolerance_bound(x: np.ndarray, share: float, assurance: float) -> float:
     return mean - tolerance_factor(len(x), share, assurance, skew) * sd if sd > 0 else mean
 
 
+def judged(x: np.ndarray, alpha: float, confidence: float, assurance: float) -> dict:
+    """What the planner says of one setting from its running satisfactions x [n] over orders: the share that met
+    alpha (p_meet), its lower confidence bound (p_meet_lower), the tolerance bound of the running satisfaction, and
+    whether, at `assurance`, both bounds keep the promise (meets: p_meet_lower >= confidence and tolerance_bound >=
+    alpha). The bounds guard against the luck of the planning seeds: the cheapest of many settings that met on
+    exactly a share P of them meets on fewer of all orders."""
+    met = int((x >= alpha - TOL).sum())
+    lower, bound = share_lower(met, len(x), assurance), tolerance_bound(x, confidence, assurance)
+    return {"p_meet": met / len(x), "p_meet_lower": lower, "tolerance_bound": bound,
+            "meets": lower >= confidence and bound >= alpha - TOL}  # fmt: skip
+
+
 def choose(runs: pl.DataFrame, alpha: float, confidence: float, assurance: float) -> tuple[pl.DataFrame, dict | None]:
-    """Per setting (target, V, c): the share of seeds that met alpha (p_meet), its lower confidence bound
-    (p_meet_lower), the tolerance bound of the running satisfaction, and the mean cost. A setting meets when, at
-    `assurance`, both bounds keep the promise: p_meet_lower >= confidence and tolerance_bound >= alpha. The plan
-    is the cheapest that meets. The bounds guard against the luck of the planning seeds: the cheapest of many
-    settings that met on exactly a share P of them meets on fewer of all orders."""
+    """Per setting (target, V, c): the mean cost and what judged() says of it; the plan is the cheapest that
+    meets."""
     per_setting = [
-        (pl.col("running") >= alpha - TOL).sum().alias("met"),
         pl.col("cost").mean().alias("cost_per_request"),
         pl.col("running").alias("values"),
         pl.len().alias("n"),
     ]
     table = runs.group_by("alpha_target", "V", "c").agg(per_setting).sort("cost_per_request", "alpha_target", "V", "c")
-    bounds = [tolerance_bound(np.asarray(v), confidence, assurance) for v in table["values"]]
-    lower = [share_lower(met, n, assurance) for met, n in zip(table["met"], table["n"], strict=True)]
-    table = table.drop("values").with_columns(
-        p_meet=pl.col("met") / pl.col("n"),
-        p_meet_lower=pl.Series(lower, dtype=pl.Float64),
-        tolerance_bound=pl.Series(bounds, dtype=pl.Float64),
-    )
-    table = table.with_columns(
-        meets=(pl.col("p_meet_lower") >= confidence) & (pl.col("tolerance_bound") >= alpha - TOL)
-    )
+    verdicts = pl.DataFrame([judged(np.asarray(v), alpha, confidence, assurance) for v in table["values"]],
+                            schema={"p_meet": pl.Float64, "p_meet_lower": pl.Float64, "tolerance_bound": pl.Float64,
+                                    "meets": pl.Boolean})  # fmt: skip
+    table = pl.concat([table.drop("values"), verdicts], how="horizontal")
     ok = table.filter(pl.col("meets"))
     return table, (ok.row(0, named=True) if ok.height else None)
 
@@ -300,13 +302,11 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, 
         runs = pl.concat([runs, screened(replace(scfg, cs=(c,)), b, at, alpha, cfg.confidence, progress)])
         table, best = choose(runs, alpha, cfg.confidence, cfg.assurance)
     m, solo, solo_cost = best_model(b, alpha, at, seeds)
-    solo_bound = tolerance_bound(solo, cfg.confidence, cfg.assurance)
-    solo_lower = share_lower(int((solo >= alpha - TOL).sum()), len(solo), cfg.assurance)
-    solo_meets = solo_lower >= cfg.confidence and solo_bound >= alpha - TOL
+    alone = judged(solo, alpha, cfg.confidence, cfg.assurance)
     row = {"bench": name, "alpha": alpha, "by": by, "every": cfg.every, "horizon": H, "confidence": cfg.confidence,
            "assurance": cfg.assurance, "seeds": cfg.seeds, "v_unit": cfg.v_unit, "k": cfg.k,
            "validate_seeds": len(cfg.validation()), "best_model": full.models[m],
-           "p_meet_best_model": float((solo >= alpha - TOL).mean()), "p_meet_lower_best_model": solo_lower,
+           "p_meet_best_model": alone["p_meet"], "p_meet_lower_best_model": alone["p_meet_lower"],
            "cost_per_request_best_model": solo_cost}  # fmt: skip
     shown = best or table.sort(
         "p_meet_lower", "tolerance_bound", "cost_per_request", descending=[True, True, False]
@@ -318,7 +318,7 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, 
     same = table.filter(pl.col("alpha_target") == targets[0], pl.col("V") == shown["V"], pl.col("c") == shown["c"])
     row |= {"cost_per_request_unplanned": same["cost_per_request"][0], "p_meet_unplanned": same["p_meet"][0]}
     row["found"] = best is not None
-    row["verdict"] = MET if best is not None else UNMET if solo_meets else INFEASIBLE
+    row["verdict"] = MET if best is not None else UNMET if alone["meets"] else INFEASIBLE
     planned = time.perf_counter()
     explain(row, c)
     if cfg.validation():
