@@ -155,7 +155,7 @@ def _pre_activation(W1, b1, x):
 
 @njit(cache=True, fastmath=FAST)
 def _probabilities(W1, theta, x):
-    """The eval-mode head on one input x [h]: the ReLU's input hid [h] and the probabilities [M]."""
+    """The eval-mode head's probabilities [M] on one input x [h]."""
     h = len(x)
     M = (len(theta) - 3 * h) // (h + 1)
     z = _pre_activation(W1, theta[:h], x)
@@ -167,7 +167,7 @@ def _probabilities(W1, theta, x):
     prob = np.empty(M, dtype=x.dtype)
     for m in range(M):
         prob[m] = 1.0 / (1.0 + np.exp(-((W2[m] * r).sum() + b2[m])))
-    return hid, prob
+    return prob
 
 
 @njit(cache=True, fastmath=FAST)
@@ -188,7 +188,7 @@ def learn_from_feedback(X, sat, served, has_fb, ehat, alpha, V, keep, keep_in, W
     every, one = np.full(M, 1.0 / M, dtype=sat.dtype), np.zeros(M, dtype=sat.dtype)
     queue, labels = 0.0, 0
     for t in range(S):
-        shat[t] = _probabilities(W1, theta, X[t])[1]
+        shat[t] = _probabilities(W1, theta, X[t])
         explored = served[t] >= 0
         ch = served[t] if explored else _first_argmin(shat[t], ehat[t], alpha, V, queue)
         if has_fb[t]:  # as sim.engine's queue update, NaN kept
