@@ -1,9 +1,10 @@
 """Does MESS+ keep its promise with default settings? One row per bench: each method's mean satisfaction and cost
-per request over seeds, whether MESS+ ends within 1 point of alpha, and whether it is the cheapest of the adaptive
-methods (educated guessing as published, RouteLLM both ways, RouterDC) that end within 1 point of alpha.
+per request over seeds, whether MESS+ ends within half a point of alpha, and whether it is the cheapest of the
+adaptive methods (MESS+, educated guessing as published, RouteLLM both ways, RouterDC) that end within 1 point of
+alpha.
 
     python benchmarks/fidelity.py --traces data/traces/qwen2.parquet            # alpha mid, minilm
-    python benchmarks/fidelity.py --paper-alphas                                 # the synthetic demo, paper alphas
+    python benchmarks/fidelity.py --paper-alphas                                 # the synthetic demo, --alpha paper
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from messplus.sim.cli import DEMO
 from messplus.sim.config import SweepConfig
 from messplus.sim.sweep import run_sweep
 
-PAPER_ALPHAS = {"arc_challenge": 0.50, "arc_easy": 0.75, "boolq": 0.80, "logiqa": 0.40, "piqa": 0.78,
-                "sciq": 0.96, "social_iqa": 0.44, "winogrande": 0.70}  # fmt: skip
 ADAPTIVE = ("educated", "routellm", "routellm-paper", "routerdc")
 SHOWN = ("messplus", *ADAPTIVE, "oracle", "mix", "opt")
 
@@ -38,21 +37,14 @@ def main() -> None:
     ap.add_argument("--seeds", default="42,43,44")
     args = ap.parse_args()
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    if args.paper_alphas:
-        runs = pl.concat(
-            [
-                run_sweep(SweepConfig(benches=(b,), alphas=(a,), seeds=seeds), args.traces).runs
-                for b, a in PAPER_ALPHAS.items()
-            ]
-        )
-    else:
-        runs = run_sweep(SweepConfig(seeds=seeds), args.traces).runs
+    alphas = ("paper",) if args.paper_alphas else ("mid",)
+    runs = run_sweep(SweepConfig(seeds=seeds, alphas=alphas), args.traces).runs
     mean = runs.group_by("bench", "method", "alpha", maintain_order=True).agg(
         pl.col("satisfaction").mean(), pl.col("cost_per_request").mean(), pl.col("sla_met").sum()
     )
     singles = sorted(m for m in mean["method"].unique() if m.startswith("single:"))
     cols = [*SHOWN[:5], *singles, *SHOWN[5:]]
-    print("| bench (alpha) | " + " | ".join(cols) + " | within 1 pt | cheapest adaptive |")
+    print("| bench (alpha) | " + " | ".join(cols) + " | within 0.5 pt | cheapest adaptive |")
     print("|---" * (len(cols) + 3) + "|")
     kept = cheapest = 0
     for bench in mean["bench"].unique(maintain_order=True):
@@ -60,11 +52,11 @@ def main() -> None:
         alpha = b["alpha"][0]
         cell = {r["method"]: r for r in b.iter_rows(named=True)}
         mess = cell["messplus"]
-        ok = mess["satisfaction"] >= alpha - 0.01
+        ok = mess["satisfaction"] >= alpha - 0.005
         rivals = [
             cell[m]["cost_per_request"] for m in ADAPTIVE if m in cell and cell[m]["satisfaction"] >= alpha - 0.01
         ]
-        best = ok and all(mess["cost_per_request"] < c for c in rivals)
+        best = mess["satisfaction"] >= alpha - 0.01 and all(mess["cost_per_request"] < c for c in rivals)
         kept, cheapest = kept + ok, cheapest + best
         print(
             f"| {bench} ({alpha:.3f}) | "
@@ -73,7 +65,8 @@ def main() -> None:
         )
     n = mean["bench"].n_unique()
     print(
-        f"\nMESS+ within 1 point of alpha on {kept} of {n} benches; cheapest adaptive method there on {cheapest} of {n}"
+        f"\nMESS+ within half a point of alpha on {kept} of {n} benches; the cheapest adaptive method within 1 point "
+        f"on {cheapest} of {n}"
     )
 
 

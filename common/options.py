@@ -32,6 +32,7 @@ class Spec:
     choices: Callable[[], tuple[str, ...]] | None = None  # dynamic choices (Literal types carry their own)
     empty_ok: bool = False  # a list option that may be empty (meaning "all")
     unique: bool = False  # a list option whose entries may not repeat
+    keyed: bool = False  # a list entry may be NAME=VALUE (a value for one bench), kept as the pair (NAME, VALUE)
 
 
 def opt(default: Any, help: str | Callable[[], str], **spec: Any) -> Any:
@@ -68,8 +69,14 @@ def _number_type(tp) -> type | None:
     return kinds[0] if kinds else None
 
 
-def _parse_one(text: str, tp, name: str):
-    """One element from its command-line text: a listed choice, else a number of the field's kind."""
+def _parse_one(text: str, tp, name: str, keyed: bool = False):
+    """One element from its command-line text: a listed choice, else a number of the field's kind; with keyed, also
+    NAME=VALUE as the pair (NAME, VALUE)."""
+    if keyed and "=" in text:
+        key, value = (part.strip() for part in text.split("=", 1))
+        if not key:
+            raise UserError(f"{name}: {text!r} names no bench before '='")
+        return key, _parse_one(value, tp, name)
     choices = _choices(tp, Spec(""))
     if choices and text in choices:
         return text
@@ -89,7 +96,8 @@ def _describe(spec: Spec, tp, default, listed: bool) -> str:
     choices = _choices(tp, spec)
     if choices and spec.choices is None:
         text += f" [{'|'.join(choices)}]"
-    return text + (" Comma list." if listed else "")
+    keyed = " An entry BENCH=VALUE applies to that bench alone." if spec.keyed else ""
+    return text + (" Comma list." if listed else "") + keyed
 
 
 def command(cls, run: Callable[..., None], extra: list[inspect.Parameter]) -> Callable[..., None]:
@@ -127,7 +135,8 @@ def from_cli(cls, raw: dict[str, Any]):
         if listed and v is None:  # an empty_ok list left out: its default ("all")
             v = f.default
         elif listed:
-            v = tuple(_parse_one(x.strip(), tp, flag(f)) for x in str(v).split(",") if x.strip())
+            keyed = f.metadata["spec"].keyed
+            v = tuple(_parse_one(x.strip(), tp, flag(f), keyed) for x in str(v).split(",") if x.strip())
             if not v:  # given, but empty: never read as "all" (leave the option out for that)
                 also = "; leave the option out for all of them" if f.metadata["spec"].empty_ok else ""
                 raise UserError(f"{flag(f)}: give at least one value{also}")
@@ -140,6 +149,11 @@ def from_cli(cls, raw: dict[str, Any]):
 
 
 def _check_value(v, tp, spec: Spec, name: str) -> None:
+    if spec.keyed and isinstance(v, tuple):  # (bench, value)
+        if len(v) != 2 or not isinstance(v[0], str) or not v[0].strip():
+            raise UserError(f"{name}: {v!r} is not a (bench, value) pair")
+        _check_value(v[1], tp, spec, f"{name} for {v[0]}")
+        return
     choices = _choices(tp, spec)
     if isinstance(v, str):
         if choices and v not in choices:

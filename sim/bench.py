@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from messplus.common import UserError
+from messplus.sim import presets
 from messplus.sim.config import PredictorConfig, SweepConfig
 from messplus.sim.draws import Draws, draw
 from messplus.sim.inputs import Inputs, request_inputs
@@ -57,9 +58,33 @@ class Bench:
         return cfg, {"opt_cost_per_request": ref[:, 0], "mix_cost_per_request": ref[:, 2]}
 
 
-def resolve_alphas(acc: np.ndarray, alphas) -> tuple[float, ...]:
-    """'mid' is halfway between the cheapest model's accuracy and the best one's (acc [M])."""
-    return tuple(float((acc[0] + acc.max()) / 2) if a == "mid" else float(a) for a in alphas)
+def alpha_rules(alphas, bench: str) -> list:
+    """The --alpha entries that apply to one bench (those named BENCH=VALUE for it, and those for every bench), each
+    a number or a rule; checked before any work: a bench left without one, or without a paper alpha, is an error."""
+    rules = [a[1] if isinstance(a, tuple) else a for a in alphas if not isinstance(a, tuple) or a[0] == bench]
+    if not rules:
+        raise UserError(f"--alpha gives bench {bench} no value: add {bench}=VALUE, or a value for every bench")
+    if "paper" in rules and presets.paper_alpha(bench) is None:
+        known = ", ".join(presets.PAPER_ALPHA)
+        raise UserError(f"--alpha paper: the paper sets no alpha for bench {bench} (it does for {known}); give "
+                        f"{bench}=VALUE")  # fmt: skip
+    return rules
+
+
+def check_alphas(alphas, benches: tuple[str, ...]) -> None:
+    """Before any work: every bench named in --alpha is one of the run's, and every bench gets an alpha."""
+    unknown = [a[0] for a in alphas if isinstance(a, tuple) and a[0] not in benches]
+    if unknown:
+        raise UserError(f"--alpha names bench {unknown[0]!r}, which is not replayed here ({', '.join(benches)})")
+    for bench in benches:
+        alpha_rules(alphas, bench)
+
+
+def resolve_alphas(acc: np.ndarray, alphas, bench: str) -> tuple[float, ...]:
+    """The bench's alphas (acc [M]: its models' accuracies): 'mid' is halfway between the cheapest model's accuracy
+    and the best one's, 'paper' the paper's alpha for the bench; repeats dropped."""
+    rule = {"mid": lambda: float((acc[0] + acc.max()) / 2), "paper": lambda: presets.paper_alpha(bench)}
+    return tuple(dict.fromkeys(rule[a]() if isinstance(a, str) else float(a) for a in alpha_rules(alphas, bench)))
 
 
 def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None, progress=None,
@@ -71,7 +96,7 @@ def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None
     X, pred = inputs.X, cfg.predictor(bench, inputs.family)
     if X.shape[0] != arrays.shape[0]:
         raise UserError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")
-    alphas = resolve_alphas(arrays.satisfied.mean(0), cfg.alphas)
+    alphas = resolve_alphas(arrays.satisfied.mean(0), cfg.alphas, bench)
     T, M = arrays.shape
     n_calib = round(cfg.calib_frac * T)
     if T - n_calib < 2:

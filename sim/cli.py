@@ -94,22 +94,33 @@ def summary_table(runs: pl.DataFrame, unit: str) -> Table:
 
 
 def predictor_table(quality: pl.DataFrame, models: list[str]) -> Table:
-    """Does the predictor tell requests apart? Late AUC per model, mean over seeds, with its z against chance."""
+    """Is the predictor never worse than counting, and does it tell requests apart? Late BCE beside the base rate's,
+    the worst calibration gap beside the base rate's, and the AUC per model, means over seeds."""
     table = Table(
-        title="MESS+ predictor: AUC per model on the second half of each stream, before each request's update "
-        "(mean over seeds; z: standard errors above chance; green: above the 5% level corrected for the number of models)",
+        title="MESS+ predictor on the second half of each stream, before each request's update (mean over seeds): "
+        "BCE and the worst model's |mean prediction - explored accuracy|, each beside the base rate's (red: worse "
+        "than counting on some seed); AUC per model (z: standard errors above chance; green: above the 5% level "
+        "corrected for the number of models)",
         title_justify="left",
     )
     learns = quality["learn"].n_unique() > 1  # a column only when the sweep compared what the predictor learns from
-    for col in ("bench", "c", "k", *(["learn"] if learns else []), *models):  # fold, never cut: names stay readable
+    cols = ("bench", "c", "k", *(["learn"] if learns else []), "BCE (base rate)", "gap (base rate)", *models)
+    for col in cols:  # fold, never cut: names stay readable
         table.add_column(col, justify="left" if col in ("bench", "learn") else "right", overflow="fold")
     z_crit = z_critical(len(models))
+    worst = lambda gaps: max((g for g in gaps if g is not None), default=None)  # noqa: E731
     for r in quality.iter_rows(named=True):
         cells = [
             "-" if a is None else f"[{'green' if z >= z_crit else 'red'}]{a:.3f} (z {z:.1f})[/]"
             for a, z in zip(r["auc"], r["z"], strict=True)
         ]
-        table.add_row(r["bench"], f"{r['c']:g}", f"{r['k']:g}", *([r["learn"]] if learns else []), *cells)
+        colour = "red" if r["worse"] else "green"
+        gap, base_gap = worst(r["gap"]), worst(r["base_gap"])
+        counting = [
+            f"[{colour}]{r['bce']:.4f}[/] ({r['base_bce']:.4f})",
+            "-" if gap is None else f"[{colour}]{gap:.3f}[/] ({base_gap:.3f})",
+        ]
+        table.add_row(r["bench"], f"{r['c']:g}", f"{r['k']:g}", *([r["learn"]] if learns else []), *counting, *cells)
     return table
 
 

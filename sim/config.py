@@ -13,6 +13,13 @@ CostEstimate = Literal["mean", "last", "oracle"]  # oracle: the request's own re
 Cost = Literal["energy_j", "latency_s", "cost_usd", "tokens"]
 ExploreServe = Literal["best", "largest"]  # whose answer an exploration returns (sim.engine.explore_answers)
 Learn = Literal["explored", "feedback"]  # what the predictor trains on (sim.reference.train_on)
+HeadKind = Literal["residual", "paper"]  # the predictor's output (sim.head.Head)
+Alpha = float | Literal["mid", "paper"]  # an SLA target, or a rule giving one per bench (sim.bench.resolve_alphas)
+ALPHA_HELP = (
+    "SLA target: a share of requests satisfied (0.8 = 80%); mid = halfway between the cheapest and the best "
+    "model's accuracy on the bench; paper = the paper's per-bench alpha (Table 2: ARC-C 0.50, ARC-E 0.75, "
+    "BoolQ 0.80, LogiQA 0.40, PIQA 0.78, SciQ 0.96, Social IQa 0.44, WinoGrande 0.70)."
+)
 
 
 def _method_help() -> str:
@@ -39,6 +46,12 @@ class PredictorConfig:
     dropout: float
     input_dropout: float
     clip_norm: float  # 0: off
+    head: HeadKind = "residual"
+
+    @property
+    def residual(self) -> bool:
+        """Whether the head adds its output to the running base rate's log-odds (sim.base_rate)."""
+        return self.head == "residual"
 
 
 @dataclass(frozen=True)
@@ -67,9 +80,9 @@ class SweepConfig:
                       "chosen benches interleaved at random per seed, under one SLA and one predictor) or "
                       "drift:A,B,C (those benches in blocks, in that order, each shuffled; the calibration split is "
                       "the start of the first block).")
-    alphas: tuple[float | Literal["mid"], ...] = opt(
-        ("mid",), "SLA targets; 'mid' = halfway between the cheapest and the best model's accuracy.", flag="--alpha",
-        lo=0, hi=1, lo_open=True, unique=True)
+    alphas: tuple[Alpha | tuple[str, Alpha], ...] = opt(
+        ("mid",), ALPHA_HELP + " Several: one axis of the grid.", flag="--alpha", lo=0, hi=1, lo_open=True,
+        unique=True, keyed=True)
     Vs: tuple[float, ...] = opt((1e-3,), "Cost weights V (in the cost column's unit: J, USD, s or tokens).",
                                 flag="--V", lo=0, unique=True)
     cs: tuple[float, ...] = opt((0.1,), "Exploration scales c: explore with p_t = min(1, c / t^k).", flag="--c", lo=0,
@@ -102,6 +115,11 @@ class SweepConfig:
                      "completion tokens).")
     calib_frac: float = opt(0.2, "Leading share of each seed's order held out to fit the baselines; never scored.",
                             lo=0, hi=0.9)
+    head: HeadKind = opt(
+        "residual", "Predictor output: residual (each model's running base rate in log-odds, the Laplace-smoothed "
+        "mean of the labels it learned from, plus the MLP's output, whose last layer starts at zero: it starts as a "
+        "counter and learns only what the inputs add) or paper (the paper's head: the MLP alone, from torch's "
+        "default init; with few explorations it stays near 0.5 and compresses the predicted gaps between models).")
     preset: Literal["auto", "paper", "minilm", "features"] = opt(
         "auto", "Predictor settings table: auto (from the encoder), paper (Table 4 + reference code, tuned for "
         "ModernBERT), minilm, features. The options below override single fields.")
@@ -141,4 +159,5 @@ class SweepConfig:
             dropout=self.dropout,
             input_dropout=pick(self.input_dropout, p.input_dropout),
             clip_norm=pick(self.clip_norm, p.clip_norm),
+            head=self.head,
         )

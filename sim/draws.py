@@ -37,6 +37,11 @@ class Draws:
     b2: np.ndarray
     choice_u: np.ndarray
 
+    def output_layer(self, residual: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The head's initial W2 [M, h] and b2 [M]: zero for the residual head, whose output then starts as the
+        base rate alone (sim.base_rate); the drawn torch init for the paper's."""
+        return (np.zeros_like(self.W2), np.zeros_like(self.b2)) if residual else (self.W2, self.b2)
+
     @property
     def stream(self) -> np.ndarray:
         """[S] trace rows in the order they arrive."""

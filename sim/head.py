@@ -10,7 +10,11 @@ from messplus.sim.draws import Draws
 
 
 class Head(nn.Module):
-    """Dropout(input) -> Linear(h,h) -> LayerNorm -> ReLU -> Dropout -> Linear(h,M); sigmoid of the logits.
+    """Dropout(input) -> Linear(h,h) -> LayerNorm -> ReLU -> Dropout -> Linear(h,M) (+ offset); sigmoid of the logits.
+
+    The residual head passes each model's running base rate in log-odds as `offset` (sim.base_rate) and starts
+    its last layer at zero, so it predicts what a counter does until its inputs teach it more; the paper's head
+    has no offset.
 
     Both dropouts take explicit keep-masks so that their randomness comes from the seed's draws, not torch's global
     RNG. `forward` returns logits: training uses BCE on logits, as the reference code does (the same loss as BCE on
@@ -24,24 +28,26 @@ class Head(nn.Module):
         self.fc2 = nn.Linear(h, M)
         self.dropout, self.input_dropout = dropout, input_dropout
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, keep_in: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, keep=None, keep_in=None, offset: torch.Tensor | None = None) -> torch.Tensor:
         if keep_in is not None:
             x = x * keep_in / (1.0 - self.input_dropout)
         r = torch.relu(self.norm(self.fc1(x)))
         if keep is not None:
             r = r * keep / (1.0 - self.dropout)
-        return self.fc2(r)
+        logits = self.fc2(r)
+        return logits if offset is None else logits + offset
 
     @classmethod
-    def from_draws(cls, d: Draws, dtype: torch.dtype) -> Head:
+    def from_draws(cls, d: Draws, dtype: torch.dtype, residual: bool) -> Head:
         M, h = d.W2.shape
         head = cls(h, M, d.dropout, d.input_dropout).to(dtype)
+        W2, b2 = d.output_layer(residual)
         with torch.no_grad():
             for p, v in (
                 (head.fc1.weight, d.W1),
                 (head.fc1.bias, d.b1),
-                (head.fc2.weight, d.W2),
-                (head.fc2.bias, d.b2),
+                (head.fc2.weight, W2),
+                (head.fc2.bias, b2),
             ):
                 p.copy_(torch.tensor(v))
         return head

@@ -10,11 +10,12 @@ import polars as pl
 import torch
 
 from messplus.common import pick_device
+from messplus.sim import base_rate
 from messplus.sim.bench import Bench
 from messplus.sim.config import SweepConfig
 from messplus.sim.draws import explore_prob
 from messplus.sim.engine import cost_estimates, explore_answers, replay_queues
-from messplus.sim.metrics import auc_z, bce, lindley, nan_to_none, outcome, ranks_agree, z_critical
+from messplus.sim.metrics import GAP_SLACK, auc_z, bce, lindley, nan_to_none, outcome, ranks_agree, z_critical
 from messplus.sim.predictor import Group, Trained, initial_theta, predict_groups
 from messplus.sim.results import PREDICTION_SCHEMA, Block
 from messplus.sim.routers import MESSPLUS
@@ -36,7 +37,17 @@ def train(
     todo = [g for _, gs in keyed.values() for g in gs if not idle(g)]
     flat = iter(predict_groups(todo, pick_device(cfg.device), dtype, progress))
     unread = lambda g: Trained(np.full((len(g.stream), g.Y.shape[1]), np.nan), float("nan"))  # noqa: E731
-    return {name: (keys, gs, [unread(g) if idle(g) else next(flat) for g in gs]) for name, (keys, gs) in keyed.items()}
+    return {name: (keys, gs, [unread(g) if idle(g) else answer(g, next(flat)) for g in gs])
+            for name, (keys, gs) in keyed.items()}  # fmt: skip
+
+
+def answer(g: Group, tr: Trained) -> Trained:
+    """What the predictor answers: the residual head's predictions where they have earned it, else the counter's
+    (sim.base_rate.gate); the paper head's as they are."""
+    if g.prior is None:
+        return tr
+    y = g.Y[g.stream]
+    return Trained(base_rate.gate(tr.shat, y, np.broadcast_to(g.explored[:, None], y.shape)), tr.dead, tr.shat)
 
 
 def groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tuple], list[Group]]:
@@ -60,27 +71,47 @@ def groups(cfg: SweepConfig, b: Bench, dtype: torch.dtype) -> tuple[list[tuple],
         else:  # [n_ever, 1, h]: a unit per explored request
             xu, keep = x[:, None], hidden[:, None]
         per = xu.shape[1]  # units per exploration
+        W2, b2 = d.output_layer(pred.residual)
         for (c, k), explored in flags.items():
             sel = np.searchsorted(ever, np.flatnonzero(explored))
             g = Group(
                 X, W1, b.arrays.satisfied, d.stream, explored,
                 unit_pos=np.repeat(ever[sel], per), Xu=xu[torch.as_tensor(sel, device=dev)].reshape(-1, h),
-                keep=keep[sel].reshape(-1, L // per, h), b1=d.b1, W2=d.W2, b2=d.b2, cfg=pred,
+                keep=keep[sel].reshape(-1, L // per, h), b1=d.b1, W2=W2, b2=b2, cfg=pred,
+                prior=prior(b.arrays.satisfied[d.stream], explored) if pred.residual else None,
             )  # fmt: skip
             keys.append((seed, c, k))
             groups.append(g)
     return keys, groups
 
 
+def prior(y: np.ndarray, explored: np.ndarray) -> np.ndarray:
+    """[S, M] the residual head's logit offsets: the base rate's log-odds of the explored labels y [S, M] before
+    each position (explored [S])."""
+    return base_rate.log_odds(*base_rate.before(y, np.broadcast_to(explored[:, None], y.shape)))
+
+
 def diagnose(tr: Trained, y: np.ndarray, explored: np.ndarray) -> dict:
-    """What a run records of its predictor: per model, the AUC of the pre-update predictions on the second half of
-    the stream and its z against chance (None: that model's outcome never varies there); whether the mean
-    predictions there rank the models as their accuracies on the explored requests do; the share of dead ReLUs."""
+    """What a run records of its predictor (tr [S, M] against labels y [S, M]), all on the second half of the
+    stream: per model, the AUC of the pre-update predictions and its z against chance (None: that model's outcome
+    never varies there); the BCE of what the predictor answered and of its head's own predictions, beside that of the
+    counter of the explored labels (sim.base_rate); per model, how
+    far the mean prediction lies from the model's accuracy on the explored requests, the counter's beside it
+    (None without explorations); whether the mean predictions rank the models as those accuracies do; the share
+    of dead ReLUs."""
     half = len(y) // 2
     aucs, zs = zip(*(auc_z(tr.shat[half:, m], y[half:, m]) for m in range(y.shape[1])), strict=True)
+    counter = base_rate.probability(*base_rate.before(y, np.broadcast_to(explored[:, None], y.shape)))
+    acc = y[explored].mean(0) if explored.any() else None
+    gap = lambda p: None if acc is None else np.abs(p[half:].mean(0) - acc).tolist()  # noqa: E731
     return {
         "predictor_auc": nan_to_none(aucs),
         "predictor_auc_z": nan_to_none(zs),
+        "predictor_bce": float(bce(tr.shat[half:], y[half:]).mean()),
+        "head_bce": float(bce(tr.own[half:], y[half:]).mean()),
+        "base_rate_bce": float(bce(counter[half:], y[half:]).mean()),
+        "predictor_gap": gap(tr.shat),
+        "base_rate_gap": gap(counter),
         "predictor_rank_ok": ranks_agree(tr.shat[half:].mean(0), y[explored]),
         "predictor_dead": None if np.isnan(tr.dead) else tr.dead,
     }
@@ -166,14 +197,14 @@ def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has
     W1, theta = d.W1.astype(dtype), initial_theta([g])[0].astype(dtype)
     hyper = np.array([p.lr, p.momentum, p.weight_decay, p.clip_norm or np.inf], dtype=dtype)
     S, M = sat.shape
-    chosen, q, shat = np.empty(S, dtype=np.int64), np.empty(S), np.empty((S, M), dtype=dtype)
+    chosen, q, shat, head = np.empty(S, dtype=np.int64), np.empty(S), np.empty((S, M)), np.empty((S, M), dtype=dtype)
     labels = learn_from_feedback(X, sat.astype(dtype), answer, has_fb, ehat.astype(dtype), alpha, V,
-                                 keep.astype(dtype), keep_in.astype(dtype), W1, theta, hyper, chosen, q, shat)  # fmt: skip
+                                 keep.astype(dtype), keep_in.astype(dtype), W1, theta, hyper, p.residual, chosen, q,
+                                 shat, head)  # fmt: skip
     hid = torch.nn.functional.layer_norm(torch.as_tensor(X[g.explored] @ W1.T + theta[: len(W1)]), (len(W1),))
     hid = hid.numpy() * theta[len(W1) : 2 * len(W1)] + theta[2 * len(W1) : 3 * len(W1)]
     dead = float((hid <= 0).all(0).mean()) if len(hid) else float("nan")
-    shat = shat.astype(np.float64)
-    quality = diagnose(Trained(shat, dead), sat, g.explored)
+    quality = diagnose(Trained(shat, dead, head.astype(np.float64)), sat, g.explored)
     return chosen, q, lindley((alpha - sat[np.arange(S), chosen])[None])[0], shat, quality, labels
 
 
@@ -189,7 +220,8 @@ def _block(cfg: SweepConfig, b: Bench, keys, gs, g, settings, decided, quality: 
     R, p = len(g), b.pred
     config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, "V": V, "v_unit": [cfg.v_unit] * R,
                "explore_serve": [cfg.explore_serve] * R, "c": c, "k": k, "feedback": fb, "learn": [learn] * R,
-               "cost_estimate": est, "cost": [cfg.cost] * R, "preset": [b.family] * R, "lr": np.full(R, p.lr),
+               "cost_estimate": est, "cost": [cfg.cost] * R, "preset": [b.family] * R, "head": [p.head] * R,
+               "lr": np.full(R, p.lr),
                "momentum": np.full(R, p.momentum), "epochs": np.full(R, p.epochs),
                "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm),
                "labels_seen": np.asarray(labels)}  # fmt: skip
@@ -220,7 +252,8 @@ def prediction_table(benches: dict[str, Bench], trained: dict[str, tuple[list, l
 
 
 def predictor_warnings(quality: pl.DataFrame) -> list[str]:
-    """The predictor failures a user must see: requests not told apart, models ranked wrongly, dead ReLUs."""
+    """The predictor failures a user must see: requests not told apart, worse than counting, models ranked wrongly,
+    dead ReLUs."""
     out = []
     for r in quality.iter_rows(named=True):
         learn = "" if r["learn"] == "explored" else f", learning from {r['learn']}"
@@ -230,6 +263,13 @@ def predictor_warnings(quality: pl.DataFrame) -> list[str]:
             out.append(
                 f"{where} does not tell requests apart (no model's late AUC is {z_crit:.2f} SE above chance, the "
                 f"one-sided 5% level corrected for {len(r['z'])} models); try a larger --c or another encoder"
+            )
+        if r["worse"]:
+            hint = "lower --lr or --momentum" + (", or use --head residual" if r["head"] == "paper" else "")
+            out.append(
+                f"{where} did worse than counting (mean over {r['seeds']} seeds: its late BCE {r['bce']:.4f} against "
+                f"the base rate's {r['base_bce']:.4f}, or a model's mean prediction more than {GAP_SLACK} further from "
+                f"its explored accuracy than the base rate's); {hint}"
             )
         if r["rank_wrong"]:
             out.append(

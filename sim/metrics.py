@@ -23,10 +23,15 @@ class Outcome:
     loss: np.ndarray | None = None  # predictor BCE before the step's update (MESS+ only)
 
 
-def bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """[..., M] -> [...] mean binary cross-entropy, log clamped at -100 as torch does."""
+def log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Elementwise binary cross-entropy of probabilities p against labels y, log clamped at -100 as torch does."""
     with np.errstate(divide="ignore"):
-        return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100)).mean(-1)
+        return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100))
+
+
+def bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[..., M] -> [...] mean binary cross-entropy over the last axis (log_loss)."""
+    return log_loss(p, y).mean(-1)
 
 
 def auc(score: np.ndarray, y: np.ndarray) -> float:
@@ -80,35 +85,67 @@ def ranks_agree(mean_pred: np.ndarray, y_explored: np.ndarray) -> bool | None:
     return bool((mean_pred[:, None] > mean_pred[None, :])[judged].all())
 
 
+GAP_SLACK = 0.02  # how much further than the counter's a model's mean prediction may lie from its accuracy
+
+
+def never_worse(bce: float, counter_bce: float, gap: list[float] | None, counter_gap: list[float] | None) -> bool:
+    """The predictor's promise, on the second half of a stream: a BCE at most the counter's, and every model's mean
+    prediction no further from its accuracy on the explored requests than the counter's mean, plus GAP_SLACK."""
+    pairs = zip(gap or [], counter_gap or [], strict=True)
+    calibrated = all(g is None or c is None or g <= c + GAP_SLACK for g, c in pairs)
+    return bce <= counter_bce and calibrated
+
+
 def predictor_quality(runs: pl.DataFrame) -> pl.DataFrame:
-    """Per bench and predictor setting (c, k, learn): each model's late AUC and z over seeds, as lists in zoo order;
-    on how many seeds the mean predictions ranked the models wrongly; the mean share of dead ReLUs.
+    """Per bench and predictor setting (c, k, learn, head), over seeds: each model's late AUC and z, as lists in zoo order;
+    the late BCE beside the counter's, and each model's calibration gap beside the counter's (sim.base_rate), means
+    over seeds, and whether those means say the predictor did worse than counting (never_worse); on how many seeds it
+    ranked the models wrongly; the share of dead ReLUs.
 
     Every MESS+ run of one (bench, seed, c, k) that learns from explorations only shares one predictor, so each
     counts once; a run that learns from feedback has its own, and the first of each seed stands for them."""
-    keys = ["bench", "c", "k", "learn"]
+    keys = ["bench", "c", "k", "learn", "head"]
     per_seed = runs.filter(pl.col("method") == "messplus").unique([*keys, "seed"], keep="first", maintain_order=True)
     rows = []
     for key, g in per_seed.group_by(keys, maintain_order=True):
-        aucs = np.array([[np.nan if v is None else v for v in r] for r in g["predictor_auc"]], dtype=float)
-        zs = np.array([[np.nan if v is None else v for v in r] for r in g["predictor_auc_z"]], dtype=float)
+        M = len(g["predictor_auc"][0])
+        aucs, zs, gaps, base_gaps = (
+            np.array([[np.nan if v is None else v for v in (r or [None] * M)] for r in g[col].to_list()], dtype=float)
+            for col in ("predictor_auc", "predictor_auc_z", "predictor_gap", "base_rate_gap")
+        )  # [seeds, M] each; a null list (no exploration, no gap) as NaNs
         with warnings.catch_warnings():  # a model that always (or never) succeeds has no AUC: NaN, reported as null
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, sd, z = np.nanmean(aucs, 0), np.nanstd(aucs, 0), np.nanmean(zs, 0)
+            gap, base_gap = np.nanmean(gaps, 0), np.nanmean(base_gaps, 0)
         stats = {"auc": nan_to_none(mean), "auc_sd": nan_to_none(sd), "z": nan_to_none(z)}
+        stats |= {
+            "bce": g["predictor_bce"].mean(),
+            "head_bce": g["head_bce"].mean(),
+            "base_bce": g["base_rate_bce"].mean(),
+        }
+        stats |= {"gap": nan_to_none(gap), "base_gap": nan_to_none(base_gap)}
         rank_wrong = int((g["predictor_rank_ok"] == False).sum())  # noqa: E712 (null: nothing to judge)
         rows.append(
             dict(
                 zip(keys, key, strict=True),
                 seeds=g.height,
                 **stats,
+                worse=not never_worse(stats["bce"], stats["base_bce"], stats["gap"], stats["base_gap"]),
                 rank_wrong=rank_wrong,
                 dead=g["predictor_dead"].mean(),
             )
         )
-    schema = {"bench": pl.String, "c": pl.Float64, "k": pl.Float64, "learn": pl.String, "seeds": pl.Int64}
+    schema = {"bench": pl.String, "c": pl.Float64, "k": pl.Float64, "learn": pl.String, "head": pl.String}
+    schema |= {"seeds": pl.Int64}
     schema |= {col: pl.List(pl.Float64) for col in ("auc", "auc_sd", "z")}
-    schema |= {"rank_wrong": pl.Int64, "dead": pl.Float64}
+    schema |= {
+        "bce": pl.Float64,
+        "head_bce": pl.Float64,
+        "base_bce": pl.Float64,
+        "gap": pl.List(pl.Float64),
+        "base_gap": pl.List(pl.Float64),
+    }
+    schema |= {"worse": pl.Boolean, "rank_wrong": pl.Int64, "dead": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
 
 

@@ -43,6 +43,8 @@ class Group:
     Y: [T, M] labels; stream: [S] request rows in arrival order; explored: [S] bool
     unit_pos: [U] stream position each unit trains on (non-decreasing); Xu: [U, h] torch unit inputs (after input
     dropout); keep: [U, L, h] hidden keep-masks; b1 [h], W2 [M, h], b2 [M]: initial head
+    prior: [S, M] what the residual head adds to its logits at each position, the base rate's log-odds before it
+    (sim.base_rate); None for the paper's head
     """
 
     X: torch.Tensor
@@ -57,6 +59,7 @@ class Group:
     W2: np.ndarray
     b2: np.ndarray
     cfg: PredictorConfig
+    prior: np.ndarray | None = None
 
     @property
     def steps_per_unit(self) -> int:
@@ -66,10 +69,17 @@ class Group:
 @dataclass(frozen=True)
 class Trained:
     """What one trajectory predicted: shat [S, M] before each position's own update, and the share of hidden units
-    that are dead at the end (never positive on any explored request)."""
+    that are dead at the end (never positive on any explored request); head [S, M], where shat is not the head's own
+    (the residual predictor answers with the counter until its head has earned it: sim.base_rate.gate)."""
 
     shat: np.ndarray
     dead: float
+    head: np.ndarray | None = None
+
+    @property
+    def own(self) -> np.ndarray:
+        """[S, M] the head's own predictions."""
+        return self.shat if self.head is None else self.head
 
 
 class SgdCoefficients(NamedTuple):
@@ -140,11 +150,12 @@ class _Plan:
 @dataclass(frozen=True)
 class _Window:
     """The units of one window for its `live` groups, zero-padded past a group's last unit: Xu [live, F, h], Yu
-    [live, F, M], keep [live, F, L, h] (scaled by 1 / (1 - dropout)), gram [live, F, F] x_u . x_v; WX, VX
+    [live, F, M] labels, Ou [live, F, M] logit offsets (Group.prior at the unit's position), keep [live, F, L, h] (scaled by 1 / (1 - dropout)), gram [live, F, F] x_u . x_v; WX, VX
     [live, F, h] the checkpoint's W1 x_u and momentum buffer times x_u (VX None while the buffer is zero)."""
 
     Xu: torch.Tensor
     Yu: torch.Tensor
+    Ou: torch.Tensor
     keep: torch.Tensor
     gram: torch.Tensor
     WX: torch.Tensor
@@ -207,16 +218,19 @@ def _window(plan: _Plan, u0: int, live: int, ck: _Checkpoint) -> _Window:
     """The units u0 .. u0 + F - 1 of the first `live` groups, stacked, and the checkpoint applied to their inputs."""
     new = partial(torch.zeros, dtype=plan.dtype, device=plan.device)
     tensor = partial(torch.as_tensor, dtype=plan.dtype, device=plan.device)
-    Xu, Yu, keep = new(live, plan.F, plan.h), new(live, plan.F, plan.M), new(live, plan.F, plan.L, plan.h)
+    Xu, keep = new(live, plan.F, plan.h), new(live, plan.F, plan.L, plan.h)
+    Yu, Ou = new(live, plan.F, plan.M), new(live, plan.F, plan.M)
     for i, g in enumerate(plan.groups[:live]):
         at = slice(u0, min(u0 + plan.F, len(g.unit_pos)))
         n = at.stop - at.start
         Xu[i, :n] = g.Xu[at]
         Yu[i, :n] = tensor(g.Y[g.stream[g.unit_pos[at]]])
+        if g.prior is not None:
+            Ou[i, :n] = tensor(g.prior[g.unit_pos[at]])
         keep[i, :n] = tensor(g.keep[at]) / (1.0 - g.cfg.dropout)
     gram = torch.bmm(Xu, Xu.transpose(1, 2))
     WVX = torch.bmm(Xu, ck.WV[:live, : ck.rows].flatten(1, 2).transpose(1, 2))  # [live, F, rows h]
-    return _Window(Xu, Yu, keep, gram, WVX[..., : plan.h], WVX[..., plan.h :] if ck.rows == 2 else None)
+    return _Window(Xu, Yu, Ou, keep, gram, WVX[..., : plan.h], WVX[..., plan.h :] if ck.rows == 2 else None)
 
 
 def _unpack(theta: torch.Tensor, h: int, M: int) -> tuple[torch.Tensor, ...]:
@@ -250,7 +264,8 @@ def _run(plan: _Plan, advance) -> list[Trained]:
         if live:
             VX = host(win.VX) if win.VX is not None else np.zeros_like(host(win.WX))
             train_window(
-                n_train, per, host(win.WX), VX, host(win.gram), host(win.keep), host(win.Yu), plan.decay[:live],
+                n_train, per, host(win.WX), VX, host(win.gram), host(win.keep), host(win.Yu), host(win.Ou),
+                plan.decay[:live],
                 plan.fold[:live], plan.recent[:live], plan.hyper[:live], theta[:live], buf[:live], folds, heads[:live],
             )  # fmt: skip
             advance(plan.L * int(n_train.max()))
@@ -313,7 +328,10 @@ def _predict_window(plan: _Plan, i: int, u0: int, state, own: torch.Tensor, out:
         m = torch.as_tensor(done[at] - u0, device=dev)  # [C] units of the window before each position
         x = g.X.index_select(0, torch.as_tensor(g.stream[at], device=dev))
         e = torch.div(m, per, rounding_mode="floor")  # [C] the exploration each position's head ended
-        out[at] = torch.sigmoid(_eval_head(plan, i, x, m, state, own, e)[1])
+        logits = _eval_head(plan, i, x, m, state, own, e)[1]
+        if g.prior is not None:
+            logits += torch.as_tensor(g.prior[at], dtype=logits.dtype, device=dev)
+        out[at] = torch.sigmoid(logits)
 
 
 def _dead_share(plan: _Plan, i: int, u0: int, state, theta: torch.Tensor) -> float:

@@ -25,21 +25,23 @@ from messplus.sim.streams import segments
 from messplus.traces.io import write_parquet
 
 KEY = b"messplus_results"  # Parquet metadata of each table: version, config, models, warnings
-VERSION = 5  # 4: runs gained kind (policy or bound, from the router registry); 5: learn and labels_seen
+VERSION = 6  # 4: runs gained kind (policy or bound, from the router registry); 5: learn and labels_seen; 6: head,
+# the predictor's BCE and calibration gaps beside the counter's
 NAMES = ("runs", "steps", "predictions")
 
 RUN_SCHEMA = {
     "run_id": pl.Int64, "bench": pl.String, "method": pl.String, "kind": pl.String, "seed": pl.Int64,
     "alpha": pl.Float64, "V": pl.Float64, "v_unit": pl.String, "explore_serve": pl.String, "c": pl.Float64, "k": pl.Float64, "feedback": pl.Float64,
-    "learn": pl.String, "cost_estimate": pl.String, "cost": pl.String, "encoder": pl.String, "preset": pl.String, "lr": pl.Float64,
+    "learn": pl.String, "cost_estimate": pl.String, "cost": pl.String, "encoder": pl.String, "preset": pl.String, "head": pl.String, "lr": pl.Float64,
     "momentum": pl.Float64, "epochs": pl.Int64, "input_dropout": pl.Float64, "clip_norm": pl.Float64,
     "n_requests": pl.Int64, "n_calib": pl.Int64,
     "satisfaction": pl.Float64, "sla_met": pl.Boolean, "total_cost": pl.Float64, "cost_per_request": pl.Float64,
     "opt_cost_per_request": pl.Float64, "cost_vs_opt": pl.Float64, "mix_cost_per_request": pl.Float64,
     "cost_vs_mix": pl.Float64, "call_ratio": pl.List(pl.Float64),
     "n_explore": pl.Int64, "labels_seen": pl.Int64, "sla_first_ok": pl.Int64, "q_final": pl.Float64, "q_full_final": pl.Float64,
-    "predictor_auc": pl.List(pl.Float64), "predictor_auc_z": pl.List(pl.Float64), "predictor_rank_ok": pl.Boolean,
-    "predictor_dead": pl.Float64,
+    "predictor_auc": pl.List(pl.Float64), "predictor_auc_z": pl.List(pl.Float64), "predictor_bce": pl.Float64,
+    "head_bce": pl.Float64, "base_rate_bce": pl.Float64, "predictor_gap": pl.List(pl.Float64), "base_rate_gap": pl.List(pl.Float64),
+    "predictor_rank_ok": pl.Boolean, "predictor_dead": pl.Float64,
     "segments": pl.List(pl.Struct({"bench": pl.String, "satisfaction": pl.Float64, "cost_per_request": pl.Float64})),
 }  # fmt: skip
 

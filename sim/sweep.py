@@ -20,7 +20,7 @@ import numpy as np
 from messplus.common import UserError, pick_device
 from messplus.common.options import validate
 from messplus.sim import mess, streams
-from messplus.sim.bench import Bench, load
+from messplus.sim.bench import Bench, check_alphas, load
 from messplus.sim.config import SweepConfig
 from messplus.sim.inputs import Inputs, distinct_warnings
 from messplus.sim.metrics import outcome, predictor_quality
@@ -38,6 +38,7 @@ def resolve(cfg: SweepConfig, benches: tuple[str, ...]) -> SweepConfig:
     calibrated = [m for m in chosen if methods[m].needs_calib]
     if cfg.calib_frac == 0 and calibrated:
         raise UserError(f"{', '.join(calibrated)} need a calibration split: set --calib-frac > 0 or drop them")
+    check_alphas(cfg.alphas, benches)
     return replace(cfg, benches=benches, methods=chosen)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from messplus.sim.base_rate import EVIDENCE
 from messplus.sim.engine import _first_argmin
 
 LN_EPS = 1e-5  # nn.LayerNorm's default, as in sim.head
@@ -46,9 +47,10 @@ def _sgd(theta, buf, i, grad, lr, momentum, weight_decay) -> None:
 
 
 @njit(cache=True, fastmath=FAST)
-def sgd_step(z, theta, buf, keep, y, weight, xsq, lr, momentum, weight_decay, clip) -> np.ndarray:
+def sgd_step(z, theta, buf, keep, y, offset, weight, xsq, lr, momentum, weight_decay, clip) -> np.ndarray:
     """One training step of the head on its pre-activation z = W1 x + b1 [h]: forward, backward by hand, clipping
-    and torch's SGD update of theta and buf [K] in place. keep [h] hidden keep-mask (scaled), y [M] labels, weight
+    and torch's SGD update of theta and buf [K] in place. keep [h] hidden keep-mask (scaled), y [M] labels, offset
+    [M] added to the logits (the residual head's base rate in log-odds; zeros for the paper's), weight
     [M] each output's weight in the loss (1 / M each: the mean BCE; one-hot: the masked BCE of one observed label),
     xsq |x|^2 (W1's gradient is delta x^T, so its norm is |delta| |x|; eq. 5, 8). Returns the clipped delta =
     dloss/dz [h]. Written as loops over h with a few work arrays: a step is a few microseconds, and numba's array
@@ -73,7 +75,7 @@ def sgd_step(z, theta, buf, keep, y, weight, xsq, lr, momentum, weight_decay, cl
     dlogit = np.empty_like(y)
     dhid = np.zeros_like(z)
     for m in range(M):
-        logit = theta[b2 + m]
+        logit = theta[b2 + m] + offset[m]
         for o in range(h):
             logit += theta[w2 + m * h + o] * r[o]
         dlogit[m] = (1.0 / (1.0 + np.exp(-logit)) - y[m]) * weight[m]  # BCE on logits
@@ -103,12 +105,12 @@ def sgd_step(z, theta, buf, keep, y, weight, xsq, lr, momentum, weight_decay, cl
 
 
 @njit(cache=True, fastmath=FAST)
-def train_window(n_train, per, WX, VX, gram, keep, Yu, decay, fold, recent, hyper, theta, buf, folds, heads) -> None:
+def train_window(n_train, per, WX, VX, gram, keep, Yu, Ou, decay, fold, recent, hyper, theta, buf, folds, heads):
     """Trains group g's first n_train[g] units of the window, for g < live, in place.
 
     n_train [live] units each group trains here; per: units per exploration; WX, VX [live, F, h] the checkpoint's
     W1 and buffer times each unit's input (VX all zero while the buffer is); gram [live, F, F]; keep [live, F, L, h];
-    Yu [live, F, M]; decay [live, L, F + 1, 4], fold [live, 2, L], recent [live, L, L] (sim.predictor._Plan);
+    Yu [live, F, M] labels, Ou [live, F, M] logit offsets (sgd_step); decay [live, L, F + 1, 4], fold [live, 2, L], recent [live, L, L] (sim.predictor._Plan);
     hyper [live, 4] lr, momentum, weight decay, clip (inf: off). Updates theta, buf [live, K]; writes the (P, Q) of
     each unit into folds [live, F, 2, h] and the head after each exploration into heads [live, E, K] (heads[:, 0]:
     the head the window starts with, set by the caller)."""
@@ -133,7 +135,9 @@ def train_window(n_train, per, WX, VX, gram, keep, Yu, decay, fold, recent, hype
                     w = xsq * recent[g, step, prior]
                     for o in range(h):
                         z[o] += w * deltas[prior, o]
-                deltas[step] = sgd_step(z, theta[g], buf[g], keep[g, k, step], Yu[g, k], mean, xsq, lr, mu, wd, clip)
+                deltas[step] = sgd_step(
+                    z, theta[g], buf[g], keep[g, k, step], Yu[g, k], Ou[g, k], mean, xsq, lr, mu, wd, clip
+                )
             for o in range(h):  # (eq. 10)
                 P, Q = 0.0, 0.0
                 for step in range(L):
@@ -154,8 +158,8 @@ def _pre_activation(W1, b1, x):
 
 
 @njit(cache=True, fastmath=FAST)
-def _probabilities(W1, theta, x):
-    """The eval-mode head's probabilities [M] on one input x [h]."""
+def _probabilities(W1, theta, x, offset):
+    """The eval-mode head's probabilities [M] on one input x [h], offset [M] added to its logits."""
     h = len(x)
     M = (len(theta) - 3 * h) // (h + 1)
     z = _pre_activation(W1, theta[:h], x)
@@ -166,12 +170,20 @@ def _probabilities(W1, theta, x):
     W2, b2 = theta[3 * h : 3 * h + M * h].reshape(M, h), theta[3 * h + M * h :]
     prob = np.empty(M, dtype=x.dtype)
     for m in range(M):
-        prob[m] = 1.0 / (1.0 + np.exp(-((W2[m] * r).sum() + b2[m])))
+        prob[m] = 1.0 / (1.0 + np.exp(-((W2[m] * r).sum() + b2[m] + offset[m])))
     return prob
 
 
+@njit(cache=True)
+def _log_loss(p: float, y: float) -> float:
+    """sim.metrics.log_loss of one probability."""
+    return -(y * max(np.log(p), -100.0) + (1.0 - y) * max(np.log1p(-p), -100.0))
+
+
 @njit(cache=True, fastmath=FAST)
-def learn_from_feedback(X, sat, served, has_fb, ehat, alpha, V, keep, keep_in, W1, theta, hyper, chosen, q, shat):
+def learn_from_feedback(
+    X, sat, served, has_fb, ehat, alpha, V, keep, keep_in, W1, theta, hyper, residual, chosen, q, shat, head
+):
     """One MESS+ run whose predictor also learns from exploited requests (sim.reference with learn = feedback):
     predict, decide, update the queue, then train on what was seen: every label of an explored request, the chosen
     model's alone of an exploited one whose outcome came back. The predictor follows this run's own choices, so the
@@ -180,15 +192,30 @@ def learn_from_feedback(X, sat, served, has_fb, ehat, alpha, V, keep, keep_in, W
     X [S, h] inputs in stream order; sat [S, M]; served [S] the model answering an exploration (-1: MESS+ decides,
     sim.engine.explore_answers); has_fb [S]; ehat [S, M] believed costs; alpha, V scalars; keep, keep_in
     [S, epochs, h] hidden and input keep-masks, scaled (input ones without input dropout); W1 [h, h], theta [K] the
-    initial head, trained in place; hyper [4] (training.train_window). Fills chosen [S], q [S] the decision queue
-    after each step, shat [S, M] the predictions before each step's update. Returns the labels trained on."""
+    initial head, trained in place; hyper [4] (training.train_window); residual: whether the logits start from the
+    base rate of the labels learned so far, the head answering only once it has earned it (sim.base_rate). Fills
+    chosen [S], q [S] the decision queue after each step, shat [S, M] (float64) the predictions the decisions read
+    and head [S, M] the head's own, each before its step's update. Returns the labels trained on."""
     S, M = sat.shape
     lr, mu, wd, clip = hyper[0], hyper[1], hyper[2], hyper[3]
     buf, V1 = np.zeros_like(theta), np.zeros_like(W1)  # momentum buffers of theta and of W1
     every, one = np.full(M, 1.0 / M, dtype=sat.dtype), np.zeros(M, dtype=sat.dtype)
-    queue, labels = 0.0, 0
+    ones, learned = np.zeros(M), np.zeros(M)  # per model: labels learned from that were 1, and all of them
+    offset, counter = np.zeros(M, dtype=sat.dtype), np.zeros(M)
+    queue, labels, lead = 0.0, 0, 0.0  # lead: sim.base_rate.gate's, in nats
     for t in range(S):
-        shat[t] = _probabilities(W1, theta, X[t])
+        for m in range(M):  # sim.base_rate.log_odds and probability
+            offset[m] = np.log1p(ones[m]) - np.log1p(learned[m] - ones[m]) if residual else 0.0
+            counter[m] = (ones[m] + 1.0) / (learned[m] + 2.0)
+        raw = _probabilities(W1, theta, X[t], offset)
+        head[t] = raw
+        need = EVIDENCE  # sim.base_rate.threshold
+        for m in range(M):
+            need += 0.5 * np.log1p(learned[m])
+        if residual and not lead > need:
+            shat[t] = counter
+        else:
+            shat[t] = raw
         explored = served[t] >= 0
         ch = served[t] if explored else _first_argmin(shat[t], ehat[t], alpha, V, queue)
         if has_fb[t]:  # as sim.engine's queue update, NaN kept
@@ -203,11 +230,16 @@ def learn_from_feedback(X, sat, served, has_fb, ehat, alpha, V, keep, keep_in, W
             one[ch] = 1.0
             weight = one
         labels += M if explored else 1
+        for m in range(M):
+            if weight[m] > 0:
+                lead += _log_loss(counter[m], sat[t, m]) - _log_loss(raw[m], sat[t, m])  # sim.base_rate.evidence
+                ones[m] += sat[t, m]
+                learned[m] += 1.0
         for e in range(keep.shape[1]):
             x = X[t] * keep_in[t, e]
             xsq = (x * x).sum()
-            delta = sgd_step(_pre_activation(W1, theta[: len(x)], x), theta, buf, keep[t, e], sat[t], weight, xsq,
-                             lr, mu, wd, clip)  # fmt: skip
+            delta = sgd_step(_pre_activation(W1, theta[: len(x)], x), theta, buf, keep[t, e], sat[t], offset, weight,
+                             xsq, lr, mu, wd, clip)  # fmt: skip
             for o in range(len(x)):  # torch SGD on W1: its gradient is delta x^T (eq. 1, 5)
                 V1[o] = mu * V1[o] + (delta[o] * x + wd * W1[o])
                 W1[o] -= lr * V1[o]

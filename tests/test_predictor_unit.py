@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from messplus.sim import predictor
+from messplus.sim import mess, predictor
+from messplus.sim.base_rate import log_odds
 from messplus.sim.config import PredictorConfig
 from messplus.sim.draws import Draws, draw
 from messplus.sim.head import Head, optimizer
@@ -17,7 +18,9 @@ F64 = torch.float64
 
 
 def config(**overrides) -> PredictorConfig:
-    base = dict(lr=0.3, momentum=0.8, epochs=3, weight_decay=0.05, dropout=0.2, input_dropout=0.0, clip_norm=0.0)
+    base = dict(
+        lr=0.3, momentum=0.8, epochs=3, weight_decay=0.05, dropout=0.2, input_dropout=0.0, clip_norm=0.0, head="paper"
+    )
     return PredictorConfig(**{**base, **overrides})
 
 
@@ -94,21 +97,27 @@ def group_for(d: Draws, X: np.ndarray, Y: np.ndarray, explored: np.ndarray, cfg:
     else:  # a unit per explored request
         Xu, keep = x.reshape(-1, h), hidden
     unit_pos = np.repeat(pos, cfg.epochs if cfg.input_dropout > 0 else 1)
-    return Group(Xt, W1, Y, d.stream, explored, unit_pos, Xu, keep, d.b1, d.W2, d.b2, cfg)
+    W2, b2 = d.output_layer(cfg.residual)
+    prior = mess.prior(Y[d.stream], explored) if cfg.residual else None
+    return Group(Xt, W1, Y, d.stream, explored, unit_pos, Xu, keep, d.b1, W2, b2, cfg, prior)
 
 
 def reference(d: Draws, X: np.ndarray, Y: np.ndarray, explored: np.ndarray, cfg: PredictorConfig):
-    """sim.reference's predictor alone: the plain head predicts each position, then trains there if it explores.
-    Returns the predictions [S, M] and the final head's ReLU inputs on the explored requests [n, h]."""
-    head, shat = Head.from_draws(d, F64), []
+    """sim.reference's predictor alone (the head's own predictions, never the counter's): the plain head predicts
+    each position, then trains there if it explores. Returns the predictions [S, M] and the final head's ReLU inputs
+    on the explored requests [n, h]."""
+    head, shat = Head.from_draws(d, F64, cfg.residual), []
     opt = optimizer(head, cfg)
+    ones, seen = np.zeros(Y.shape[1]), np.zeros(Y.shape[1])
     for i, r in enumerate(d.stream):
         x, y = torch.tensor(X[r]), torch.tensor(Y[r])
+        offset = torch.tensor(log_odds(ones, seen)) if cfg.residual else None
         head.eval()
         with torch.no_grad():
-            shat.append(torch.sigmoid(head(x)).numpy())
+            shat.append(torch.sigmoid(head(x, offset=offset)).numpy())
         if explored[i]:
-            train_on(head, opt, x, y, d.keep_masks([i]), cfg)
+            train_on(head, opt, x, y, d.keep_masks([i]), cfg, offset=offset)
+            ones, seen = ones + Y[r], seen + 1
     with torch.no_grad():
         hid = head.norm(head.fc1(torch.tensor(X[d.stream[explored]])))
     return np.array(shat), hid
@@ -119,6 +128,8 @@ TRAINING = {
     "one unit of 3 steps": config(),
     # input dropout: 3 units of one step, so folds carry between them (eq. 11); clipping at 0.05 binds
     "3 units of 1 step, clipped": config(input_dropout=0.3, clip_norm=0.05),
+    # the residual head: its output layer starts at zero and its logits add the base rate's log-odds
+    "residual head": config(input_dropout=0.3, head="residual"),
 }
 
 

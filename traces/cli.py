@@ -70,13 +70,23 @@ def import_messplus_cmd(
     ] = None,
     models: Models = None,
     zoo: ZooFile = None,
+    repeats: Annotated[
+        str,
+        typer.Option(
+            help="A doc that appears on several rows: merge (one request, correctness checked to agree, measured "
+            "costs averaged) or keep (every row a request, as the reference simulator replays its batches and as "
+            "the paper's tables count them; the k-th row's doc_id gets the suffix #k). [merge|keep]"
+        ),
+    ] = "merge",
 ) -> None:
     """MESS+ reference-code traces (label_/energy_consumption_/inference_time_<tier> columns)."""
     from messplus.traces.importers.messplus import import_messplus
 
+    if repeats not in ("merge", "keep"):
+        raise UserError(f"--repeats: {repeats!r} is not one of merge, keep")
     out = _out(out, "messplus")
     names = resolve_names(models, zoo, []) or None
-    _finish(*import_messplus(paths, names), out, zoo)
+    _finish(*import_messplus(paths, names, repeats), out, zoo)
 
 
 @imports.command("lmeval")

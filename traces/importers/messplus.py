@@ -1,9 +1,16 @@
-"""MESS+ reference-code traces: one JSON list (bare NaN tokens) or a folder of CSV batches per benchmark."""
+"""MESS+ reference-code traces: one JSON list (bare NaN tokens) or a folder of CSV batches per benchmark.
+
+Some benchmarks hold a doc more than once (the reference's LogiQA folder three passes over its 651 docs, Social IQa
+every sample twice). The reference simulator replays every row as a request; `repeats="keep"` does the same, the
+k-th row of a doc (k >= 2) becoming request `<doc_id>#k`, while "merge" (the default) keeps one request per doc with
+its measured costs averaged.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
@@ -13,6 +20,7 @@ from messplus.traces.io import Trace
 from messplus.traces.zoo import Zoo
 
 TIERS = ("xsmall", "small", "medium", "large", "xlarge")  # the reference code's size order
+Repeats = Literal["merge", "keep"]
 
 
 def _read_records(path: Path) -> pl.DataFrame:
@@ -97,7 +105,17 @@ def _tier_rows(df: pl.DataFrame, tier: str, name: str, bench: str, where: str, r
     )
 
 
-def _one_bench(src: Path, names: list[str] | None, report: list[str]) -> tuple[pl.DataFrame, list[str]]:
+def _passes(df: pl.DataFrame, where: str, report: list[str]) -> pl.DataFrame:
+    """Every row its own request: a doc's k-th row (k >= 2, in file order) becomes doc `<doc_id>#k`."""
+    k = pl.int_range(pl.len()).over("doc_id") + 1
+    df = df.with_columns(pl.when(k > 1).then(pl.col("doc_id") + "#" + k.cast(pl.String)).otherwise("doc_id"))
+    n = df.filter(pl.col("doc_id").str.contains("#", literal=True)).height
+    if n:
+        report.append(f"{where}: kept {n} repeated rows as requests of their own (doc_id suffixed #2, #3, ...)")
+    return df
+
+
+def _one_bench(src: Path, names: list[str] | None, repeats: Repeats, report: list[str]) -> tuple[pl.DataFrame, list]:
     """One bench's long rows and its model names (the tiers', or `names`)."""
     where = str(src)
     df = _read_records(src)
@@ -112,6 +130,8 @@ def _one_bench(src: Path, names: list[str] | None, report: list[str]) -> tuple[p
         raise UserError(f"{where}: column 'input_text' has type {df.schema['input_text']}, expected text")
     cols = [c for c in df.columns if c.startswith(("label_", "acc_", "energy_consumption_", "inference_time_"))]
     df = _doc_ids(numeric(df, cols, where), where)
+    if repeats == "keep":
+        df = _passes(df, where, report)
     bench = df["benchmark_name"].cast(pl.String)[0] if "benchmark_name" in df.columns else src.stem
     parts = [_tier_rows(df, t, n, bench, where, report) for t, n in zip(tiers, names, strict=True)]
     long = dedupe_long(pl.concat(parts), where, report)
@@ -124,12 +144,12 @@ def _one_bench(src: Path, names: list[str] | None, report: list[str]) -> tuple[p
     return long, names
 
 
-def import_messplus(paths: list[Path], names: list[str] | None) -> tuple[Trace, list[str]]:
+def import_messplus(paths: list[Path], names: list[str] | None, repeats: Repeats = "merge") -> tuple[Trace, list[str]]:
     report: list[str] = []
     frames, zoo_names = [], None
     for path in paths:
         for src in _bench_sources(path):
-            long, got = _one_bench(src, names, report)
+            long, got = _one_bench(src, names, repeats, report)
             if zoo_names is not None and got != zoo_names:
                 raise UserError(f"{src}: tiers {got} differ from earlier files' {zoo_names}")
             zoo_names = got
@@ -137,6 +157,6 @@ def import_messplus(paths: list[Path], names: list[str] | None) -> tuple[Trace, 
     trace = Trace(
         pl.concat(frames),
         Zoo.from_names(zoo_names),
-        provenance={"importer": "messplus", "source": ", ".join(map(str, paths))},
+        provenance={"importer": "messplus", "source": ", ".join(map(str, paths)), "repeats": repeats},
     )
     return trace, report
