@@ -99,7 +99,7 @@ def predictor_table(quality: pl.DataFrame, models: list[str]) -> Table:
     table = Table(
         title="MESS+ predictor on the second half of each stream, before each request's update (mean over seeds): "
         "BCE and the worst model's |mean prediction - explored accuracy|, each beside the base rate's (red: worse "
-        "than counting on some seed); AUC per model (z: standard errors above chance; green: above the 5% level "
+        "than counting, means over seeds); AUC per model (z: standard errors above chance; green: above the 5% level "
         "corrected for the number of models)",
         title_justify="left",
     )
@@ -176,6 +176,7 @@ def sweep(cfg: SweepConfig, traces: Path, out: Path, overwrite: bool) -> None:
     from messplus.sim.sweep import run_sweep
 
     check_out(out, options(cfg, traces), overwrite)
+    console.print(header(cfg, traces), highlight=False)
     t0 = time.perf_counter()
     with progress_bars(console) as bars:
         results = run_sweep(cfg, traces, bars)
@@ -189,6 +190,20 @@ def sweep(cfg: SweepConfig, traces: Path, out: Path, overwrite: bool) -> None:
     n_mess = results.runs.filter(pl.col("method") == MESSPLUS).height
     elapsed = time.perf_counter() - t0
     console.print(f"{results.runs.height} runs ({n_mess} MESS+) in {elapsed:.1f} s -> {', '.join(map(str, paths))}")
+
+
+def header(cfg: SweepConfig, traces: Path) -> str:
+    """One line that says what is replayed, under which SLA, and where the paper's setting is."""
+    demo = traces.resolve() == Path(str(DEMO)).resolve()
+    what = (
+        "the bundled synthetic demo zoo (Llama 1B/8B/70B, calibrated to the paper's Table 2)" if demo else str(traces)
+    )
+    rules = {"mid": "mid (halfway between the cheapest and the best model's accuracy, per bench)",
+             "paper": "paper (the paper's per-bench alpha)"}  # fmt: skip
+    spell = lambda a: f"{a[0]}={a[1]}" if isinstance(a, tuple) else rules.get(a) or f"{a:g}"  # noqa: E731
+    alphas = ", ".join(map(spell, cfg.alphas))
+    hint = "" if "paper" in cfg.alphas else "; the paper's setting: --alpha paper (README: Reproducing the paper)"
+    return f"Replaying {what}; alpha {alphas}{hint}"
 
 
 SWEEP_PATHS = [

@@ -93,14 +93,14 @@ def prior(y: np.ndarray, explored: np.ndarray) -> np.ndarray:
 
 def diagnose(tr: Trained, y: np.ndarray, explored: np.ndarray) -> dict:
     """What a run records of its predictor (tr [S, M] against labels y [S, M]), all on the second half of the
-    stream: per model, the AUC of the pre-update predictions and its z against chance (None: that model's outcome
-    never varies there); the BCE of what the predictor answered and of its head's own predictions, beside that of the
+    stream: per model, the AUC of the head's own pre-update predictions (whether it tells requests apart) and its z
+    against chance (None: that model's outcome never varies there); the BCE of what the predictor answered and of its head's own predictions, beside that of the
     counter of the explored labels (sim.base_rate); per model, how
     far the mean prediction lies from the model's accuracy on the explored requests, the counter's beside it
     (None without explorations); whether the mean predictions rank the models as those accuracies do; the share
     of dead ReLUs."""
     half = len(y) // 2
-    aucs, zs = zip(*(auc_z(tr.shat[half:, m], y[half:, m]) for m in range(y.shape[1])), strict=True)
+    aucs, zs = zip(*(auc_z(tr.own[half:, m], y[half:, m]) for m in range(y.shape[1])), strict=True)
     counter = base_rate.probability(*base_rate.before(y, np.broadcast_to(explored[:, None], y.shape)))
     acc = y[explored].mean(0) if explored.any() else None
     gap = lambda p: None if acc is None else np.abs(p[half:].mean(0) - acc).tolist()  # noqa: E731

@@ -34,8 +34,8 @@ import polars as pl
 from messplus.common import UserError
 from messplus.common.options import opt, validate
 from messplus.sim import mess
-from messplus.sim.bench import Bench, load, resolve_alphas
-from messplus.sim.config import Cost, SweepConfig
+from messplus.sim.bench import Bench, alpha_rules, check_alphas, load, resolve_alphas
+from messplus.sim.config import ALPHA_HELP, Alpha, Cost, SweepConfig
 from messplus.sim.inputs import Inputs
 from messplus.sim.results import KEY, VERSION, options
 from messplus.sim.routers.bounds import accuracy_price
@@ -65,8 +65,9 @@ class PlanConfig:
     # fmt: off
     benches: tuple[str, ...] = opt((), "Benches to plan (default: every bench in the trace).", flag="--bench",
                                    empty_ok=True)
-    alpha: float | Literal["mid"] = opt("mid", "The SLA: running satisfaction promised ('mid': halfway between "
-                                        "the cheapest and the best model's accuracy).", lo=0, hi=1, lo_open=True)
+    alpha: tuple[Alpha | tuple[str, Alpha], ...] = opt(
+        ("mid",), "The SLA, the running satisfaction promised, one per bench. " + ALPHA_HELP, lo=0, hi=1,
+        lo_open=True, keyed=True)
     by: int | None = opt(None, "Deadline T0: the stream position (t in steps.parquet) at which the SLA is "
                          "measured (default: half the scored stream).", lo=1)
     every: int | None = opt(None, "Also require the SLA at every K-th request after T0.", lo=1)
@@ -280,7 +281,7 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, 
     """The plan row of one bench and every candidate setting (for the risk figure)."""
     began = time.perf_counter()
     acc = to_arrays(trace, name).satisfied.mean(0)
-    alpha = resolve_alphas(acc, (cfg.alpha,))[0]
+    alpha = resolve_alphas(acc, cfg.alpha, name)[0]
     targets = tuple(sorted({min(alpha + m, float(acc.max())) for m in cfg.margins}))
     seeds = cfg.planning()
     scfg = sweep_config(cfg, name, targets, seeds)
@@ -356,6 +357,10 @@ def run_plan(cfg: PlanConfig, traces: Path, progress=None) -> tuple[pl.DataFrame
     validate(cfg)
     cfg.check_seeds()
     found = load_benches(traces, cfg.benches or None)
+    check_alphas(cfg.alpha, tuple(found))
+    several = [b for b in found if len(alpha_rules(cfg.alpha, b)) > 1]
+    if several:
+        raise UserError(f"--alpha gives bench {several[0]} more than one value; a plan keeps one SLA per bench")
     rows, tables = [], {}
     with one_thread():
         for name, trace in found.items():

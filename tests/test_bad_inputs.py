@@ -827,7 +827,7 @@ def plan_case(cid: str, expect: str, *args: str, setup: Setup | None = None) -> 
 PLAN = [
     plan_case("alpha-above-1", "--alpha: 1.5 is outside (0, 1]", "--alpha", "1.5"),
     plan_case("alpha-nan", "--alpha: must be a finite number", "--alpha", "nan"),
-    plan_case("alpha-a-word", "--alpha: expected a number or one of mid, got 'high'", "--alpha", "high"),
+    plan_case("alpha-a-word", "--alpha: expected a number or one of mid, paper, got 'high'", "--alpha", "high"),
     plan_case("alpha-empty", "--alpha: expected a number or one of mid, got ''", "--alpha", ""),
     plan_case("by-0", "--by: 0 is outside [1, inf)", "--by", "0"),
     plan_case("by-past-the-stream", "bench logiqa: --by 100000 lies past the scored stream", "--by", "100000"),

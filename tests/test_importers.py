@@ -62,6 +62,26 @@ def test_messplus_csv_batches_match_json(tmp_path):
     np.testing.assert_allclose(a.cost("energy_j"), b.cost("energy_j"))
 
 
+def test_messplus_repeats_keep_every_pass_as_the_reference_replays_them(tmp_path):
+    """A folder of CSV batches holding two passes over the same docs: keep makes every row a request (the k-th row
+    of a doc as <doc_id>#k), merge the distinct docs; the second pass's energy readings differ."""
+    one = messplus_records(n=3, repeat=())
+    two = [dict(r, **{f"energy_consumption_{t}": r[f"energy_consumption_{t}"] + 1 for t in TIERS}) for r in one]
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    pl.DataFrame(one).write_csv(folder / "batch_0.csv")
+    pl.DataFrame(two).write_csv(folder / "batch_1.csv")
+    kept, report = import_messplus([folder], None, repeats="keep")
+    merged = import_messplus([folder], None)[0]
+    a, b = to_arrays(kept, "toy"), to_arrays(merged, "toy")
+    assert a.shape == (6, 4) and b.shape == (3, 4)
+    assert list(a.doc_ids) == ["0", "1", "2", "0#2", "1#2", "2#2"]
+    assert a.cost("energy_j")[3, 0] == a.cost("energy_j")[0, 0] + 1  # each pass keeps its own reading
+    assert b.cost("energy_j")[0, 0] == pytest.approx(a.cost("energy_j")[0, 0] + 0.5)  # merge averages them
+    assert any("kept 3 repeated rows" in line for line in report)
+    assert kept.provenance["repeats"] == "keep"
+
+
 def test_messplus_disagreeing_repeats_are_an_error(tmp_path):
     recs = messplus_records()
     recs[-1]["label_large"] = 1.0 - recs[-1]["label_large"]

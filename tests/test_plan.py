@@ -28,7 +28,7 @@ from messplus.traces.io import load_benches
 
 
 def test_the_plan_is_the_cheapest_setting_that_meets_with_the_confidence(small_trace):
-    cfg = PlanConfig(benches=("piqa",), alpha=0.7, seeds=12, confidence=0.75, margins=(0.0, 0.02, 0.05),
+    cfg = PlanConfig(benches=("piqa",), alpha=(0.7,), seeds=12, confidence=0.75, margins=(0.0, 0.02, 0.05),
                      Vs=(1e-3, 1e-5), cs=(0.5,), validate_seeds="100-111")  # fmt: skip
     plan, candidates = run_plan(cfg, small_trace)
     row, table = plan.row(0, named=True), candidates["piqa"]
@@ -57,7 +57,7 @@ def test_an_sla_past_the_best_model_is_out_of_reach_after_raising_exploration(sm
     """Nothing meets: c doubles up to --max-c, every c is dropped after the first quarter of the orders (too many
     failures for a setting that could meet), and the row says that always serving the most accurate model would
     not have met it either."""
-    cfg = PlanConfig(benches=("piqa",), alpha=0.99, seeds=40, margins=(0.0,), Vs=(1e-5,), cs=(0.1,), max_c=0.4)
+    cfg = PlanConfig(benches=("piqa",), alpha=(0.99,), seeds=40, margins=(0.0,), Vs=(1e-5,), cs=(0.1,), max_c=0.4)
     plan, candidates = run_plan(cfg, small_trace)
     row, table = plan.row(0, named=True), candidates["piqa"]
     assert not row["found"] and row["verdict"] == INFEASIBLE
@@ -70,7 +70,7 @@ def test_a_stream_cut_at_the_deadline_decides_exactly_as_the_whole_one(small_tra
     """The planner simulates only the requests up to its last checkpoint: running satisfaction there is the
     whole stream's."""
     trace = load_benches(small_trace, ["piqa"])["piqa"]
-    alpha = resolve_alphas(to_arrays(trace, "piqa").satisfied.mean(0), ("mid",))[0]
+    alpha = resolve_alphas(to_arrays(trace, "piqa").satisfied.mean(0), ("mid",), "piqa")[0]
     cfg = PlanConfig(Vs=(1e-3, 1e-5), cs=(0.5, 2.0), seeds=4)
     scfg = sweep_config(cfg, "piqa", (alpha, alpha + 0.02), cfg.planning())
     b = load(scfg, trace, "piqa")

@@ -6,11 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from messplus.sim import predictor
+from messplus.sim import base_rate, predictor
 from messplus.sim.config import RunConfig, SweepConfig
 from messplus.sim.reference import simulate_reference
 from messplus.sim.sweep import load, run_sweep
-from messplus.traces.io import load_benches
+from messplus.traces.io import load_benches, write_trace
+from messplus.traces.synth import synth_trace
 
 GRID = dict(
     alphas=(0.55,),
@@ -72,11 +73,11 @@ def test_every_step_of_every_run_matches_the_reference(swept, small_trace):
     assert assert_matches_reference(cfg, results, small_trace) > 100  # real routing, so matching choices matter
 
 
-TRAINING = {
+TRAINING = {  # the paper's head, whose own predictions every decision reads
     # the paper's preset: per-bench epochs (LogiQA 5, WinoGrande 1), input dropout; clipping tight enough to bind
-    "paper epochs, input dropout, binding clip": dict(preset="paper", clip_norm=0.05),
+    "paper epochs, input dropout, binding clip": dict(preset="paper", clip_norm=0.05, head="paper"),
     # one unit per explored request: every epoch on the same input, no clipping
-    "no input dropout, no clip": dict(input_dropout=0.0, clip_norm=0.0, epochs=2),
+    "no input dropout, no clip": dict(input_dropout=0.0, clip_norm=0.0, epochs=2, head="paper"),
 }
 
 
@@ -89,6 +90,26 @@ def test_training_options_match_the_reference(training, small_trace):
     unclipped = run_sweep(replace(cfg, clip_norm=0.0, benches=("logiqa",)), small_trace).steps["loss"]
     mine = results.steps.join(results.runs.select("run_id", "bench"), on="run_id").filter(pl.col("bench") == "logiqa")
     assert (training.get("clip_norm") == 0.0) == np.allclose(mine["loss"].to_numpy(), unclipped.to_numpy())
+
+
+def test_the_residual_head_and_its_gate_match_the_reference(tmp_path_factory):
+    """The residual predictor answers with the base rate until its head has earned its place, then with the head,
+    and with the base rate again where the head loses its lead: runs that switch both ways inside the stream (a
+    half-size synthetic zoo, long enough for the head to earn it) decide as the reference does."""
+    trace = tmp_path_factory.mktemp("half") / "half.parquet"
+    write_trace(synth_trace(scale=0.5), trace)
+    grid = dict(GRID, Vs=(1e-3,), ks=(0.25,), cost_estimates=("mean",), cs=(1.0,), feedbacks=(1.0,))
+    cfg = SweepConfig(benches=("logiqa", "piqa"), **grid, lr=0.3, momentum=0.5, epochs=1)
+    results = run_sweep(cfg, trace)
+    switches = []
+    for _, g in results.predictions.group_by("bench"):
+        shat, y = np.stack(g["shat"].to_numpy()), np.stack(g["label"].to_numpy()).astype(float)
+        seen = np.broadcast_to(g["explored"].to_numpy()[:, None], y.shape)
+        counter = base_rate.probability(*base_rate.before(y, seen)).astype(np.float32)
+        head = ~(shat == counter).all(1)  # [S] positions the head answered
+        switches.append(int(np.abs(np.diff(head.astype(int))).sum()))
+    assert min(switches) >= 2  # on, then off again, on every bench
+    assert assert_matches_reference(cfg, results, trace) > 20
 
 
 def test_checkpoint_merges_match_the_reference(small_trace, monkeypatch):

@@ -73,14 +73,15 @@ def test_sweep_reports_whether_the_predictor_tells_requests_apart(tmp_path, smal
     from messplus.sim.metrics import predictor_quality
     from messplus.sim.sweep import run_sweep
 
-    r = sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "messplus", "--c", "1")
+    fast = ("--lr", "0.1", "--momentum", "0.5", "--epochs", "3")  # a head that learns fast from these 8 features
+    r = sweep(tmp_path, small_trace, tmp_path / "o", "--methods", "messplus", "--c", "1", *fast)
     assert r.returncode == 0, r.stderr
-    assert "MESS+ predictor: AUC per model" in r.stdout
+    assert "MESS+ predictor on the second half" in r.stdout and "BCE (base rate)" in r.stdout
     assert "does not tell requests apart" not in r.stdout  # the synthetic features carry each request's difficulty
     quality = predictor_quality(pl.read_parquet(tmp_path / "o" / "runs.parquet"))
     assert quality.height == 2 and all(max(z) > 2 for z in quality["z"])
 
-    cfg = SweepConfig(benches=("piqa",), cs=(1.0,), seeds=(1, 2), methods=("messplus",))
+    cfg = SweepConfig(benches=("piqa",), cs=(1.0,), seeds=(1, 2), methods=("messplus",), lr=0.1, momentum=0.5, epochs=3)
     T = pl.read_parquet(small_trace).filter(pl.col("bench") == "piqa")["doc_id"].n_unique()
     noise = {"piqa": Inputs(np.random.default_rng(0).standard_normal((T, 8)).astype(np.float32), "noise", "features")}
     res = run_sweep(cfg, small_trace, inputs=noise)
@@ -103,3 +104,35 @@ def test_results_of_other_options_are_replaced_only_when_asked(tmp_path, small_t
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert_one_line_error(sweep(tmp_path, small_trace, tmp_path / "mine", *fast), "not a results folder")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_alpha_paper_and_per_bench_alphas(small_trace):
+    """--alpha paper takes the paper's per-bench alpha; BENCH=VALUE sets one bench's; each checked before work."""
+    from dataclasses import fields
+
+    from messplus.common import UserError
+    from messplus.common.options import from_cli
+    from messplus.sim.config import SweepConfig
+    from messplus.sim.sweep import run_sweep
+
+    def config(**given):  # as the command line hands the options over: comma lists as text
+        text = lambda d: (",".join(map(str, d)) or None) if isinstance(d, tuple) else d  # noqa: E731
+        return from_cli(SweepConfig, {f.name: given.get(f.name, text(f.default)) for f in fields(SweepConfig)})
+
+    cfg = config(alphas="paper,logiqa=0.3", benches="logiqa,sciq", methods="messplus", seeds="1")
+    assert cfg.alphas == ("paper", ("logiqa", 0.3))
+    runs = run_sweep(cfg, small_trace).runs
+    got = sorted(runs.select("bench", "alpha").unique().rows())
+    assert got == [("logiqa", 0.3), ("logiqa", 0.4), ("sciq", 0.96)]  # the paper's LogiQA 0.40 and SciQ 0.96
+    for alphas, message in (
+        ("logiqa=0.3", "gives bench sciq no value"),
+        ("bolq=0.8,0.5", "names bench 'bolq', which is not replayed here"),
+        ("logiqa=1.5", "--alpha for logiqa: 1.5 is outside"),
+        ("=0.5", "names no bench"),
+    ):
+        try:
+            run_sweep(config(alphas=alphas, benches="logiqa,sciq", methods="messplus", seeds="1"), small_trace)
+        except UserError as e:
+            assert message in str(e), (alphas, e)
+        else:
+            raise AssertionError(f"--alpha {alphas} was accepted")
