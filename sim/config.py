@@ -137,7 +137,7 @@ class SweepConfig:
     pooling: Literal["cls", "mean"] | None = opt(None, "Encoder pooling: cls (first token, the paper's) or mean "
                                                  "(default: the preset's).")
     max_length: int | None = opt(None, "Encoder max tokens (default: the bench's).", lo=1)
-    cache_dir: str | None = opt(None, "Embedding cache (default: ~/.cache/messplus/embeddings).")
+    cache_dir: str | None = opt(None, "Embedding cache folder (default: $MESSPLUS_CACHE if set, else ~/.cache/messplus/embeddings).")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "Where the predictor trains: auto picks cuda when torch "
                                                  "sees a GPU.")
     dtype: Literal["float32", "float64"] = opt("float32", "Predictor arithmetic.")

@@ -40,9 +40,13 @@ SHARD_SECONDS = 30.0  # ... or this many seconds: what a kill can lose
 
 
 def default_cache_dir() -> Path:
+    """The embedding cache when no --cache-dir is given: MESSPLUS_CACHE names the same folder --cache-dir would
+    (one rule, so a plan after a sweep finds the sweep's embeddings either way), else
+    $XDG_CACHE_HOME/messplus/embeddings (~/.cache/messplus/embeddings)."""
     env = os.environ.get("MESSPLUS_CACHE")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "messplus"
-    return base / "embeddings"
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "messplus" / "embeddings"
 
 
 def resolve(name: str) -> str:

@@ -1,16 +1,23 @@
-"""`sim plan`: the cheapest MESS+ setting that keeps an SLA by a deadline, with a stated confidence.
+"""`sim plan`: the cheapest policy, of any family, that keeps an SLA by a deadline with a stated confidence.
+
+An operator asks one question: what should I run so that alpha holds by T0, with probability P, at the least cost?
+The candidates are every MESS+ setting searched (the alpha handed to it, V, c), every single model, and every other
+deployable policy registered in sim.routers (a stationary mix estimated on the calibration split, the RouteLLM- and
+RouterDC-style routers, ...), each handed alpha plus a margin where it takes an alpha. All are replayed on the same
+N seed orders of the trace and judged by the same two bounds at the same assurance; the plan is the cheapest that
+keeps the promise. Methods that know more than a deployed router could (the scored stream's outcomes, whole-bench
+accuracies) are never candidates.
 
 MESS+ approaches alpha from below: the queue rests near V x (price of accuracy), and the shortfall after T requests
-is about that over T (the paper's Theorem 1). To keep "running satisfaction >= A at request T0" the planner hands
-MESS+ a higher target (A + margin), or a smaller V, or more exploration, and picks the cheapest combination that
-met the SLA on at least a share P of N seed orders of the trace. The guarantee is empirical, over orders of this
-trace: a future stream with another mix of requests is not covered.
+is about that over T (the paper's Theorem 1), so the planner hands it a higher target (A + margin), a smaller V or
+more exploration. The guarantee is empirical, over orders of this trace: a future stream with another mix of
+requests is not covered.
 
-Only the requests up to the deadline (the last checkpoint with --every) are simulated: a MESS+ run's first T
-decisions depend on nothing after them, so the SLA is judged exactly, and the cost compared is the cost of those
-requests. Where nothing searched meets, exploration is raised (c doubles) up to exploring every request before the
-deadline, whose answers come from the best model so far; the row also says how often always serving the most
-accurate model would have met the SLA, which tells an SLA out of reach from one MESS+ cannot keep.
+Only the requests up to the deadline (the last checkpoint with --every) are simulated while searching: a run's
+first T decisions depend on nothing after them, so the SLA is judged exactly, and the cost compared is that of
+every request up to the deadline, an exploration at the whole zoo's cost. The pick is then replayed over the whole
+scored stream, for its cost there. Where nothing of any family meets, MESS+'s exploration is raised (c doubles) up
+to exploring every request before the deadline, whose answers come from the best model so far.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from messplus.sim.bench import Bench, alpha_rules, check_alphas, load, resolve_a
 from messplus.sim.config import ALPHA_HELP, Alpha, Cost, SweepConfig
 from messplus.sim.inputs import Inputs
 from messplus.sim.results import KEY, VERSION, options
+from messplus.sim.routers import MESSPLUS, Split, registry
 from messplus.sim.routers.bounds import accuracy_price
 from messplus.traces.dense import to_arrays
 from messplus.traces.io import load_benches, write_parquet
@@ -45,16 +53,17 @@ from messplus.traces.io import load_benches, write_parquet
 log = logging.getLogger(__name__)
 
 PLAN_SCHEMA = {
-    "bench": pl.String, "found": pl.Boolean, "verdict": pl.String, "alpha": pl.Float64, "by": pl.Int64,
-    "every": pl.Int64, "horizon": pl.Int64, "confidence": pl.Float64, "assurance": pl.Float64, "seeds": pl.Int64,
-    "alpha_target": pl.Float64, "V": pl.Float64, "v_unit": pl.String, "c": pl.Float64, "k": pl.Float64,
-    "p_meet": pl.Float64, "p_meet_lower": pl.Float64, "tolerance_bound": pl.Float64, "cost_per_request": pl.Float64,
-    "cost_per_request_unplanned": pl.Float64, "p_meet_unplanned": pl.Float64, "margin": pl.Float64,
-    "margin_theorem": pl.Float64, "best_model": pl.String, "p_meet_best_model": pl.Float64,
-    "p_meet_lower_best_model": pl.Float64, "cost_per_request_best_model": pl.Float64, "validate_seeds": pl.Int64,
-    "p_meet_validated": pl.Float64, "cost_per_request_validated": pl.Float64,
+    "bench": pl.String, "family": pl.String, "method": pl.String, "pick": pl.Boolean, "meets": pl.Boolean,
+    "verdict": pl.String, "alpha": pl.Float64, "by": pl.Int64, "every": pl.Int64, "horizon": pl.Int64,
+    "confidence": pl.Float64, "assurance": pl.Float64, "seeds": pl.Int64, "alpha_target": pl.Float64,
+    "V": pl.Float64, "v_unit": pl.String, "c": pl.Float64, "k": pl.Float64, "p_meet": pl.Float64,
+    "p_meet_lower": pl.Float64, "tolerance_bound": pl.Float64, "cost_per_request": pl.Float64,
+    "cost_per_request_stream": pl.Float64, "cheapest_single": pl.String, "cost_per_request_single": pl.Float64,
+    "saving_vs_single": pl.Float64, "margin": pl.Float64, "margin_theorem": pl.Float64,
+    "validate_seeds": pl.Int64, "p_meet_validated": pl.Float64, "cost_per_request_validated": pl.Float64,
 }  # fmt: skip
-MET, UNMET, INFEASIBLE = "met", "unmet", "infeasible"  # verdicts: a plan; none searched; out of any router's reach
+MET, INFEASIBLE = "met", "infeasible"  # verdicts: a plan; no candidate of any family keeps the promise
+KEYS = ["family", "method", "alpha_target", "V", "c"]  # one candidate setting
 TOL = 1e-12  # running satisfaction within this of alpha counts as meeting it (float rounding of k / T)
 
 
@@ -94,8 +103,9 @@ class PlanConfig:
     k: float = opt(0.25, "Exploration decay k.", lo=0)
     cost: Cost = opt("energy_j", "Cost minimised (as in `sim sweep`).")
     encoder: str = opt("auto", "Predictor input (as in `sim sweep`).")
-    calib_frac: float = opt(0.2, "Leading share of each order held out (as in `sim sweep`; T0 counts after it).",
-                            lo=0, hi=0.9)
+    calib_frac: float = opt(0.2, "Leading share of each order held out (as in `sim sweep`; T0 counts after it); "
+                            "the routers that are candidates fit on it.", lo=0, hi=0.9)
+    cache_dir: str | None = opt(None, "Embedding cache (as in `sim sweep`: the same folder reuses its embeddings).")
     # fmt: on
 
     def validation(self) -> tuple[int, ...]:
@@ -127,7 +137,7 @@ class PlanConfig:
 def sweep_config(cfg: PlanConfig, bench: str, targets: tuple[float, ...], seeds: tuple[int, ...]) -> SweepConfig:
     return SweepConfig(benches=(bench,), alphas=targets, Vs=cfg.Vs, cs=cfg.cs, ks=(cfg.k,), seeds=seeds,
                        methods=("messplus",), cost=cfg.cost, v_unit=cfg.v_unit, encoder=cfg.encoder,
-                       calib_frac=cfg.calib_frac)  # fmt: skip
+                       calib_frac=cfg.calib_frac, cache_dir=cfg.cache_dir)  # fmt: skip
 
 
 def checkpoints(by: int, S: int, every: int | None) -> np.ndarray:
@@ -144,20 +154,48 @@ def up_to(b: Bench, H: int) -> Bench:
     return replace(b, draws=cut)
 
 
+def judged_runs(sat: np.ndarray, cost: np.ndarray, at: np.ndarray) -> dict[str, np.ndarray]:
+    """What the planner reads of R runs, each [R, S'] per request (S' >= the last checkpoint): the lowest running
+    satisfaction at the checkpoints `at` (1-based), the cost per request up to the last checkpoint, and over all
+    S' requests run."""
+    running = np.cumsum(sat, axis=1)[:, at - 1] / at  # [R, n checkpoints]
+    return {"running": running.min(1), "cost": cost[:, : at[-1]].mean(1), "cost_stream": cost.mean(1)}
+
+
 def outcomes(scfg: SweepConfig, b: Bench, at: np.ndarray, progress=None) -> pl.DataFrame:
-    """One row per MESS+ run: its target, V, c, its lowest running satisfaction at the checkpoints `at` (1-based
-    positions) and its cost per request over the stream it ran (b cut with up_to: the requests up to the last
-    checkpoint). Runs are consumed chunk by chunk."""
+    """One row per MESS+ run: its family, method, target, V, c and judged_runs() figures over the stream it ran (b
+    cut with up_to: the requests up to the last checkpoint; whole: the scored stream). Runs are consumed chunk by
+    chunk."""
     trained = mess.train(scfg, {b.name: b}, progress, decisions_only=True)[b.name]
     rows = []
     for block in mess.blocks(scfg, b, *trained):
-        o = block.outcome
-        running = np.cumsum(o.sat, axis=1)[:, at - 1] / at  # [R, n checkpoints]
+        R = len(block.alpha)
         rows.append(pl.DataFrame({
-            "alpha_target": block.alpha, "V": block.config["V"], "c": block.config["c"],
-            "running": running.min(1), "cost": o.cost.mean(1),
+            "family": [MESSPLUS] * R, "method": [MESSPLUS] * R, "alpha_target": block.alpha, "V": block.config["V"],
+            "c": block.config["c"], **judged_runs(block.outcome.sat, block.outcome.cost, at),
         }))  # fmt: skip
     return pl.concat(rows)
+
+
+def router_outcomes(scfg: SweepConfig, b: Bench, at: np.ndarray, only: str | None = None) -> pl.DataFrame:
+    """One row per (seed, router setting) of every deployable policy in sim.routers (or the method `only`): each
+    fitted on the seed's calibration split, then routing its stream, handed each of b's alphas (those of a
+    per-model method, which read none, once, with no alpha_target)."""
+    rows = []
+    for method in (m for m in registry().values() if m.deployable and m.make is not None):
+        variants = [(n, r) for n, r in method.variants(b.models) if only is None or n == only]
+        for seed, (name, router) in itertools.product(scfg.seeds, variants):
+            d = b.draws[seed]
+            calib, stream = b.split(d.calib), b.split(d.stream)
+            router.fit(calib, Split(b.X, b.arrays.satisfied, b.E))
+            for target in [None] if method.per_model else b.alphas:
+                chosen = router.route(stream, b.alphas[0] if target is None else target, d.choice_u)[:, None]
+                sat, cost = (np.take_along_axis(a, chosen, 1).T for a in (stream.S, stream.E))  # [1, S'] each
+                rows.append({"family": method.name, "method": name, "alpha_target": target, "V": None, "c": None,
+                             **{k: v[0] for k, v in judged_runs(sat, cost, at).items()}})  # fmt: skip
+    schema = {"family": pl.String, "method": pl.String, "alpha_target": pl.Float64, "V": pl.Float64,
+              "c": pl.Float64, "running": pl.Float64, "cost": pl.Float64, "cost_stream": pl.Float64}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
 
 
 def screened(scfg: SweepConfig, b: Bench, at: np.ndarray, alpha: float, confidence: float, progress=None,
@@ -168,7 +206,7 @@ def screened(scfg: SweepConfig, b: Bench, at: np.ndarray, alpha: float, confiden
     < level (a one-sided binomial test): a setting that can meet survives with probability > 1 - level."""
     n1 = math.ceil(len(scfg.seeds) / 4)
     first = outcomes(replace(scfg, seeds=scfg.seeds[:n1]), b, at, progress)
-    fewest = first.group_by("alpha_target", "V", "c").agg(fails=(pl.col("running") < alpha - TOL).sum())
+    fewest = first.group_by(KEYS).agg(fails=(pl.col("running") < alpha - TOL).sum())
     fewest = fewest.group_by("c").agg(pl.col("fails").min())
     keep = tuple(c for c, f in fewest.iter_rows() if binomial_tail(f, n1, 1 - confidence) >= level)
     if not keep or n1 == len(scfg.seeds):
@@ -252,14 +290,15 @@ def judged(x: np.ndarray, alpha: float, confidence: float, assurance: float) -> 
 
 
 def choose(runs: pl.DataFrame, alpha: float, confidence: float, assurance: float) -> tuple[pl.DataFrame, dict | None]:
-    """Per setting (target, V, c): the mean cost and what judged() says of it; the plan is the cheapest that
-    meets."""
+    """Per candidate (family, method, target, V, c): the mean costs and what judged() says of it; the plan is the
+    cheapest that meets."""
     per_setting = [
         pl.col("cost").mean().alias("cost_per_request"),
+        pl.col("cost_stream").mean().alias("cost_per_request_stream"),
         pl.col("running").alias("values"),
         pl.len().alias("n"),
     ]
-    table = runs.group_by("alpha_target", "V", "c").agg(per_setting).sort("cost_per_request", "alpha_target", "V", "c")
+    table = runs.group_by(KEYS).agg(per_setting).sort("cost_per_request", *KEYS, nulls_last=True)
     verdicts = pl.DataFrame([judged(np.asarray(v), alpha, confidence, assurance) for v in table["values"]],
                             schema={"p_meet": pl.Float64, "p_meet_lower": pl.Float64, "tolerance_bound": pl.Float64,
                                     "meets": pl.Boolean})  # fmt: skip
@@ -268,17 +307,20 @@ def choose(runs: pl.DataFrame, alpha: float, confidence: float, assurance: float
     return table, (ok.row(0, named=True) if ok.height else None)
 
 
-def best_model(b: Bench, alpha: float, at: np.ndarray, seeds: tuple[int, ...]) -> tuple[int, np.ndarray, float]:
-    """The most accurate model on the trace, its lowest running satisfaction at the checkpoints of each seed's
-    order [seeds], and its cost per request up to the last checkpoint: what serving it alone would do."""
-    m = int(np.argmax(b.arrays.satisfied.mean(0)))
-    rows = np.stack([b.draws[s].stream[: at[-1]] for s in seeds])  # [seeds, H]
-    running = np.cumsum(b.arrays.satisfied[rows, m], axis=1)[:, at - 1] / at
-    return m, running.min(1), float(b.E[rows, m].mean())
+def family_bests(table: pl.DataFrame) -> list[dict]:
+    """Each family's cheapest candidate that meets, else its most reliable (the highest bounds), in table order of
+    the families' first appearance: MESS+ first."""
+    out = []
+    for _, g in table.group_by("family", maintain_order=True):
+        ok = g.filter(pl.col("meets"))
+        most_reliable = g.sort("p_meet_lower", "tolerance_bound", "cost_per_request", descending=[True, True, False])
+        out.append((ok if ok.height else most_reliable).row(0, named=True))
+    return sorted(out, key=lambda r: r["family"] != MESSPLUS)
 
 
-def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, pl.DataFrame]:
-    """The plan row of one bench and every candidate setting (for the risk figure)."""
+def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[list[dict], pl.DataFrame]:
+    """The plan rows of one bench (each family's best, the pick among them) and every candidate (for the risk
+    figure)."""
     began = time.perf_counter()
     acc = to_arrays(trace, name).satisfied.mean(0)
     alpha = resolve_alphas(acc, cfg.alpha, name)[0]
@@ -294,66 +336,84 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[dict, 
     at = checkpoints(by, S, cfg.every)
     H = int(at[-1])
     b = up_to(full, H)
-    runs = screened(scfg, b, at, alpha, cfg.confidence, progress)
-    table, best = choose(runs, alpha, cfg.confidence, cfg.assurance)
+    runs = pl.concat([screened(scfg, b, at, alpha, cfg.confidence, progress), router_outcomes(scfg, b, at)])
+    table, pick = choose(runs, alpha, cfg.confidence, cfg.assurance)
     c, top = max(cfg.cs), cfg.max_c if cfg.max_c is not None else H**cfg.k  # c >= H^k explores every request
-    while best is None and c < top:  # more exploration: explored requests get the best model so far's answer
-        log.info("bench %s: no setting with c <= %g meets; trying c = %g", name, c, min(2 * c, top))
+    while pick is None and c < top:  # more exploration: explored requests get the best model so far's answer
+        log.info("bench %s: no candidate meets; trying MESS+ with c = %g", name, min(2 * c, top))
         c = min(2 * c, top)
         runs = pl.concat([runs, screened(replace(scfg, cs=(c,)), b, at, alpha, cfg.confidence, progress)])
-        table, best = choose(runs, alpha, cfg.confidence, cfg.assurance)
-    m, solo, solo_cost = best_model(b, alpha, at, seeds)
-    alone = judged(solo, alpha, cfg.confidence, cfg.assurance)
-    row = {"bench": name, "alpha": alpha, "by": by, "every": cfg.every, "horizon": H, "confidence": cfg.confidence,
-           "assurance": cfg.assurance, "seeds": cfg.seeds, "v_unit": cfg.v_unit, "k": cfg.k,
-           "validate_seeds": len(cfg.validation()), "best_model": full.models[m],
-           "p_meet_best_model": alone["p_meet"], "p_meet_lower_best_model": alone["p_meet_lower"],
-           "cost_per_request_best_model": solo_cost}  # fmt: skip
-    shown = best or table.sort(
-        "p_meet_lower", "tolerance_bound", "cost_per_request", descending=[True, True, False]
-    ).row(0, named=True)  # where none meets: the most reliable setting, marked as not meeting
-    row |= {key: shown[key] for key in ("alpha_target", "V", "c", "p_meet", "p_meet_lower", "tolerance_bound",
-                                        "cost_per_request")}  # fmt: skip
-    row["margin"] = shown["alpha_target"] - alpha
-    row["margin_theorem"] = shown["V"] / mess.cost_unit(scfg, b) * accuracy_price(acc, b.E.mean(0), alpha) / by
-    same = table.filter(pl.col("alpha_target") == targets[0], pl.col("V") == shown["V"], pl.col("c") == shown["c"])
-    row |= {"cost_per_request_unplanned": same["cost_per_request"][0], "p_meet_unplanned": same["p_meet"][0]}
-    row["found"] = best is not None
-    row["verdict"] = MET if best is not None else UNMET if alone["meets"] else INFEASIBLE
+        table, pick = choose(runs, alpha, cfg.confidence, cfg.assurance)
     planned = time.perf_counter()
-    explain(row, c)
-    if cfg.validation():
-        vcfg = replace(scfg, alphas=(shown["alpha_target"],), Vs=(shown["V"],), cs=(shown["c"],),
-                       seeds=cfg.validation())  # fmt: skip
-        fresh = up_to(load(vcfg, trace, name, Inputs(full.X, full.encoder, full.family)), H)
-        check = outcomes(vcfg, fresh, at)
-        row["p_meet_validated"] = float((check["running"] >= alpha - TOL).mean())
-        row["cost_per_request_validated"] = float(check["cost"].mean())
-    log.info("bench %s: planned in %.1f s (%d settings on %d orders)%s", name, planned - began, table.height,
-             len(seeds), f", validated in {time.perf_counter() - planned:.1f} s" if cfg.validation() else "")  # fmt: skip
-    return row, table
+    bench = {"bench": name, "alpha": alpha, "by": by, "every": cfg.every, "horizon": H, "confidence": cfg.confidence,
+             "assurance": cfg.assurance, "seeds": cfg.seeds, "v_unit": cfg.v_unit, "k": cfg.k,
+             "verdict": MET if pick is not None else INFEASIBLE, "validate_seeds": len(cfg.validation())}  # fmt: skip
+    singles = table.filter(pl.col("family") == "single", pl.col("meets"))
+    if singles.height:
+        bench |= {"cheapest_single": singles["method"][0], "cost_per_request_single": singles["cost_per_request"][0]}
+    rows = []
+    for best in family_bests(table):
+        row = bench | {k: best[k] for k in (*KEYS, "meets", "p_meet", "p_meet_lower", "tolerance_bound",
+                                            "cost_per_request")}  # fmt: skip
+        row["pick"] = pick is not None and all(best[k] == pick[k] for k in KEYS)
+        if best["family"] == MESSPLUS:
+            row["margin"] = best["alpha_target"] - alpha
+            price = accuracy_price(acc, b.E.mean(0), alpha)
+            row["margin_theorem"] = best["V"] / mess.cost_unit(scfg, b) * price / by
+        if row["pick"]:
+            row |= replayed(cfg, trace, full, best, at, alpha)
+            if "cost_per_request_single" in bench:
+                row["saving_vs_single"] = 1 - best["cost_per_request"] / bench["cost_per_request_single"]
+        rows.append(row)
+    explain(rows)
+    log.info("bench %s: planned in %.1f s (%d candidates on %d orders), pick replayed in %.1f s", name,
+             planned - began, table.height, len(seeds), time.perf_counter() - planned)  # fmt: skip
+    return rows, table
 
 
-def explain(row: dict, c_searched: float) -> None:
-    """Say why no plan was found (or why the one found is a poor deal), beside the table's numbers."""
-    where = f"bench {row['bench']}: alpha {row['alpha']:.3f} by t = {row['by']}"
-    promise = f"{row['confidence']:.0%} of orders at {row['assurance']:.0%} assurance"
-    solo = (f"always serving the most accurate model ({row['best_model']}) meets it on "
-            f"{row['p_meet_best_model']:.0%} of orders (lower bound {row['p_meet_lower_best_model']:.0%}) at "
-            f"{row['cost_per_request_best_model']:.4g} per request")  # fmt: skip
-    if row["verdict"] == INFEASIBLE:
-        log.warning("%s is out of reach on this trace: %s, which does not keep it on %s; promise less or set a "
-                    "later deadline", where, solo, promise)  # fmt: skip
-    elif row["verdict"] == UNMET:
-        log.warning("%s: no MESS+ setting searched (c up to %g) keeps it on %s (the most reliable: %.0f%%, lower "
-                    "bound %.0f%%), but %s: the predictor picks worse models than that", where, c_searched, promise,
-                    100 * row["p_meet"], 100 * row["p_meet_lower"], solo)  # fmt: skip
-    elif row["cost_per_request"] > row["cost_per_request_best_model"]:
-        log.warning("%s: the plan costs %.4g per request, more than %s", where, row["cost_per_request"], solo)
+def replayed(cfg: PlanConfig, trace, full: Bench, pick: dict, at: np.ndarray, alpha: float) -> dict:
+    """The pick replayed over the whole scored stream: its cost per request there (on the validation seeds, else
+    the planning ones) and, with --validate-seeds, the share of those fresh orders that met the SLA and its cost
+    up to the deadline."""
+    fresh = cfg.validation()
+    seeds = fresh or cfg.planning()
+    targets = (alpha,) if pick["alpha_target"] is None else (pick["alpha_target"],)
+    vcfg = sweep_config(cfg, full.name, targets, seeds)
+    b = load(vcfg, trace, full.name, Inputs(full.X, full.encoder, full.family))
+    if pick["family"] == MESSPLUS:
+        check = outcomes(replace(vcfg, Vs=(pick["V"],), cs=(pick["c"],)), b, at)
+    else:
+        check = router_outcomes(vcfg, b, at, only=pick["method"])
+    out = {"cost_per_request_stream": float(check["cost_stream"].mean())}
+    if fresh:
+        out |= {"p_meet_validated": float((check["running"] >= alpha - TOL).mean()),
+                "cost_per_request_validated": float(check["cost"].mean())}  # fmt: skip
+    return out
+
+
+def explain(rows: list[dict]) -> None:
+    """Say what the plan is against the other families, or why there is none."""
+    r = rows[0]
+    where = f"bench {r['bench']}: alpha {r['alpha']:.3f} by t = {r['by']}"
+    promise = f"{r['confidence']:.0%} of orders at {r['assurance']:.0%} assurance"
+    if r["verdict"] == INFEASIBLE:
+        best = max(rows, key=lambda x: (x["p_meet_lower"], x["tolerance_bound"]))
+        log.warning("%s is out of reach on this trace: no candidate of any family keeps it on %s (the most "
+                    "reliable, %s, met it on %.0f%% of orders, lower bound %.0f%%); promise less or set a later "
+                    "deadline", where, promise, best["method"], 100 * best["p_meet"], 100 * best["p_meet_lower"])  # fmt: skip
+        return
+    pick = next(x for x in rows if x["pick"])
+    mess_best = next((x for x in rows if x["family"] == MESSPLUS), None)
+    if pick["family"] != MESSPLUS and mess_best is not None:
+        how = (f"its cheapest setting that keeps it costs {mess_best['cost_per_request']:.4g} per request"
+               if mess_best["meets"] else "no MESS+ setting searched keeps it")  # fmt: skip
+        log.warning("%s: the plan is %s at %.4g per request, not MESS+: %s", where, pick["method"],
+                    pick["cost_per_request"], how)  # fmt: skip
 
 
 def run_plan(cfg: PlanConfig, traces: Path, progress=None) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
-    """plan [one row per bench] (PLAN_SCHEMA) and, per bench, every candidate setting."""
+    """plan [one row per bench and family: its best candidate, `pick` marking the plan] (PLAN_SCHEMA) and, per
+    bench, every candidate."""
     validate(cfg)
     cfg.check_seeds()
     found = load_benches(traces, cfg.benches or None)
@@ -364,8 +424,8 @@ def run_plan(cfg: PlanConfig, traces: Path, progress=None) -> tuple[pl.DataFrame
     rows, tables = [], {}
     with one_thread():
         for name, trace in found.items():
-            row, tables[name] = plan_bench(cfg, trace, name, progress)
-            rows.append(row)
+            bench_rows, tables[name] = plan_bench(cfg, trace, name, progress)
+            rows += bench_rows
     return pl.DataFrame([{k: r.get(k) for k in PLAN_SCHEMA} for r in rows], schema=PLAN_SCHEMA), tables
 
 
@@ -391,30 +451,43 @@ def write_plan(table: pl.DataFrame, cfg: PlanConfig, traces: Path, out: Path) ->
     return write_parquet(table, out / "plan.parquet", {KEY: meta})
 
 
-def risk_figure(candidates: pl.DataFrame, row: dict, out: Path) -> Path:
-    """The risk curve: share of orders that met the SLA by the deadline against cost per request, every candidate
-    setting a point (colour: V, marker: c), the plan ringed, and always serving the most accurate model a star."""
+def risk_figure(candidates: pl.DataFrame, rows: list[dict], unit: str, out: Path) -> Path:
+    """The risk curve of one bench: share of orders that met the SLA by the deadline against cost per request up
+    to it, every candidate a point. MESS+ settings on lines by (V, c) (points along a line: margins; colour V,
+    marker c), each single model a labelled star, every other family its own marker (points: margins); each
+    family's best ringed, the plan ringed thick."""
     import matplotlib.pyplot as plt
 
     from messplus.analysis.plots import COLORS, MARKERS, save
 
-    fig, ax = plt.subplots(figsize=(6.2, 4.2))
-    Vs, cs = sorted(candidates["V"].unique()), sorted(candidates["c"].unique())
-    for (V, c), g in candidates.group_by("V", "c"):
+    r = rows[0]
+    fig, ax = plt.subplots(figsize=(7.4, 4.8))
+    mess_runs = candidates.filter(pl.col("family") == MESSPLUS)
+    Vs, cs = sorted(mess_runs["V"].unique()), sorted(mess_runs["c"].unique())
+    for (V, c), g in mess_runs.group_by("V", "c", maintain_order=True):
         g = g.sort("cost_per_request")
         ax.plot(g["cost_per_request"], g["p_meet"], marker=MARKERS[cs.index(c) % len(MARKERS)], ls=":", lw=0.8,
-                color=COLORS[Vs.index(V) % len(COLORS)], label=f"V={V:g}, c={c:g}")  # fmt: skip
-    ax.axhline(row["confidence"], color="grey", ls="--", lw=0.8,
-               label=f"confidence {row['confidence']:g} (bounds at assurance {row['assurance']:g})")  # fmt: skip
-    if row.get("cost_per_request_best_model") is not None:
-        ax.scatter([row["cost_per_request_best_model"]], [row["p_meet_best_model"]], marker="*", s=120, color="k",
-                   zorder=4, label=f"always {row['best_model']}")  # fmt: skip
-    if row.get("V") is not None:
-        what = "plan" if row["found"] else "most reliable (not met)"
-        ax.scatter([row["cost_per_request"]], [row["p_meet"]], s=180, facecolors="none", edgecolors="k", zorder=4,
-                   label=f"{what}: alpha handed {row['alpha_target']:.3f}")  # fmt: skip
-    ax.set_xlabel(f"cost per request over t = 1..{row['horizon']} (mean over orders)")
-    ax.set_ylabel(f"P(running satisfaction >= {row['alpha']:.3f} at t = {row['by']})")
-    ax.set_title(f"{row['bench']}: risk against cost over {row['seeds']} orders (points along a line: margins)")
-    ax.legend(fontsize=7)
-    return save(fig, out, f"risk_{row['bench']}")
+                ms=4, color=COLORS[Vs.index(V) % len(COLORS)], label=f"MESS+ V={V:g}, c={c:g}")  # fmt: skip
+    others = candidates.filter(pl.col("family") != MESSPLUS)
+    for i, ((family,), g) in enumerate(others.group_by("family", maintain_order=True)):
+        if family == "single":
+            ax.scatter(g["cost_per_request"], g["p_meet"], marker="*", s=90, color="k", zorder=3, label="single models")
+            for m, x, y in g.select("method", "cost_per_request", "p_meet").iter_rows():
+                ax.annotate(m.removeprefix("single:"), (x, y), fontsize=6, xytext=(3, -8), textcoords="offset points")
+        else:
+            ax.scatter(g["cost_per_request"], g["p_meet"], marker=MARKERS[(i + 3) % len(MARKERS)], s=22,
+                       color=COLORS[(len(Vs) + i) % len(COLORS)], zorder=3, label=family)  # fmt: skip
+    ax.axhline(r["confidence"], color="grey", ls="--", lw=0.8,
+               label=f"confidence {r['confidence']:g} (bounds at assurance {r['assurance']:g})")  # fmt: skip
+    for best in rows:
+        ax.scatter([best["cost_per_request"]], [best["p_meet"]], s=320 if best["pick"] else 160, facecolors="none",
+                   edgecolors="k", linewidths=2.2 if best["pick"] else 0.8, zorder=4)  # fmt: skip
+        what = "plan: " if best["pick"] else ""
+        ax.annotate(f"{what}{best['method']}", (best["cost_per_request"], best["p_meet"]), fontsize=7,
+                    xytext=(6, 6), textcoords="offset points", weight="bold" if best["pick"] else "normal")  # fmt: skip
+    ax.set_xlabel(f"cost per request over t = 1..{r['horizon']} ({unit}; explorations at the whole zoo's cost)")
+    ax.set_ylabel(f"P(running satisfaction >= {r['alpha']:.3f} at t = {r['by']})")
+    verdict = "no candidate keeps it" if r["verdict"] == INFEASIBLE else "ringed: each family's best"
+    ax.set_title(f"{r['bench']}: risk against cost over {r['seeds']} orders ({verdict})", fontsize=10)
+    ax.legend(fontsize=6, loc="lower right", ncol=2)
+    return save(fig, out, f"risk_{r['bench']}")

@@ -33,3 +33,41 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     tool, *rest = args
     code = f"import sys; from messplus.{tool}.cli import main; sys.argv = {[tool, *rest]!r}; main()"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+
+
+NEUTRAL = ["the river runs past the old mill", "a small bird sat on the fence", "rain fell over the quiet town"] * 5
+
+
+@pytest.fixture(scope="session")
+def tiny_modernbert(tmp_path_factory):
+    """A tiny random ModernBERT and its tokenizer, saved to a folder: the real encoder path, with no download."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(NEUTRAL, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    torch.manual_seed(0)
+    cfg = ModernBertConfig(
+        vocab_size=fast.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        pad_token_id=fast.pad_token_id, cls_token_id=cls, sep_token_id=sep, bos_token_id=cls, eos_token_id=sep,
+        global_attn_every_n_layers=1, max_position_embeddings=64,
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("tiny-modernbert")
+    ModernBertModel(cfg).save_pretrained(path)
+    fast.save_pretrained(path)
+    return str(path)

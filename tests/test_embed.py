@@ -11,41 +11,7 @@ import torch
 from messplus.common import UserError
 from messplus.sim.embed import Encoder, embed_texts, resolve
 
-NEUTRAL = ["the river runs past the old mill", "a small bird sat on the fence", "rain fell over the quiet town"] * 5
 TEXTS = ["the bird sat by the river", "rain over the mill", "a quiet town", "the old fence"]
-
-
-@pytest.fixture(scope="module")
-def tiny_modernbert(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(NEUTRAL, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    torch.manual_seed(0)
-    cfg = ModernBertConfig(
-        vocab_size=fast.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        pad_token_id=fast.pad_token_id, cls_token_id=cls, sep_token_id=sep, bos_token_id=cls, eos_token_id=sep,
-        global_attn_every_n_layers=1, max_position_embeddings=64,
-    )  # fmt: skip
-    path = tmp_path_factory.mktemp("tiny-modernbert")
-    ModernBertModel(cfg).save_pretrained(path)
-    fast.save_pretrained(path)
-    return str(path)
 
 
 def direct(path, texts, max_length=16):

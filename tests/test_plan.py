@@ -24,28 +24,69 @@ from messplus.sim.plan import (
     up_to,
 )
 from messplus.traces.dense import to_arrays
-from messplus.traces.io import load_benches
+from messplus.traces.io import Trace, load_benches, write_trace
+from messplus.traces.zoo import Zoo
 
 
-def test_the_plan_is_the_cheapest_setting_that_meets_with_the_confidence(small_trace):
+def test_the_plan_is_the_cheapest_candidate_of_any_family_that_meets(small_trace):
     cfg = PlanConfig(benches=("piqa",), alpha=(0.7,), seeds=12, confidence=0.75, margins=(0.0, 0.02, 0.05),
                      Vs=(1e-3, 1e-5), cs=(0.5,), validate_seeds="100-111")  # fmt: skip
     plan, candidates = run_plan(cfg, small_trace)
-    row, table = plan.row(0, named=True), candidates["piqa"]
-    assert row["found"] and row["verdict"] == MET and row["p_meet_lower"] >= 0.75 and row["tolerance_bound"] >= 0.7
+    table = candidates["piqa"]
     # meeting: the lower bound on the share of orders and the tolerance bound both keep the promise
     kept = (table["p_meet_lower"] >= 0.75) & (table["tolerance_bound"] >= 0.7 - 1e-12)
     assert table["meets"].to_list() == kept.to_list() and (table["p_meet_lower"] <= table["p_meet"]).all()
-    meeting = table.filter(pl.col("meets"))
-    assert row["cost_per_request"] == pytest.approx(meeting["cost_per_request"].min())  # the cheapest of them
-    assert table.height == 3 * 2  # every margin x V searched (c fixed)
-    assert row["margin"] == pytest.approx(row["alpha_target"] - 0.7)
-    unplanned = table.filter(pl.col("alpha_target") == 0.7, pl.col("V") == row["V"])
-    assert row["cost_per_request_unplanned"] == pytest.approx(unplanned["cost_per_request"][0])
-    assert 0 <= row["p_meet_validated"] <= 1 and row["validate_seeds"] == 12
+    # every family searched: MESS+ (margin x V, c fixed), each single model, each deployable router per margin
+    families = dict(table.group_by("family").len().iter_rows())
+    assert families["messplus"] == 3 * 2 and families["single"] == 3
+    assert families["calibrated-mix"] == families["routellm"] == families["routerdc"] == 3
+    assert "educated" not in families and "routellm-paper" not in families  # they know more than a deployed router
+    assert set(plan["family"]) == set(families)  # one row per family: its best
+    (pick,) = plan.filter(pl.col("pick")).iter_rows(named=True)
+    assert pick["verdict"] == MET and pick["meets"]
+    assert pick["cost_per_request"] == pytest.approx(table.filter(pl.col("meets"))["cost_per_request"].min())
+    for r in plan.iter_rows(named=True):  # a family's best: its cheapest that meets, else none of it meets
+        mine = table.filter(pl.col("family") == r["family"])
+        if r["meets"]:
+            assert r["cost_per_request"] == pytest.approx(mine.filter(pl.col("meets"))["cost_per_request"].min())
+        else:
+            assert not mine["meets"].any()
+    singles = table.filter(pl.col("family") == "single", pl.col("meets"))
+    if singles.height:
+        assert pick["saving_vs_single"] == pytest.approx(
+            1 - pick["cost_per_request"] / singles["cost_per_request"].min()
+        )
+    assert 0 <= pick["p_meet_validated"] <= 1 and pick["validate_seeds"] == 12 and pick["cost_per_request_stream"] > 0
     assert set(cfg.planning()).isdisjoint(cfg.validation())  # fresh seeds never planned on
     T = len(to_arrays(load_benches(small_trace, ["piqa"])["piqa"], "piqa").satisfied)
-    assert row["by"] == row["horizon"] == (T - round(0.2 * T)) // 2  # default deadline: half the scored stream
+    assert pick["by"] == pick["horizon"] == (T - round(0.2 * T)) // 2  # default deadline: half the scored stream
+
+
+def cheap_mid_trace(path):
+    """Three models: a cheap one far below alpha, a mid one at 95% for a tenth of the largest's cost, and the
+    largest at 96%: MESS+ pays the whole zoo on every exploration, so it cannot beat the mid model alone."""
+    rng = np.random.default_rng(0)
+    T, acc, cost = 400, (0.3, 0.95, 0.96), (1.0, 10.0, 1000.0)
+    sat = (rng.random((T, 3)) < np.array(acc)).astype(np.int8)
+    df = pl.DataFrame({
+        "bench": "toy", "doc_id": np.repeat(np.arange(T), 3).astype(str),
+        "text": [f"request {i}" for i in np.repeat(np.arange(T), 3)], "model": ["small", "mid", "large"] * T,
+        "satisfied": sat.ravel(), "energy_j": np.tile(cost, T), "energy_source": "synthetic",
+        "features": pl.Series(np.repeat(rng.standard_normal((T, 4)), 3, axis=0).tolist(), dtype=pl.List(pl.Float32)),
+    })  # fmt: skip
+    write_trace(Trace(df, Zoo.from_names(["small", "mid", "large"]), synthetic=True), path)
+    return path
+
+
+def test_where_one_model_meets_cheaply_and_mess_cannot_beat_it_the_plan_is_that_model(tmp_path):
+    trace = cheap_mid_trace(tmp_path / "toy.parquet")
+    cfg = PlanConfig(alpha=(0.9,), seeds=40, Vs=(1e-3, 1e-2), cs=(0.1,), margins=(0.0, 0.02))
+    plan, _ = run_plan(cfg, trace)
+    (pick,) = plan.filter(pl.col("pick")).iter_rows(named=True)
+    assert pick["method"] == "single:mid" and pick["family"] == "single" and pick["saving_vs_single"] == 0
+    mess_best = plan.filter(pl.col("family") == "messplus").row(0, named=True)
+    assert mess_best["cost_per_request"] > pick["cost_per_request"]  # MESS+ itself could keep it, only dearer
+    assert pick["cost_per_request_stream"] == pytest.approx(10.0)
 
 
 def test_planning_seeds_skip_the_validation_range():
@@ -53,22 +94,22 @@ def test_planning_seeds_skip_the_validation_range():
     assert cfg.planning() == (0, 1, 4, 5, 6) and cfg.validation() == (2, 3)
 
 
-def test_an_sla_past_the_best_model_is_out_of_reach_after_raising_exploration(small_trace):
-    """Nothing meets: c doubles up to --max-c, every c is dropped after the first quarter of the orders (too many
-    failures for a setting that could meet), and the row says that always serving the most accurate model would
-    not have met it either."""
+def test_an_sla_past_every_candidate_is_out_of_reach_after_raising_exploration(small_trace):
+    """Nothing of any family meets: c doubles up to --max-c, every c is dropped after the first quarter of the
+    orders (too many failures for a setting that could meet), and the verdict is infeasible."""
     cfg = PlanConfig(benches=("piqa",), alpha=(0.99,), seeds=40, margins=(0.0,), Vs=(1e-5,), cs=(0.1,), max_c=0.4)
     plan, candidates = run_plan(cfg, small_trace)
-    row, table = plan.row(0, named=True), candidates["piqa"]
-    assert not row["found"] and row["verdict"] == INFEASIBLE
-    assert sorted(table["c"].to_list()) == [0.1, 0.2, 0.4]
-    assert (table["n"] == 10).all()  # screened out on 40 / 4 orders
-    assert row["p_meet_best_model"] < 0.95 and row["cost_per_request_best_model"] > 0 and row["best_model"]
+    table = candidates["piqa"]
+    assert set(plan["verdict"]) == {INFEASIBLE} and not plan["pick"].any() and not table["meets"].any()
+    mess_runs = table.filter(pl.col("family") == "messplus")
+    assert sorted(mess_runs["c"].to_list()) == [0.1, 0.2, 0.4]
+    assert (mess_runs["n"] == 10).all()  # screened out on 40 / 4 orders
+    assert (table.filter(pl.col("family") == "single")["n"] == 40).all()  # the routers are cheap: every order
 
 
 def test_a_stream_cut_at_the_deadline_decides_exactly_as_the_whole_one(small_trace):
-    """The planner simulates only the requests up to its last checkpoint: running satisfaction there is the
-    whole stream's."""
+    """The planner simulates only the requests up to its last checkpoint: running satisfaction there, and the cost
+    of the requests up to it, are the whole stream's."""
     trace = load_benches(small_trace, ["piqa"])["piqa"]
     alpha = resolve_alphas(to_arrays(trace, "piqa").satisfied.mean(0), ("mid",), "piqa")[0]
     cfg = PlanConfig(Vs=(1e-3, 1e-5), cs=(0.5, 2.0), seeds=4)
@@ -77,7 +118,8 @@ def test_a_stream_cut_at_the_deadline_decides_exactly_as_the_whole_one(small_tra
     at = np.array([b.n_stream // 3, b.n_stream // 2])
     whole, cut = outcomes(scfg, b, at), outcomes(scfg, up_to(b, int(at[-1])), at)
     assert whole["running"].to_list() == cut["running"].to_list()
-    assert not np.allclose(whole["cost"], cut["cost"])  # the cost is that of the requests simulated
+    np.testing.assert_allclose(whole["cost"], cut["cost"], rtol=1e-12)  # every request up to the deadline
+    assert not np.allclose(whole["cost_stream"], cut["cost_stream"])  # and the stream as far as it ran
 
 
 def test_a_trajectory_that_explores_every_request_decides_the_same_untrained(small_trace):
@@ -130,3 +172,27 @@ def test_tolerance_factor_and_binomial_tail():
     assert binomial_tail(0, 25, 0.05) == pytest.approx(1.0)
     assert binomial_tail(5, 25, 0.05) == pytest.approx(1 - sum(math.comb(25, i) * 0.05**i * 0.95 ** (25 - i)
                                                                for i in range(5)))  # fmt: skip
+
+
+def test_a_plan_after_a_sweep_with_the_same_cache_embeds_nothing(small_trace, tiny_modernbert, tmp_path, monkeypatch):
+    """--cache-dir DIR and MESSPLUS_CACHE=DIR name the same folder, in `sim sweep` and `sim plan` alike."""
+    import messplus.sim.embed as embed
+    from messplus.sim.config import SweepConfig
+    from messplus.sim.sweep import run_sweep
+
+    computed = []
+    real = embed.compute
+    monkeypatch.setattr(embed, "compute", lambda texts, *a, **k: computed.append(len(texts)) or real(texts, *a, **k))
+    cache = tmp_path / "cache"
+    sweep = SweepConfig(benches=("sciq",), seeds=(1,), methods=("messplus",), encoder=tiny_modernbert,
+                        cache_dir=str(cache))  # fmt: skip
+    run_sweep(sweep, small_trace)
+    assert computed and sum(computed) > 0  # the sweep embedded the texts
+    computed.clear()
+    plan = PlanConfig(benches=("sciq",), seeds=4, confidence=0.5, Vs=(1e-3,), cs=(0.5,), margins=(0.0,),
+                      encoder=tiny_modernbert, cache_dir=str(cache))  # fmt: skip
+    run_plan(plan, small_trace)
+    monkeypatch.setenv("MESSPLUS_CACHE", str(cache))
+    run_plan(PlanConfig(**{**plan.__dict__, "cache_dir": None}), small_trace)
+    assert computed == []  # neither plan embedded a text
+    assert embed.default_cache_dir() == cache

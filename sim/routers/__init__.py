@@ -50,6 +50,7 @@ class Method:
     make: Callable[..., Policy | Bound] | None  # None: MESS+, simulated by sim.mess and sim.engine
     needs_calib: bool = False  # fits on the calibration split
     per_model: bool = False  # one run per zoo model, named <name>:<model>, made with make(model=index)
+    deployable: bool = True  # knows only what a deployed router could: `sim plan` may recommend it
 
     @property
     def routes(self) -> bool:
@@ -70,11 +71,14 @@ _REGISTRY: dict[str, Method] = {
 
 
 def register(name: str, kind: Literal["policy", "bound"], help: str, needs_calib: bool = False,
-             per_model: bool = False):  # fmt: skip
-    """Class decorator: make `name` a method of every sweep."""
+             per_model: bool = False, deployable: bool = True):  # fmt: skip
+    """Class decorator: make `name` a method of every sweep (and, a deployable policy, a candidate of every plan).
+    A name registered twice is an error: two files claiming one method would silently shadow each other."""
 
     def add(cls):
-        _REGISTRY[name] = Method(name, kind, help, cls, needs_calib, per_model)
+        if name in _REGISTRY and _REGISTRY[name].make is not cls:
+            raise ValueError(f"router {name!r} is registered twice ({_REGISTRY[name].make!r} and {cls!r})")
+        _REGISTRY[name] = Method(name, kind, help, cls, needs_calib, per_model, deployable and kind == "policy")
         return cls
 
     return add

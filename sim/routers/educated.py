@@ -36,7 +36,7 @@ def draw_models(p: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 @register("educated", "policy", "the paper's educated guessing (Appendix B heuristic): a random model per "
-          "request; knows every model's accuracy on the whole benchmark in advance")  # fmt: skip
+          "request; knows every model's accuracy on the whole benchmark in advance", deployable=False)  # fmt: skip
 class Educated:
     def fit(self, calib: Split, bench: Split) -> None:
         self.acc = bench.S.mean(0)  # whole-benchmark accuracies, as the paper takes them

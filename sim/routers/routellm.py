@@ -40,7 +40,8 @@ class RouteLLM:
 
 
 @register("routellm-paper", "policy", "the same classifier with the threshold tuned as in the paper, on the scored "
-          "stream itself (first of 0.9..0.1 that meets alpha): knows the stream's outcomes", needs_calib=True)  # fmt: skip
+          "stream itself (first of 0.9..0.1 that meets alpha): knows the stream's outcomes", needs_calib=True,
+          deployable=False)  # fmt: skip
 class RouteLLMPaper:
     def fit(self, calib: Split, bench: Split) -> None:
         self.score = fit_logistic(calib.X, weak_ok(calib.S))
