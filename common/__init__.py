@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -193,6 +194,9 @@ def check_out_folder(path: Path, flag: str = "--out") -> None:
 def progress_bars(console: Console, unit: str = "", transient: bool = True) -> Iterator[Callable[..., Advance]]:
     """Yields start(label, total, done=0), which adds a bar (label, bar, count, elapsed, ETA) and returns its
     advance(n) callback: one style for every long job."""
+    if not console.is_terminal:  # a pipe or a file: no bar to redraw, so a plain line every few seconds
+        yield _progress_lines(unit)
+        return
     count = "{task.completed}/{task.total}" + (f" {unit}" if unit else "")
     cols = (
         TextColumn("{task.description}"),
@@ -208,6 +212,30 @@ def progress_bars(console: Console, unit: str = "", transient: bool = True) -> I
             return lambda n: p.advance(task, n)
 
         yield start
+
+
+PIPE_EVERY_S = 5.0  # seconds between progress lines when output is not a terminal
+
+
+def _progress_lines(unit: str) -> Callable[..., Advance]:
+    """progress_bars' start() for output that is not a terminal: each job prints `label: done/total` on stderr at
+    most every PIPE_EVERY_S seconds, and when it finishes; stdout stays the command's own output."""
+
+    def start(label: str, total: int, done: int = 0) -> Advance:
+        state = {"done": done, "last": time.monotonic(), "t0": time.monotonic()}
+
+        def advance(n: int) -> None:
+            state["done"] += n
+            now = time.monotonic()
+            if now - state["last"] >= PIPE_EVERY_S or state["done"] >= total:
+                state["last"] = now
+                suffix = f" {unit}" if unit else ""
+                print(f"{label}: {state['done']}/{total}{suffix} ({now - state['t0']:.0f} s)", file=sys.stderr,
+                      flush=True)  # fmt: skip
+
+        return advance
+
+    return start
 
 
 @contextmanager

@@ -92,7 +92,8 @@ def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None
     """stream: the combined stream this bench is (None: a bench of its own)."""
     arrays = to_arrays(trace, bench)
     parts = part_of(arrays.doc_ids, stream.parts) if stream is not None else None
-    inputs = given if given is not None else request_inputs(arrays, cfg, progress)
+    split = (parts, stream.parts) if stream is not None else None
+    inputs = given if given is not None else request_inputs(arrays, cfg, progress, split)
     X, pred = inputs.X, cfg.predictor(bench, inputs.family)
     if X.shape[0] != arrays.shape[0]:
         raise UserError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import re
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -63,7 +62,7 @@ def summary_table(runs: pl.DataFrame, unit: str) -> Table:
     for col in (
         "bench",
         "method",
-        "alpha",
+        "alpha %",
         "V",
         "c",
         "satisfaction %",
@@ -71,7 +70,7 @@ def summary_table(runs: pl.DataFrame, unit: str) -> Table:
         "cost / E_OPT",
         "SLA",
     ):
-        table.add_column(col, justify="left" if col in ("bench", "method") else "right")
+        table.add_column(col, justify="left" if col in ("bench", "method") else "right", overflow="fold")
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     for r in agg.iter_rows(named=True):
         sla = (
@@ -82,7 +81,7 @@ def summary_table(runs: pl.DataFrame, unit: str) -> Table:
         table.add_row(
             r["bench"],
             r["method"],
-            fmt(r["alpha"], ".3f"),
+            fmt(None if r["alpha"] is None else 100 * r["alpha"], ".2f"),
             fmt(r["V"], "g"),
             fmt(r["c"], "g"),
             f"{fmt(r['sat'], '.2f')} ± {fmt(r['sat_sd'] or 0.0, '.2f')}",
@@ -104,23 +103,23 @@ def predictor_table(quality: pl.DataFrame, models: list[str]) -> Table:
         title_justify="left",
     )
     learns = quality["learn"].n_unique() > 1  # a column only when the sweep compared what the predictor learns from
-    cols = ("bench", "c", "k", *(["learn"] if learns else []), "BCE (base rate)", "gap (base rate)", *models)
-    for col in cols:  # fold, never cut: names stay readable
-        table.add_column(col, justify="left" if col in ("bench", "learn") else "right", overflow="fold")
+    cols = ("bench", "c", "k", *(["learn"] if learns else []), "BCE (base rate)", "gap (base rate)", "AUC per model")
+    for col in cols:  # one model a line in the last column: a wide zoo adds lines, never splits a model's name
+        table.add_column(col, justify="left" if col in ("bench", "learn", "AUC per model") else "right")
     z_crit = z_critical(len(models))
     worst = lambda gaps: max((g for g in gaps if g is not None), default=None)  # noqa: E731
     for r in quality.iter_rows(named=True):
-        cells = [
-            "-" if a is None else f"[{'green' if z >= z_crit else 'red'}]{a:.3f} (z {z:.1f})[/]"
-            for a, z in zip(r["auc"], r["z"], strict=True)
-        ]
+        aucs = "\n".join(
+            f"{m}: -" if a is None else f"{m}: [{'green' if z >= z_crit else 'red'}]{a:.3f} (z {z:.1f})[/]"
+            for m, a, z in zip(models, r["auc"], r["z"], strict=True)
+        )
         colour = "red" if r["worse"] else "green"
         gap, base_gap = worst(r["gap"]), worst(r["base_gap"])
         counting = [
             f"[{colour}]{r['bce']:.4f}[/] ({r['base_bce']:.4f})",
             "-" if gap is None else f"[{colour}]{gap:.3f}[/] ({base_gap:.3f})",
         ]
-        table.add_row(r["bench"], f"{r['c']:g}", f"{r['k']:g}", *([r["learn"]] if learns else []), *counting, *cells)
+        table.add_row(r["bench"], f"{r['c']:g}", f"{r['k']:g}", *([r["learn"]] if learns else []), *counting, aucs)
     return table
 
 
@@ -245,30 +244,10 @@ def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
     console.print(f"-> {', '.join(map(str, paths))}")
 
 
-MAX_VALIDATE_SEEDS = 100_000  # fresh seeds to check a plan on: each is one more MESS+ run of the stream
-
-
 def check_plan(cfg: PlanConfig, traces: Path) -> None:
-    """What the planner would find only after loading inputs and training, checked before: --validate-seeds a
-    non-empty, bounded set without repeats, enough --seeds for the bounds, and a given --by within each bench's
-    scored stream."""
+    """What the planner would find only after loading inputs and training, checked before: the seed lists, enough
+    --seeds for the bounds, and a given --by within each bench's scored stream."""
     cfg.check_seeds()
-    text = cfg.validate_seeds.strip()
-    span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
-    if span:  # counted, never listed: 0-1000000000 must not build a billion seeds to find out
-        first, last = map(int, span.groups())
-        if first > last:
-            raise UserError(f"--validate-seeds {text}: FIRST is above LAST, which names no seeds")
-        count = last - first + 1
-    else:
-        seeds = cfg.validation()
-        if text and not seeds:
-            raise UserError(f"--validate-seeds {text!r} names no seeds; leave the option out to skip validation")
-        if len(set(seeds)) < len(seeds):
-            raise UserError(f"--validate-seeds: values repeat ({text})")
-        count = len(seeds)
-    if count > MAX_VALIDATE_SEEDS:
-        raise UserError(f"--validate-seeds {text}: {count} seeds, at most {MAX_VALIDATE_SEEDS}")
     if cfg.by is None:
         return
     from messplus.traces.io import load_benches

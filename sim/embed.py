@@ -151,6 +151,9 @@ def _load(enc: Encoder, local_only: bool):
     """Tokenizer and model; what transformers raises for a missing or broken model is a UserError."""
     from transformers import AutoModel, AutoTokenizer
 
+    from messplus.traces.hub import quiet_libraries
+
+    quiet_libraries()  # no "Loading weights" bar: ours shows the embedding's progress
     kw = {"revision": enc.revision, "local_files_only": local_only}
     try:
         return AutoTokenizer.from_pretrained(enc.source, **kw), AutoModel.from_pretrained(enc.source, **kw)

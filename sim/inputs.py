@@ -35,25 +35,41 @@ def encoder_name(arrays: BenchArrays, cfg: SweepConfig) -> str:
     return cfg.encoder
 
 
-def request_inputs(arrays: BenchArrays, cfg: SweepConfig, progress=None) -> Inputs:
+def request_inputs(arrays: BenchArrays, cfg: SweepConfig, progress=None, parts=None) -> Inputs:
+    """parts: for a combined stream, (part [T] index of each request's bench, the benches' names); each bench's
+    texts are then embedded as that bench's own (its max length, its shared prefix), so a stream reuses the cache
+    its benches filled and never re-embeds a text at a length it does not need."""
     name = encoder_name(arrays, cfg)
     family = cfg.family(name)
     if name == "features":
         return Inputs(arrays.features, "features", family)
+    index, names = parts if parts is not None else (np.zeros(len(arrays.texts), dtype=np.int64), (arrays.bench,))
+    X, ids = None, {}
+    for i, bench in enumerate(names):
+        rows = np.flatnonzero(index == i)
+        Xi, ids[bench] = _embed([arrays.texts[r] for r in rows], name, bench, family, cfg, progress)
+        X = np.empty((len(arrays.texts), Xi.shape[1]), dtype=Xi.dtype) if X is None else X
+        X[rows] = Xi
+    distinct = set(ids.values())
+    return Inputs(X, distinct.pop() if len(distinct) == 1 else "; ".join(f"{b}: {e}" for b, e in ids.items()), family)
+
+
+def _embed(texts: list[str], name: str, bench: str, family: str, cfg: SweepConfig, progress) -> tuple:
+    """One bench's [n, h] embeddings and the id of what made them."""
     from messplus.sim.embed import embed_texts
 
-    texts, cut = distinctive(list(arrays.texts))
+    texts, cut = distinctive(texts)
     X, enc_id = embed_texts(
         texts,
         name,
-        arrays.bench,
-        pooling=cfg.pooling or presets.preset(family, arrays.bench).pooling,
+        bench,
+        pooling=cfg.pooling or presets.preset(family, bench).pooling,
         max_length=cfg.max_length,
         device=pick_device(cfg.device),
         cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None,
         progress=progress,
     )
-    return Inputs(X, enc_id + (f" (shared prefix of {cut} characters stripped)" if cut else ""), family)
+    return X, enc_id + (f" (shared prefix of {cut} characters stripped)" if cut else "")
 
 
 MIN_PREFIX = 64  # characters; shorter shared openings ("Question: ") cost the encoder nothing worth saving

@@ -26,6 +26,7 @@ import functools
 import itertools
 import logging
 import math
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,10 +87,11 @@ class PlanConfig:
                            "orders meeting the SLA is at least --confidence: a binomial lower bound on that share, "
                            "and a tolerance bound on the running satisfaction at the deadline (normal, its tail "
                            "stretched for skew), must both keep the promise.", lo=0.5, hi=1, hi_open=True)
-    seeds: int = opt(100, "Seed orders of the trace to plan on (the bounds need at least 32 for --confidence 0.95 "
-                     "at --assurance 0.9, 161 for 0.99).", lo=3)
-    validate_seeds: str = opt("", "Fresh seeds to check the plan on: FIRST-LAST (e.g. 1000-1199) or a comma list; "
-                              "the planning seeds never overlap them.")
+    seeds: str = opt("0-99", "Seeds whose orders of the trace to plan on: FIRST-LAST or a comma list, as `sim "
+                     "sweep --seeds` names seeds (the bounds need at least 32 orders for --confidence 0.95 at "
+                     "--assurance 0.9, 161 for 0.99).")
+    validate_seeds: str = opt("", "Fresh seeds to check the plan on: FIRST-LAST (e.g. 1000-1199) or a comma list, "
+                              "none of them in --seeds.")
     margins: tuple[float, ...] = opt((0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1),
                                      "Margins searched: MESS+ is handed alpha + margin (capped at the best model's "
                                      "accuracy).", lo=0, hi=1)
@@ -108,30 +110,55 @@ class PlanConfig:
     cache_dir: str | None = opt(None, "Embedding cache (as in `sim sweep`: the same folder reuses its embeddings).")
     # fmt: on
 
+    def planning(self) -> tuple[int, ...]:
+        return seed_list(self.seeds, "--seeds")
+
     def validation(self) -> tuple[int, ...]:
-        text = self.validate_seeds.strip()
-        try:
-            if "-" in text:
-                first, last = (int(x) for x in text.split("-", 1))
-                return tuple(range(first, last + 1))
-            return tuple(int(x) for x in text.split(",") if x.strip())
-        except ValueError:
-            raise UserError(f"--validate-seeds: expected FIRST-LAST or a comma list, got {text!r}") from None
+        return seed_list(self.validate_seeds, "--validate-seeds") if self.validate_seeds.strip() else ()
 
     def check_seeds(self) -> None:
-        """Before any work: enough planning orders that the bounds could keep the promise at all."""
+        """Before any work: seed lists well formed and apart, and enough planning orders that the bounds could keep
+        the promise at all."""
+        seeds, fresh = self.planning(), self.validation()
+        shared = sorted(set(seeds) & set(fresh))
+        if shared:
+            raise UserError(f"--validate-seeds shares seed {shared[0]} with --seeds ({len(shared)} in all); fresh "
+                            "orders must be new ones")  # fmt: skip
         need = max(seeds_needed(self.confidence, self.assurance), 3)
         while math.isinf(tolerance_factor(need, self.confidence, self.assurance)):  # too few for any sd estimate
             need += 1
-        if self.seeds < need:
-            raise UserError(f"--seeds {self.seeds} is too few for --confidence {self.confidence:g} at --assurance "
-                            f"{self.assurance:g}: even if every order met, the bounds could not keep the promise; "
-                            f"give at least {need}")  # fmt: skip
+        if len(seeds) < need:
+            raise UserError(f"--seeds {self.seeds} names {len(seeds)} order{'s' * (len(seeds) != 1)}, too few for --confidence "
+                            f"{self.confidence:g} at --assurance {self.assurance:g}: even if every order met, the "
+                            f"bounds could not keep the promise; give at least {need}")  # fmt: skip
 
-    def planning(self) -> tuple[int, ...]:
-        """The first `seeds` non-negative seeds outside the validation set."""
-        held = set(self.validation())
-        return tuple(itertools.islice((s for s in itertools.count() if s not in held), self.seeds))
+
+MAX_SEEDS = 100_000  # orders in one seed list: each is one more run of every candidate
+
+
+def seed_list(text: str, flag: str) -> tuple[int, ...]:
+    """Seeds from FIRST-LAST or a comma list of non-negative integers: non-empty, no repeats, at most MAX_SEEDS (a
+    range is counted before it is built: 0-1000000000 is refused, not listed)."""
+    text = text.strip()
+    span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
+    if span:
+        first, last = map(int, span.groups())
+        if first > last:
+            raise UserError(f"{flag} {text}: FIRST is above LAST, which names no seeds")
+        if last - first + 1 > MAX_SEEDS:
+            raise UserError(f"{flag} {text}: {last - first + 1} seeds, at most {MAX_SEEDS}")
+        return tuple(range(first, last + 1))
+    parts = [x.strip() for x in text.split(",") if x.strip()]
+    if not all(x.isdigit() for x in parts):
+        raise UserError(f"{flag}: expected FIRST-LAST or a comma list of seeds (whole numbers >= 0), got {text!r}")
+    seeds = tuple(int(x) for x in parts)
+    if not seeds:
+        raise UserError(f"{flag} {text!r} names no seeds")
+    if len(set(seeds)) < len(seeds):
+        raise UserError(f"{flag}: values repeat ({text})")
+    if len(seeds) > MAX_SEEDS:
+        raise UserError(f"{flag}: {len(seeds)} seeds, at most {MAX_SEEDS}")
+    return seeds
 
 
 def sweep_config(cfg: PlanConfig, bench: str, targets: tuple[float, ...], seeds: tuple[int, ...]) -> SweepConfig:
@@ -346,7 +373,7 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[list[d
         table, pick = choose(runs, alpha, cfg.confidence, cfg.assurance)
     planned = time.perf_counter()
     bench = {"bench": name, "alpha": alpha, "by": by, "every": cfg.every, "horizon": H, "confidence": cfg.confidence,
-             "assurance": cfg.assurance, "seeds": cfg.seeds, "v_unit": cfg.v_unit, "k": cfg.k,
+             "assurance": cfg.assurance, "seeds": len(seeds), "v_unit": cfg.v_unit, "k": cfg.k,
              "verdict": MET if pick is not None else INFEASIBLE, "validate_seeds": len(cfg.validation())}  # fmt: skip
     singles = table.filter(pl.col("family") == "single", pl.col("meets"))
     if singles.height:

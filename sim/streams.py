@@ -12,7 +12,6 @@ import numpy as np
 import polars as pl
 
 from messplus.common import UserError
-from messplus.sim import presets
 from messplus.traces.io import Trace
 
 
@@ -26,11 +25,6 @@ class Stream:
     @property
     def name(self) -> str:
         return self.kind
-
-    @property
-    def max_length(self) -> int:
-        """The encoder reads up to the longest of its parts' max lengths (sim.presets.MAX_LENGTH)."""
-        return max(presets.max_length(b) for b in self.parts)
 
 
 def parse(text: str, benches: tuple[str, ...]) -> Stream:

@@ -26,6 +26,7 @@ from messplus.sim.inputs import Inputs, distinct_warnings
 from messplus.sim.metrics import outcome, predictor_quality
 from messplus.sim.results import VERSION, Block, Results, frames, options
 from messplus.sim.routers import MESSPLUS, Split, registry
+from messplus.traces.dense import check_cost
 from messplus.traces.io import load_benches
 
 
@@ -70,12 +71,14 @@ def run_sweep(
 
 
 def open_streams(cfg: SweepConfig, traces: Path) -> tuple[SweepConfig, dict, streams.Stream | None]:
-    """The configuration as run, the trace of each bench, and the combined stream (None: each bench its own)."""
+    """The configuration as run, the trace of each bench, and the combined stream (None: each bench its own).
+    Every bench's cost column is checked here, before any input is embedded."""
     found = load_benches(traces, cfg.benches or None)
+    for name, trace in found.items():
+        check_cost(trace, name, cfg.cost)
     stream = streams.parse(cfg.stream, tuple(found))
     if stream.kind == "each":
         return resolve(cfg, tuple(found)), found, None
-    cfg = replace(cfg, max_length=cfg.max_length or stream.max_length)
     return resolve(cfg, (stream.name,)), {stream.name: streams.combine(stream, found)}, stream
 
 

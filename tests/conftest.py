@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,62 @@ def small_trace(tmp_path_factory) -> Path:
     return path
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run a console script as a user would, through its module."""
+def cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a console script as a user would, through its module, in a process of its own (for what only a process
+    shows: its imports, exit on a signal, a closed stdout). Seconds each: tests/test_smoke.py runs one a command."""
     tool, *rest = args
     code = f"import sys; from messplus.{tool}.cli import main; sys.argv = {[tool, *rest]!r}; main()"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What run_main saw, as subprocess.CompletedProcess names it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, cwd: Path | None = None) -> Ran:
+    """Run a console script's main() as a user would, in this process (run_main)."""
+    return run_main(*args, cwd=cwd)
+
+
+def run_main(tool: str, *args: str, cwd: Path | None = None) -> Ran:
+    """A console script's main() in this process, as `cli` runs it in another: its argv and working directory, its
+    stdout and stderr captured (logging's too, which a process would print there), an escaping exception printed
+    as a traceback with exit code 1. Costs no process start: torch, polars and numba are imported already."""
+    import contextlib
+    import io
+    import logging
+    import traceback
+    from importlib import import_module
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = (sys.argv, os.getcwd(), root.handlers[:], root.level)
+    sys.argv, root.handlers = [tool, *args], [handler]
+    root.setLevel(logging.WARNING)
+    code = 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                import_module(f"messplus.{tool}.cli").main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:  # what a process would die of: a traceback on stderr, exit code 1
+                traceback.print_exc(file=err)
+                code = 1
+    finally:
+        sys.argv, root.handlers = saved[0], saved[2]
+        root.setLevel(saved[3])
+        os.chdir(saved[1])
+    return Ran(code, out.getvalue(), err.getvalue())
 
 
 NEUTRAL = ["the river runs past the old mill", "a small bird sat on the fence", "rain fell over the quiet town"] * 5

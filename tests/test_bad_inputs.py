@@ -2,10 +2,13 @@
 stderr line `error: ...`, never a traceback, and leaves every file as it was (hashed before and after, new files
 counted too). Every case is checked before any real work starts, so each costs one process start.
 
-The cases run as subprocesses (tests.conftest.cli), two at a time, in a module fixture; each test then checks its
-own case. A case's folder is its working directory (so a default output would land there and be caught) and holds
-`file.txt` (a plain file, for `--out` a file / under a file) and, where a case uses it, `ro/`, a folder nobody may
-write to (immutable where the tests run as root, for whom permission bits mean nothing).
+The cases run in this process, one after another, in a module fixture (tests.conftest.run_main: the console
+script's main() with its argv, stdout, stderr and logging captured, and its working directory); each test then
+checks its own case. A process start costs more than most cases (imports of torch, polars, numba), and the CLIs'
+own process-level behaviour (a kill, a signal, a broken stdout) is tested separately below with real processes. A
+case's folder is its working directory (so a default output would land there and be caught) and holds `file.txt`
+(a plain file, for `--out` a file / under a file) and, where a case uses it, `ro/`, a folder nobody may write to
+(immutable where the tests run as root, for whom permission bits mean nothing).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +39,9 @@ from messplus.traces.schema import META_KEY
 from messplus.traces.synth import synth_trace
 from messplus.traces.zoo import Zoo
 from tests.collect_fixtures import toy_task
-from tests.conftest import cli
+from tests.conftest import Ran, run_main
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # lm-eval's datasets never reach for the hub here
-WORKERS = 2  # subprocesses at a time (the machine has 2 cores)
 
 
 # --- the shared inputs ---------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def prepare(case: Case, env: Env, w: Path) -> list[str]:
 
 @dataclass
 class Outcome:
-    result: subprocess.CompletedProcess
+    result: Ran
     before: dict[str, str]
     after: dict[str, str]
 
@@ -199,16 +200,14 @@ def selected_cases(session) -> list[Case]:
 
 @pytest.fixture(scope="module")
 def outcomes(request, env, tmp_path_factory):
-    """Every selected case, run two at a time; the shared inputs' hashes before and after all of them."""
+    """Every selected case, in this process; the shared inputs' hashes before and after all of them."""
     chosen = selected_cases(request.session)
     root = tmp_path_factory.mktemp("cases")
     shared_before = snapshot(env.root)
     try:
         argv = {c.id: prepare(c, env, root / c.id) for c in chosen}
         before = {c.id: snapshot(root / c.id) for c in chosen}
-        with ThreadPoolExecutor(WORKERS) as pool:
-            futures = {c.id: pool.submit(cli, c.tool, *argv[c.id], cwd=root / c.id) for c in chosen}
-            results = {cid: f.result() for cid, f in futures.items()}
+        results = {c.id: run_main(c.tool, *argv[c.id], cwd=root / c.id) for c in chosen}
         found = {c.id: Outcome(results[c.id], before[c.id], snapshot(root / c.id)) for c in chosen}
         yield found, shared_before, snapshot(env.root)
     finally:
@@ -816,7 +815,7 @@ def embed_case(cid: str, expect: str, *args: str, setup: Setup | None = None, ne
     return Case(f"sim-embed-{cid}", "sim", (*EMBED, *args), expect, setup, needs_no_gpu)
 
 
-PLAN_ARGS = ("plan", "--traces", "{trace}", "--bench", "logiqa", "--seeds", "4", "--confidence", "0.5", "--V", "1e-3",
+PLAN_ARGS = ("plan", "--traces", "{trace}", "--bench", "logiqa", "--seeds", "0-3", "--confidence", "0.5", "--V", "1e-3",
              "--c", "0.5", "--margins", "0", "--out", "{w}/out")  # fmt: skip
 
 
@@ -828,7 +827,7 @@ PLAN = [
     plan_case("alpha-above-1", "--alpha: 1.5 is outside (0, 1]", "--alpha", "1.5"),
     plan_case("alpha-nan", "--alpha: must be a finite number", "--alpha", "nan"),
     plan_case("alpha-a-word", "--alpha: expected a number or one of mid, paper, got 'high'", "--alpha", "high"),
-    plan_case("alpha-empty", "--alpha: expected a number or one of mid, got ''", "--alpha", ""),
+    plan_case("alpha-empty", "--alpha: give at least one value", "--alpha", ""),
     plan_case("by-0", "--by: 0 is outside [1, inf)", "--by", "0"),
     plan_case("by-past-the-stream", "bench logiqa: --by 100000 lies past the scored stream", "--by", "100000"),
     plan_case("every-0", "--every: 0 is outside [1, inf)", "--every", "0"),
@@ -836,8 +835,10 @@ PLAN = [
     plan_case("confidence-1.5", "--confidence: 1.5 is outside (0, 1)", "--confidence", "1.5"),
     plan_case("confidence-1", "--confidence: 1.0 is outside (0, 1)", "--confidence", "1"),
     plan_case("confidence-nan", "--confidence: must be a finite number", "--confidence", "nan"),
-    plan_case("seeds-0", "--seeds: 0 is outside [", "--seeds", "0"),
-    plan_case("seeds-too-few", "--seeds 4 is too few for --confidence 0.95", "--confidence", "0.95"),
+    plan_case("seeds-0", "--seeds 0 names 1 order, too few", "--seeds", "0"),
+    plan_case("seeds-too-few", "--seeds 0-3 names 4 orders, too few for --confidence 0.95", "--confidence", "0.95"),
+    plan_case("seeds-billion", "--seeds 0-1000000000: 1000000001 seeds, at most", "--seeds", "0-1000000000"),
+    plan_case("seeds-overlap", "--validate-seeds shares seed 2 with --seeds", "--validate-seeds", "2-5"),
     plan_case("validate-seeds-reversed", "--validate-seeds 5-1: FIRST is above LAST", "--validate-seeds", "5-1"),
     plan_case("validate-seeds-repeat", "--validate-seeds: values repeat", "--validate-seeds", "3,3"),
     plan_case("validate-seeds-billion", "1000000001 seeds, at most", "--validate-seeds", "0-1000000000"),
@@ -1342,21 +1343,11 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
-SMOKE_PER_COMMAND = 3  # cases of each command in the default run; the whole table runs with `-m slow`
-
-
 def _params(cases: list[Case]) -> list:
-    """Every case; beyond the first few of each command (tool and subcommand) they are marked slow, so the default
-    suite stays within its time on 2 cores while `pytest -m slow` runs the whole table."""
-    seen: dict[str, int] = {}
-    out = []
-    for case in cases:
-        command = "-".join(case.id.split("-")[:2])
-        seen[command] = seen.get(command, 0) + 1
-        marks = [pytest.mark.skipif(case.needs_no_gpu and _has_gpu(), reason="this machine has a GPU")]
-        marks += [pytest.mark.slow] if seen[command] > SMOKE_PER_COMMAND else []
-        out.append(pytest.param(case, id=case.id, marks=marks))
-    return out
+    """Every case (in process, each costs milliseconds to a second); a case about a missing GPU is skipped where
+    there is one."""
+    gpu = pytest.mark.skipif(_has_gpu(), reason="this machine has a GPU")
+    return [pytest.param(case, id=case.id, marks=[gpu] if case.needs_no_gpu else []) for case in cases]
 
 
 def test_case_ids_are_unique():
@@ -1418,7 +1409,7 @@ def test_a_full_disk_under_traces_synth_is_one_line_and_keeps_the_old_trace(tmp_
         raise ENOSPC
 
     monkeypatch.setattr(pq, "write_table", full)
-    code = run_in_process("traces", "synth", "--bench", "logiqa", "--scale", "0.05", "--out", str(out))
+    code = run_in_process("traces", "synth", "--bench", "logiqa", "--scale", "0.05", "--out", str(out), "--overwrite")
     assert code == 2
     one_error_line(capsys.readouterr().err, "s.parquet: cannot write (No space left on device)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.parquet"] and out.read_bytes() == b"the old trace"

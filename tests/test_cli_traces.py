@@ -141,8 +141,13 @@ def test_import_knows_the_bundled_zoos_that_collect_knows(tmp_path):
     assert r.returncode == 0, r.stderr
     assert read_trace(out).zoo == qwen2  # every entry kept (hf_id, backend, ...), not just the names
     assert qwen2.models[0].hf_id == "Qwen/Qwen2-0.5B-Instruct" and qwen2.models[0].backend == "vllm"
-    bad = cli("traces", "import", "wide", str(path), "--zoo", "qwen3", "--out", str(out))
+    bad = cli("traces", "import", "wide", str(path), "--zoo", "qwen3", "--out", str(tmp_path / "q3.parquet"))
     assert_one_line_error(bad, "qwen3: zoo file not found", "bundled zoos: paper-llama, qwen2")
+    again = cli("traces", "import", "wide", str(path), "--zoo", "qwen2", "--out", str(out))  # no silent replacing
+    assert_one_line_error(again, "q.parquet: a file is already there; pass --overwrite")
+    assert (
+        cli("traces", "import", "wide", str(path), "--zoo", "qwen2", "--out", str(out), "--overwrite").returncode == 0
+    )
 
 
 def test_import_lmeval_missing_folder_is_one_line(tmp_path):

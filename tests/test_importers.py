@@ -43,7 +43,7 @@ def test_messplus_json_with_nan_tokens_dedupes_and_averages(tmp_path):
     assert arrays.shape == (4, 4)
     assert arrays.cost("energy_j")[1, 0] == pytest.approx(12.5)  # (10 + 15) / 2 for the repeated doc 1
     assert arrays.cost("energy_j")[0, 0] == pytest.approx(10.0)
-    assert any("1 requests appeared more than once" in line for line in report)
+    assert any("1 request appeared more than once" in line for line in report)
     assert set(trace.df["energy_source"].unique()) == {"imported"}
 
 

@@ -29,7 +29,7 @@ from messplus.traces.zoo import Zoo
 
 
 def test_the_plan_is_the_cheapest_candidate_of_any_family_that_meets(small_trace):
-    cfg = PlanConfig(benches=("piqa",), alpha=(0.7,), seeds=12, confidence=0.75, margins=(0.0, 0.02, 0.05),
+    cfg = PlanConfig(benches=("piqa",), alpha=(0.7,), seeds="0-11", confidence=0.75, margins=(0.0, 0.02, 0.05),
                      Vs=(1e-3, 1e-5), cs=(0.5,), validate_seeds="100-111")  # fmt: skip
     plan, candidates = run_plan(cfg, small_trace)
     table = candidates["piqa"]
@@ -80,7 +80,7 @@ def cheap_mid_trace(path):
 
 def test_where_one_model_meets_cheaply_and_mess_cannot_beat_it_the_plan_is_that_model(tmp_path):
     trace = cheap_mid_trace(tmp_path / "toy.parquet")
-    cfg = PlanConfig(alpha=(0.9,), seeds=40, Vs=(1e-3, 1e-2), cs=(0.1,), margins=(0.0, 0.02))
+    cfg = PlanConfig(alpha=(0.9,), seeds="0-39", Vs=(1e-3, 1e-2), cs=(0.1,), margins=(0.0, 0.02))
     plan, _ = run_plan(cfg, trace)
     (pick,) = plan.filter(pl.col("pick")).iter_rows(named=True)
     assert pick["method"] == "single:mid" and pick["family"] == "single" and pick["saving_vs_single"] == 0
@@ -89,15 +89,26 @@ def test_where_one_model_meets_cheaply_and_mess_cannot_beat_it_the_plan_is_that_
     assert pick["cost_per_request_stream"] == pytest.approx(10.0)
 
 
-def test_planning_seeds_skip_the_validation_range():
-    cfg = PlanConfig(seeds=5, validate_seeds="2-3")
-    assert cfg.planning() == (0, 1, 4, 5, 6) and cfg.validation() == (2, 3)
+def test_seed_lists_are_ranges_or_lists_and_never_overlap():
+    cfg = PlanConfig(seeds="0-39", validate_seeds="100,101,105")
+    assert cfg.planning() == tuple(range(40)) and cfg.validation() == (100, 101, 105)
+    cfg.check_seeds()
+    for seeds, fresh, message in (
+        ("0-39", "39-50", "shares seed 39 with --seeds"),
+        ("5-1", "", "FIRST is above LAST"),
+        ("0-1000000000", "", "1000000001 seeds, at most"),
+        ("0,1,1", "", "values repeat"),
+        ("a-b", "", "expected FIRST-LAST or a comma list"),
+        ("0-9", "", "names 10 orders, too few"),
+    ):
+        with pytest.raises(UserError, match=message):
+            PlanConfig(seeds=seeds, validate_seeds=fresh).check_seeds()
 
 
 def test_an_sla_past_every_candidate_is_out_of_reach_after_raising_exploration(small_trace):
     """Nothing of any family meets: c doubles up to --max-c, every c is dropped after the first quarter of the
     orders (too many failures for a setting that could meet), and the verdict is infeasible."""
-    cfg = PlanConfig(benches=("piqa",), alpha=(0.99,), seeds=40, margins=(0.0,), Vs=(1e-5,), cs=(0.1,), max_c=0.4)
+    cfg = PlanConfig(benches=("piqa",), alpha=(0.99,), seeds="0-39", margins=(0.0,), Vs=(1e-5,), cs=(0.1,), max_c=0.4)
     plan, candidates = run_plan(cfg, small_trace)
     table = candidates["piqa"]
     assert set(plan["verdict"]) == {INFEASIBLE} and not plan["pick"].any() and not table["meets"].any()
@@ -112,7 +123,7 @@ def test_a_stream_cut_at_the_deadline_decides_exactly_as_the_whole_one(small_tra
     of the requests up to it, are the whole stream's."""
     trace = load_benches(small_trace, ["piqa"])["piqa"]
     alpha = resolve_alphas(to_arrays(trace, "piqa").satisfied.mean(0), ("mid",), "piqa")[0]
-    cfg = PlanConfig(Vs=(1e-3, 1e-5), cs=(0.5, 2.0), seeds=4)
+    cfg = PlanConfig(Vs=(1e-3, 1e-5), cs=(0.5, 2.0), seeds="0-3")
     scfg = sweep_config(cfg, "piqa", (alpha, alpha + 0.02), cfg.planning())
     b = load(scfg, trace, "piqa")
     at = np.array([b.n_stream // 3, b.n_stream // 2])
@@ -126,7 +137,7 @@ def test_a_trajectory_that_explores_every_request_decides_the_same_untrained(sma
     """The planner does not train a predictor no decision reads (c so large that every request is explored): its
     runs decide, satisfy and cost exactly what they do with the trained predictor."""
     trace = load_benches(small_trace, ["piqa"])["piqa"]
-    cfg = PlanConfig(Vs=(1e-3,), cs=(0.5, 1e3), seeds=3)
+    cfg = PlanConfig(Vs=(1e-3,), cs=(0.5, 1e3), seeds="0-2")
     scfg = sweep_config(cfg, "piqa", (0.7,), cfg.planning())
     b = load(scfg, trace, "piqa")
     skipped, full = (mess.train(scfg, {"piqa": b}, decisions_only=flag)["piqa"] for flag in (True, False))
@@ -150,7 +161,7 @@ def test_the_lower_bound_on_the_share_of_orders():
     assert 0.996 < share_lower(1997, 2000, 0.9) < 0.9985  # thousands of orders: no overflow (math.comb would)
     # a bound that cannot reach the promise even with no miss is refused before any work
     assert seeds_needed(0.95, 0.9) == 32 and share_lower(31, 31, 0.9) < 0.95 <= share_lower(32, 32, 0.9)
-    PlanConfig(seeds=32).check_seeds()
+    PlanConfig(seeds="0-31").check_seeds()
     with pytest.raises(UserError, match="give at least 161"):
         PlanConfig(confidence=0.99).check_seeds()
 
@@ -189,7 +200,7 @@ def test_a_plan_after_a_sweep_with_the_same_cache_embeds_nothing(small_trace, ti
     run_sweep(sweep, small_trace)
     assert computed and sum(computed) > 0  # the sweep embedded the texts
     computed.clear()
-    plan = PlanConfig(benches=("sciq",), seeds=4, confidence=0.5, Vs=(1e-3,), cs=(0.5,), margins=(0.0,),
+    plan = PlanConfig(benches=("sciq",), seeds="0-3", confidence=0.5, Vs=(1e-3,), cs=(0.5,), margins=(0.0,),
                       encoder=tiny_modernbert, cache_dir=str(cache))  # fmt: skip
     run_plan(plan, small_trace)
     monkeypatch.setenv("MESSPLUS_CACHE", str(cache))

@@ -34,13 +34,19 @@ ZooFile = Annotated[
 TracePath = Annotated[str, typer.Argument(help="Trace file or folder of trace files.", metavar="PATH")]
 
 
-def _out(path: Path | None, name: str) -> Path:
-    """The trace file to write, checked before any work: a .parquet name in a writable place (an existing trace
-    there is replaced atomically)."""
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a trace file already at --out.")]
+
+
+def _out(path: Path | None, name: str, overwrite: bool) -> Path:
+    """The trace file to write, checked before any work: a .parquet name in a writable place, and no file there
+    unless --overwrite (then it is replaced atomically)."""
     path = path if path is not None else DEFAULT_DIR / f"{name}.parquet"
     if path.suffix != ".parquet" and not path.is_dir():
         raise UserError(f"--out {path}: a trace file name must end in .parquet")
     check_out_file(path)
+    if path.is_file() and not overwrite:
+        raise UserError(f"--out {path}: a file is already there; pass --overwrite to replace it, or choose another "
+                        "--out")  # fmt: skip
     return path
 
 
@@ -78,13 +84,14 @@ def import_messplus_cmd(
             "the paper's tables count them; the k-th row's doc_id gets the suffix #k). [merge|keep]"
         ),
     ] = "merge",
+    overwrite: Overwrite = False,
 ) -> None:
     """MESS+ reference-code traces (label_/energy_consumption_/inference_time_<tier> columns)."""
     from messplus.traces.importers.messplus import import_messplus
 
     if repeats not in ("merge", "keep"):
         raise UserError(f"--repeats: {repeats!r} is not one of merge, keep")
-    out = _out(out, "messplus")
+    out = _out(out, "messplus", overwrite)
     names = resolve_names(models, zoo, []) or None
     _finish(*import_messplus(paths, names, repeats), out, zoo)
 
@@ -128,6 +135,7 @@ def import_lmeval_cmd(
         ),
     ] = None,
     zoo: ZooFile = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """lm-eval-harness --log_samples outputs, merged into one trace (no cost unless --costs or --tokenizer). lm-eval
     writes <output_path>/<model>/samples_<task>_<date>.jsonl: every folder holding samples files is one model, named
@@ -135,7 +143,7 @@ def import_lmeval_cmd(
     by name; give model folders one by one to set the order yourself."""
     from messplus.traces.importers.lmeval import import_lmeval
 
-    out = _out(out, "lmeval")
+    out = _out(out, "lmeval", overwrite)
     names = resolve_names(models, zoo, []) or None
     tasks = comma_list(task, "--task") or None
     _finish(*import_lmeval(paths, names, tasks, metric, filter_key, costs, tokenizer), out, zoo)
@@ -156,11 +164,12 @@ def import_wide_cmd(
         typer.Option("--models", help="Comma list of models to keep, cheapest first (default: all, by mean cost)."),
     ] = None,
     zoo: ZooFile = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """RouterBench-style wide tables with '<model>|total_cost' dollar columns."""
     from messplus.traces.importers.wide import import_wide
 
-    out = _out(out, path.stem)
+    out = _out(out, path.stem, overwrite)
     names = resolve_names(models, zoo, []) or None
     _finish(*import_wide(path, names, id_col, text_col, bench_col, bench), out, zoo)
 
@@ -176,6 +185,7 @@ def synth(
     scale: Annotated[
         float, typer.Option(help="Fraction of the paper's request counts to generate, in (0, 100].")
     ] = 1.0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Calibrated synthetic 3-model zoo from the MESS+ paper's Table 2 (Llama 1B/8B/70B)."""
     from messplus.traces.synth import PAPER_TABLE2, synth_trace
@@ -187,7 +197,7 @@ def synth(
     check_range(scale, "--scale", 0, MAX_SCALE, lo_open=True)
     check_range(n_features, "--n-features", 1, MAX_FEATURES)
     check_range(seed, "--seed", 0)
-    out = _out(out, "synth")
+    out = _out(out, "synth", overwrite)
     write_trace(synth_trace(benches or None, seed, n_features, scale), out)
     console.print(f"wrote {out}")
 

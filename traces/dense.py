@@ -41,6 +41,21 @@ class BenchArrays:
         return self.costs[name]
 
 
+def complete_costs(df: pl.DataFrame) -> list[str]:
+    """The cost columns (COST_NAMES) with a value in every row of df; tokens need both token columns."""
+    have = [n for n in ("energy_j", "latency_s", "cost_usd") if df[n].null_count() == 0]
+    tokens = df["prompt_tokens"].null_count() == 0 and df["completion_tokens"].null_count() == 0
+    return have + (["tokens"] if tokens else [])
+
+
+def check_cost(trace: Trace, bench: str, name: str) -> None:
+    """Before any work: the bench's cost column `name` has a value for every request and model."""
+    have = complete_costs(trace.df.filter(pl.col("bench") == bench))
+    if name not in have:
+        raise UserError(f"bench {bench}: cost column {name!r} is empty or incomplete (complete: "
+                        f"{', '.join(have) or 'none'}); choose one with --cost")  # fmt: skip
+
+
 def to_arrays(trace: Trace, bench: str) -> BenchArrays:
     """Sort rows by (request first appearance, zoo order) and reshape; no Python loop over rows."""
     models = trace.zoo.names
@@ -55,12 +70,8 @@ def to_arrays(trace: Trace, bench: str) -> BenchArrays:
     def dense(expr: pl.Expr) -> np.ndarray:
         return df.select(expr.cast(pl.Float64)).to_series().to_numpy().reshape(T, M)
 
-    costs = {}
-    for name in ("energy_j", "latency_s", "cost_usd"):
-        if df[name].null_count() == 0:
-            costs[name] = dense(pl.col(name))
-    if df["prompt_tokens"].null_count() == 0 and df["completion_tokens"].null_count() == 0:
-        costs["tokens"] = dense(pl.col("prompt_tokens") + pl.col("completion_tokens"))
+    total = {"tokens": pl.col("prompt_tokens") + pl.col("completion_tokens")}
+    costs = {name: dense(total.get(name, pl.col(name))) for name in complete_costs(df)}
     first = df.filter(pl.col("_m") == 0)
     features = None
     if "features" in df.columns and first["features"].null_count() == 0:

@@ -20,10 +20,14 @@ PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
 def quiet_libraries() -> None:
-    """Library loggers at error level (a user's own *_VERBOSITY setting wins), before or after their import."""
+    """Library loggers at error level and their progress bars off ("Loading weights", downloads), before or after
+    their import; a user's own *_VERBOSITY or *_DISABLE_PROGRESS_BARS setting wins. Our own bars show progress."""
     for name in VERBOSITY_ENV:
         os.environ.setdefault(name, "error")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    for name in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(name, "1")
+    if "transformers" in sys.modules and _on("HF_HUB_DISABLE_PROGRESS_BARS"):
+        sys.modules["transformers"].utils.logging.disable_progress_bar()  # it read the variable at import
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(logging.ERROR)
 

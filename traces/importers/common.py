@@ -78,7 +78,7 @@ def dedupe_long(df: pl.DataFrame, where: str, report: list[str]) -> pl.DataFrame
     n_docs = dup.select(["bench", "doc_id"]).unique().height
     n_rows = dup.height // dup["model"].n_unique()
     report.append(
-        f"{where}: {n_docs} requests appeared more than once ({n_rows} source rows); "
+        f"{where}: {n_docs} request{'s' * (n_docs != 1)} appeared more than once ({n_rows} source rows); "
         f"kept one row each, correctness agreed, averaged {', '.join(costs) or 'no costs'}"
     )
     return merged.select(df.columns)
