@@ -458,16 +458,19 @@ def run_plan(cfg: PlanConfig, traces: Path, progress=None) -> tuple[pl.DataFrame
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """torch on one thread while planning. The predictor's products are many and small (a window of positions at a
-    time), and threads that wait for each other on them cost more than they gain on a busy machine: Qwen2 LogiQA
-    took 21.6 s on two threads against 13.6 s on one with the other core busy, and 15% less on two when idle. The
-    results are the same."""
+    """torch and numpy's BLAS on one thread while planning. The predictor's products and the routers' fits are many
+    and small, and threads that wait for each other on them cost more than they gain on a busy machine: Qwen2
+    LogiQA took 21.6 s on two threads against 13.6 s on one with the other core busy, and 15% less on two when
+    idle; a router's [654, 384] x [384, 4] product took 2.1 ms on two busy threads, 0.18 ms on one. The results
+    are the same."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(1):
+            yield
     finally:
         torch.set_num_threads(before)
 
