@@ -87,29 +87,59 @@ def resolve_alphas(acc: np.ndarray, alphas, bench: str) -> tuple[float, ...]:
     return tuple(dict.fromkeys(rule[a]() if isinstance(a, str) else float(a) for a in alpha_rules(alphas, bench)))
 
 
-def load(cfg: SweepConfig, trace: Trace, bench: str, given: Inputs | None = None, progress=None,
-         stream: Stream | None = None) -> Bench:  # fmt: skip
-    """stream: the combined stream this bench is (None: a bench of its own)."""
+@dataclass(frozen=True)
+class Staged:
+    """A bench checked and made dense, its inputs not yet read: every check that needs no predictor input, done for
+    every bench before any is embedded. parts [T] a combined stream's bench per request (None: a bench of its own);
+    blocks the same for a drift stream (its requests served block by block)."""
+
+    name: str
+    arrays: BenchArrays
+    E: np.ndarray  # [T, M] the minimised cost
+    n_calib: int
+    stream: Stream | None
+    parts: np.ndarray | None
+    blocks: np.ndarray | None
+
+
+def stage(cfg: SweepConfig, trace: Trace, bench: str, stream: Stream | None = None) -> Staged:
+    """The cheap half of `load`: arrays, the cost column, the calibration split, each checked."""
     arrays = to_arrays(trace, bench)
     parts = part_of(arrays.doc_ids, stream.parts) if stream is not None else None
-    split = (parts, stream.parts) if stream is not None else None
-    inputs = given if given is not None else request_inputs(arrays, cfg, progress, split)
-    X, pred = inputs.X, cfg.predictor(bench, inputs.family)
-    if X.shape[0] != arrays.shape[0]:
-        raise UserError(f"bench {bench}: {X.shape[0]} input rows for {arrays.shape[0]} requests")
-    alphas = resolve_alphas(arrays.satisfied.mean(0), cfg.alphas, bench)
-    T, M = arrays.shape
+    T = arrays.shape[0]
     n_calib = round(cfg.calib_frac * T)
     if T - n_calib < 2:
         raise UserError(f"bench {bench}: {T} requests leave no stream after a {cfg.calib_frac} calibration split")
     blocks = parts if stream is not None and stream.kind == "drift" else None
-    draws = {
-        s: draw(s, T, n_calib, X.shape[1], M, pred.epochs, pred.dropout, pred.input_dropout, blocks) for s in cfg.seeds
-    }
+    if blocks is not None and n_calib >= (first := int((blocks == 0).sum())):
+        raise UserError(f"--stream {bench}: the calibration split ({n_calib} requests, --calib-frac {cfg.calib_frac}) "
+                        f"takes the whole first block ({stream.parts[0]}, {first} requests), so the scored stream "
+                        "would not drift; lower --calib-frac")  # fmt: skip
     E = arrays.cost(cfg.cost)
+    if cfg.v_unit == "largest" and not E[:, -1].mean() > 0:
+        raise UserError(f"bench {bench}: --v-unit largest divides costs by the largest model's mean {cfg.cost}, "
+                        "which is 0 here; use --v-unit raw")  # fmt: skip
+    return Staged(bench, arrays, E, n_calib, stream, parts, blocks)
+
+
+def load(cfg: SweepConfig, trace: Trace | Staged, bench: str, given: Inputs | None = None, progress=None,
+         stream: Stream | None = None) -> Bench:  # fmt: skip
+    """stream: the combined stream this bench is (None: a bench of its own). trace may be the bench staged already."""
+    st = trace if isinstance(trace, Staged) else stage(cfg, trace, bench, stream)
+    arrays, T, M = st.arrays, *st.arrays.shape
+    split = (st.parts, st.stream.parts) if st.stream is not None else None
+    inputs = given if given is not None else request_inputs(arrays, cfg, progress, split)
+    X, pred = inputs.X, cfg.predictor(bench, inputs.family)
+    if X.shape[0] != T:
+        raise UserError(f"bench {bench}: {X.shape[0]} input rows for {T} requests")
+    alphas = resolve_alphas(arrays.satisfied.mean(0), cfg.alphas, bench)
+    draws = {
+        s: draw(s, T, st.n_calib, X.shape[1], M, pred.epochs, pred.dropout, pred.input_dropout, st.blocks)
+        for s in cfg.seeds
+    }
     bounds = {}
     for s, a in itertools.product(cfg.seeds, alphas):
-        Ss, Es = arrays.satisfied[draws[s].stream], E[draws[s].stream]
+        Ss, Es = arrays.satisfied[draws[s].stream], st.E[draws[s].stream]
         bounds[s, a] = (opt_cost(Ss, Es, a), *mix_bound(Ss, Es, a))
-    names = stream.parts if stream is not None else ()
-    return Bench(bench, arrays, X, inputs.encoder, pred, inputs.family, E, alphas, draws, bounds, parts, names)
+    names = st.stream.parts if st.stream is not None else ()
+    return Bench(bench, arrays, X, inputs.encoder, pred, inputs.family, st.E, alphas, draws, bounds, st.parts, names)

@@ -13,6 +13,8 @@ CostEstimate = Literal["mean", "last", "oracle"]  # oracle: the request's own re
 Cost = Literal["energy_j", "latency_s", "cost_usd", "tokens"]
 ExploreServe = Literal["best", "largest"]  # whose answer an exploration returns (sim.engine.explore_answers)
 Learn = Literal["explored", "feedback"]  # what the predictor trains on (sim.reference.train_on)
+MAX_V, MAX_C, MAX_K = 1e12, 1e9, 10.0  # upper bounds of the grid's numbers, each said why in its help
+MAX_LENGTH = 8192  # tokens: beyond every encoder's position embeddings this project knows (ModernBERT: 8192)
 HeadKind = Literal["residual", "paper"]  # the predictor's output (sim.head.Head)
 Alpha = float | Literal["mid", "paper"]  # an SLA target, or a rule giving one per bench (sim.bench.resolve_alphas)
 ALPHA_HELP = (
@@ -83,16 +85,19 @@ class SweepConfig:
     alphas: tuple[Alpha | tuple[str, Alpha], ...] = opt(
         ("mid",), ALPHA_HELP + " Several: one axis of the grid.", flag="--alpha", lo=0, hi=1, lo_open=True,
         unique=True, keyed=True)
-    Vs: tuple[float, ...] = opt((1e-3,), "Cost weights V (in the cost column's unit: J, USD, s or tokens).",
-                                flag="--V", lo=0, unique=True)
-    cs: tuple[float, ...] = opt((0.1,), "Exploration scales c: explore with p_t = min(1, c / t^k).", flag="--c", lo=0,
-                                lo_open=True, unique=True)
+    Vs: tuple[float, ...] = opt((1e-3,), "Cost weights V (in the cost column's unit: J, USD, s or tokens); at most "
+                                "1e12, past which the cost term decides every request alone.", flag="--V", lo=0,
+                                hi=MAX_V, unique=True)
+    cs: tuple[float, ...] = opt((0.1,), "Exploration scales c: explore with p_t = min(1, c / t^k); at most 1e9 (c >= "
+                                "T^k explores every request of a stream of T).", flag="--c", lo=0, lo_open=True,
+                                hi=MAX_C, unique=True)
     v_unit: Literal["raw", "largest"] = opt(
         "raw", "What V multiplies: raw (the cost column as it is, so V carries its unit: 1e-3 per joule is not "
         "1e-3 per dollar) or largest (each cost divided by the largest model's mean cost on the bench, a per-model "
         "price profile: V is then unit-free, and V = 1 weighs the largest model's cost like one unit of queue).")
-    ks: tuple[float, ...] = opt((0.25,), "Exploration decays k (paper code and appendix: 0.25; main text: 0.5).",
-                                flag="--k", lo=0, unique=True)
+    ks: tuple[float, ...] = opt((0.25,), "Exploration decays k (paper code and appendix: 0.25; main text: 0.5); at "
+                                "most 10, past which c / t^k is nil after the first requests.", flag="--k", lo=0,
+                                hi=MAX_K, unique=True)
     feedbacks: tuple[float, ...] = opt((1.0,), "Feedback rates: share of requests whose outcome reaches the queue.",
                                        flag="--feedback", lo=0, hi=1, unique=True)
     learns: tuple[Learn, ...] = opt(
@@ -108,7 +113,8 @@ class SweepConfig:
         "best", "Whose answer an exploration returns (every model is queried): best (the most accurate model on "
         "the explored requests so far, ties and the start to the largest) or largest (the paper's; in a zoo ordered "
         "by dollar price the dearest model is not always the best).")
-    seeds: tuple[int, ...] = opt((42, 43, 44), "Seeds; each draws its own request order and randomness.", lo=0,
+    seeds: tuple[int, ...] = opt((42, 43, 44), "Seeds; each draws its own request order and randomness (whole "
+                                 "numbers in [0, 2^63)).", lo=0, hi=2**63 - 1,
                                  unique=True)
     methods: tuple[str, ...] = opt(("all",), _method_help, choices=_method_names, unique=True)
     cost: Cost = opt("energy_j", "Cost minimised: energy_j (J), latency_s (s), cost_usd (USD) or tokens (prompt + "
@@ -123,25 +129,29 @@ class SweepConfig:
     preset: Literal["auto", "paper", "minilm", "features"] = opt(
         "auto", "Predictor settings table: auto (from the encoder), paper (Table 4 + reference code, tuned for "
         "ModernBERT), minilm, features. The options below override single fields.")
-    epochs: int | None = opt(None, "SGD steps per explored request (default: the preset's).", lo=1)
-    lr: float | None = opt(None, "Predictor learning rate (default: the preset's).", lo=0, lo_open=True)
+    epochs: int | None = opt(None, "SGD steps per explored request (default: the preset's); at most 100, each a "
+                             "step on the same request.", lo=1, hi=100)
+    lr: float | None = opt(None, "Predictor learning rate (default: the preset's); at most 10: at batch size 1 a "
+                           "larger step diverges on any input.", lo=0, lo_open=True, hi=10)
     momentum: float | None = opt(None, "SGD momentum (default: the preset's).", lo=0, hi=1, hi_open=True)
-    weight_decay: float = opt(0.01, "SGD weight decay.", lo=0)
+    weight_decay: float = opt(0.01, "SGD weight decay; at most 1 (lr x 1 takes that share of every weight each "
+                              "step).", lo=0, hi=1)
     dropout: float = opt(0.1, "Dropout on the predictor's hidden layer while training.", lo=0, hi=1, hi_open=True)
     input_dropout: float | None = opt(None, "Dropout on the encoder embedding while training (default: the "
                                       "preset's).", lo=0, hi=1, hi_open=True)
     clip_norm: float | None = opt(None, "Gradient-norm clipping before each SGD step, 0 = off (default: the "
-                                  "preset's).", lo=0)
+                                  "preset's); at most 1e6, which no gradient reaches (use 0 for off).", lo=0, hi=1e6)
     encoder: str = opt("auto", "Predictor input: auto (the trace's features, else minilm), features, minilm, "
                        "modernbert, or a Hugging Face id or local path.")
     pooling: Literal["cls", "mean"] | None = opt(None, "Encoder pooling: cls (first token, the paper's) or mean "
                                                  "(default: the preset's).")
-    max_length: int | None = opt(None, "Encoder max tokens (default: the bench's).", lo=1)
+    max_length: int | None = opt(None, "Encoder max tokens (default: the bench's); at most the encoder's own limit.",
+                                 lo=1, hi=MAX_LENGTH)
     cache_dir: str | None = opt(None, "Embedding cache folder (default: $MESSPLUS_CACHE if set, else ~/.cache/messplus/embeddings).")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "Where the predictor trains: auto picks cuda when torch "
                                                  "sees a GPU.")
     dtype: Literal["float32", "float64"] = opt("float32", "Predictor arithmetic.")
-    steps_every: int = opt(1, "Keep every n-th step in steps.parquet (and the last).", lo=1)
+    steps_every: int = opt(1, "Keep every n-th step in steps.parquet (and the last).", lo=1, hi=2**63 - 1)
     # fmt: on
 
     def family(self, encoder: str) -> str:

@@ -43,7 +43,7 @@ from messplus.common import UserError
 from messplus.common.options import opt, validate
 from messplus.sim import mess
 from messplus.sim.bench import Bench, alpha_rules, check_alphas, load, resolve_alphas
-from messplus.sim.config import ALPHA_HELP, Alpha, Cost, SweepConfig
+from messplus.sim.config import ALPHA_HELP, MAX_C, MAX_K, MAX_V, Alpha, Cost, SweepConfig
 from messplus.sim.inputs import Inputs
 from messplus.sim.results import KEY, VERSION, options
 from messplus.sim.routers import MESSPLUS, Split, registry
@@ -95,14 +95,15 @@ class PlanConfig:
     margins: tuple[float, ...] = opt((0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1),
                                      "Margins searched: MESS+ is handed alpha + margin (capped at the best model's "
                                      "accuracy).", lo=0, hi=1)
-    Vs: tuple[float, ...] = opt((1e-2, 1e-3, 1e-4, 1e-5), "Cost weights V searched (unit: see --v-unit).",
-                                flag="--V", lo=0)
+    Vs: tuple[float, ...] = opt((1e-2, 1e-3, 1e-4, 1e-5), "Cost weights V searched (unit: see --v-unit; at most "
+                                "1e12, as in `sim sweep`).", flag="--V", lo=0, hi=MAX_V)
     v_unit: Literal["raw", "largest"] = opt("raw", "What V multiplies (as in `sim sweep`).")
-    cs: tuple[float, ...] = opt((0.1, 0.5), "Exploration scales c searched.", flag="--c", lo=0, lo_open=True)
+    cs: tuple[float, ...] = opt((0.1, 0.5), "Exploration scales c searched (at most 1e9, as in `sim sweep`).",
+                                flag="--c", lo=0, lo_open=True, hi=MAX_C)
     max_c: float | None = opt(None, "Where nothing in --c meets, c doubles from the largest in --c up to this "
                               "(default: T^k, exploring every request up to the deadline; give the largest --c to "
-                              "search --c only).", lo=0, lo_open=True)
-    k: float = opt(0.25, "Exploration decay k.", lo=0)
+                              "search --c only; at most 1e9).", lo=0, lo_open=True, hi=MAX_C)
+    k: float = opt(0.25, "Exploration decay k (at most 10, as in `sim sweep`).", lo=0, hi=MAX_K)
     cost: Cost = opt("energy_j", "Cost minimised (as in `sim sweep`).")
     encoder: str = opt("auto", "Predictor input (as in `sim sweep`).")
     calib_frac: float = opt(0.2, "Leading share of each order held out (as in `sim sweep`; T0 counts after it); "

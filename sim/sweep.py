@@ -20,13 +20,12 @@ import numpy as np
 from messplus.common import UserError, pick_device
 from messplus.common.options import validate
 from messplus.sim import mess, streams
-from messplus.sim.bench import Bench, check_alphas, load
+from messplus.sim.bench import Bench, check_alphas, load, stage
 from messplus.sim.config import SweepConfig
 from messplus.sim.inputs import Inputs, distinct_warnings
 from messplus.sim.metrics import outcome, predictor_quality
 from messplus.sim.results import VERSION, Block, Results, frames, options
 from messplus.sim.routers import MESSPLUS, Split, registry
-from messplus.traces.dense import check_cost
 from messplus.traces.io import load_benches
 
 
@@ -54,7 +53,8 @@ def run_sweep(
     validate(cfg)
     asked = options(cfg, traces)
     cfg, found, stream = open_streams(cfg, traces)
-    benches = {n: load(cfg, found[n], n, (inputs or {}).get(n), progress, stream) for n in cfg.benches}
+    staged = {n: stage(cfg, found[n], n, stream) for n in cfg.benches}  # every bench checked before any embedding
+    benches = {n: load(cfg, staged[n], n, (inputs or {}).get(n), progress) for n in cfg.benches}
     with_mess = MESSPLUS in cfg.methods
     trained = mess.train(cfg, benches, progress) if with_mess else {name: ([], [], []) for name in benches}
     blocks = itertools.chain.from_iterable(bench_blocks(cfg, b, trained[b.name]) for b in benches.values())
@@ -71,11 +71,8 @@ def run_sweep(
 
 
 def open_streams(cfg: SweepConfig, traces: Path) -> tuple[SweepConfig, dict, streams.Stream | None]:
-    """The configuration as run, the trace of each bench, and the combined stream (None: each bench its own).
-    Every bench's cost column is checked here, before any input is embedded."""
+    """The configuration as run, the trace of each bench, and the combined stream (None: each bench its own)."""
     found = load_benches(traces, cfg.benches or None)
-    for name, trace in found.items():
-        check_cost(trace, name, cfg.cost)
     stream = streams.parse(cfg.stream, tuple(found))
     if stream.kind == "each":
         return resolve(cfg, tuple(found)), found, None

@@ -37,7 +37,8 @@ class BenchArrays:
     def cost(self, name: str) -> np.ndarray:
         if name not in self.costs:
             have = ", ".join(self.costs) or "none"
-            raise UserError(f"bench {self.bench}: cost column {name!r} is empty or incomplete (complete: {have})")
+            raise UserError(f"bench {self.bench}: cost column {name!r} is empty or incomplete (complete: {have}); "
+                            "choose one with --cost")  # fmt: skip
         return self.costs[name]
 
 
@@ -46,14 +47,6 @@ def complete_costs(df: pl.DataFrame) -> list[str]:
     have = [n for n in ("energy_j", "latency_s", "cost_usd") if df[n].null_count() == 0]
     tokens = df["prompt_tokens"].null_count() == 0 and df["completion_tokens"].null_count() == 0
     return have + (["tokens"] if tokens else [])
-
-
-def check_cost(trace: Trace, bench: str, name: str) -> None:
-    """Before any work: the bench's cost column `name` has a value for every request and model."""
-    have = complete_costs(trace.df.filter(pl.col("bench") == bench))
-    if name not in have:
-        raise UserError(f"bench {bench}: cost column {name!r} is empty or incomplete (complete: "
-                        f"{', '.join(have) or 'none'}); choose one with --cost")  # fmt: skip
 
 
 def to_arrays(trace: Trace, bench: str) -> BenchArrays:
