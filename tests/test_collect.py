@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("lm_eval", reason="the optional 'collect' extra (lm-eval[hf]) is not installed")
 
-from messplus.collect.energy import Meter, integrate, open_meter
+from messplus.collect.energy import open_meter
 from messplus.collect.metered import apportion
 from messplus.traces.io import read_trace
 from tests.collect_fixtures import tiny_zoo, toy_task
@@ -179,38 +179,22 @@ def test_real_lm_eval_cli_output_path_with_two_models_imports_both_with_tokens(s
     assert tokens.shape == (12, 2) and np.isfinite(tokens).all()
 
 
-def test_power_integration_of_recorded_samples():
-    t = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
-    w = np.array([100.0, 200.0, 200.0, 100.0, 100.0])
-    # trapezoids: 15 + 20 + 15 + 10 = 60 W*s over [0, 0.4]
-    assert integrate(t, w, 0.0, 0.4) == pytest.approx(60.0)
-    # a window inside the samples, the ends held at the neighbouring samples' values
-    assert integrate(t[1:4], w[1:4], 0.05, 0.35) == pytest.approx(0.05 * 200 + 20 + 15 + 0.05 * 100)
-
-
-def test_apportion_by_tokens_and_meters_without_gpu():
+def test_apportion_by_tokens():
     assert apportion(10.0, [1, 3]) == pytest.approx([2.5, 7.5])
     assert apportion(None, [1, 3]) == [None, None]
     assert apportion(6.0, [0, 0, 0]) == pytest.approx([2.0, 2.0, 2.0])
-    none = open_meter(None)
-    assert type(none) is Meter and none.source == "none"
-    with none.measure() as r:
-        time.sleep(0.01)
-    assert r.energy_j is None and r.seconds >= 0.01
-    est = open_meter(None, assumed_power_w=100.0)
-    with est.measure() as r:
-        time.sleep(0.01)
-    assert est.source == "estimated" and r.energy_j == pytest.approx(100.0 * r.seconds)
 
 
-def test_nvml_counter_on_a_real_gpu():
-    pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py (the 'gpu' extra) is not installed")
+def test_zeus_on_a_real_gpu():
+    """Runs only where Zeus and an NVIDIA GPU are present (never in CI): the real counter moves over half a second."""
+    pytest.importorskip("zeus.monitor", reason="zeus (the 'gpu' extra) is not installed")
+    pynvml = pytest.importorskip("pynvml")
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError:
         pytest.skip("no NVIDIA GPU/driver on this machine")
     meter = open_meter((0,))
-    assert meter.source == "measured" and meter.name in ("nvml-counter", "nvml-power")
+    assert meter.source == "measured" and meter.name == "zeus" and meter.info()["driver"]
     with meter.measure() as r:
         time.sleep(0.5)
     assert r.energy_j is not None and r.energy_j > 0
