@@ -1,42 +1,47 @@
-"""Energy meters around a piece of work. Each says where its figure comes from (the trace's `energy_source`).
+"""Energy meters around a piece of work. Each says where its GPU figure comes from (the trace's `energy_source`).
 
-- nvml-counter: the GPU's total-energy counter (nvmlDeviceGetTotalEnergyConsumption, mJ), read before and after.
-- nvml-power: power samples (nvmlDeviceGetPowerUsage, mW) on a background thread, integrated over time; for GPUs
-  whose counter is unsupported.
-- none: no GPU meter; energy is null. With an assumed power draw it becomes `estimated` (power x latency), never
-  `measured`.
+- zeus: Zeus (ml.energy, the `gpu` extra) opens one measurement window per block: the GPUs' total-energy counter
+  (Volta and later), power polling in a helper process where a GPU has none; CPU package and DRAM energy through
+  RAPL wherever it is readable (Intel, AMD), null where it is not. Without GPUs it meters the CPU and DRAM alone.
+- none: Zeus is not installed or cannot open the GPUs; energy is null, or `estimated` (power x latency) with an
+  assumed power draw, never `measured`.
+
+Zeus's approx_instant_energy stays off: a window shorter than one counter step (~10 ms) reads 0 J and the next
+window carries its energy, so sums over requests stay exact, where the approximation would count it twice. The one
+thing still asked of NVML directly is the driver version for the provenance, which Zeus does not report.
 """
 
 from __future__ import annotations
 
-import threading
+import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    from zeus.monitor import ZeusMonitor
+
+log = logging.getLogger(__name__)
+WINDOW = "messplus"  # Zeus names its windows; ours never overlap
+ZERO_WARNING = "The energy consumption of one or more GPUs was measured as zero"
 
 
 @dataclass
 class Reading:
-    """Filled in when the measured block ends."""
+    """Filled in when the measured block ends; joules are null where nothing measured them."""
 
     seconds: float = 0.0
-    energy_j: float | None = None
-
-
-def integrate(times_s: np.ndarray, watts: np.ndarray, start: float, stop: float) -> float:
-    """Joules over [start, stop] from power samples (trapezoid rule; the first/last sample held to the ends)."""
-    t = np.concatenate([[start], times_s, [stop]])
-    w = np.concatenate([[watts[0]], watts, [watts[-1]]])
-    keep = (t >= start) & (t <= stop)
-    t, w = t[keep], w[keep]
-    return float(np.sum((w[1:] + w[:-1]) / 2 * np.diff(t)))
+    energy_j: float | None = None  # the GPUs'
+    cpu_energy_j: float | None = None  # the CPU packages' (RAPL)
+    dram_energy_j: float | None = None  # the DRAM's (RAPL)
 
 
 class Meter:
-    """No GPU meter: times the block; energy is null, or power x time when a power draw is assumed."""
+    """No meter: times the block; energy is null, or power x time when a power draw is assumed."""
 
     name = "none"
 
@@ -49,22 +54,21 @@ class Meter:
 
     @contextmanager
     def measure(self) -> Iterator[Reading]:
-        """Times the block; each meter turns its own start state and the block's span into joules."""
         reading = Reading()
-        state = self._start()
+        self._begin()
         t0 = time.perf_counter()
         try:
             yield reading
         finally:
-            t1 = time.perf_counter()
-            reading.seconds = t1 - t0
-            reading.energy_j = self._stop(state, t0, t1)
+            reading.seconds = time.perf_counter() - t0
+            self._end(reading)
 
-    def _start(self) -> object:
-        return None
+    def _begin(self) -> None:
+        pass
 
-    def _stop(self, state: object, t0: float, t1: float) -> float | None:
-        return None if self.assumed_power_w is None else self.assumed_power_w * (t1 - t0)
+    def _end(self, reading: Reading) -> None:
+        if self.assumed_power_w is not None:
+            reading.energy_j = self.assumed_power_w * reading.seconds
 
     def idle_power_w(self, seconds: float = 1.0) -> float | None:
         return None
@@ -76,101 +80,76 @@ class Meter:
         pass
 
 
-class NvmlCounterMeter(Meter):
-    """Total-energy counter of the GPUs that hold the model, summed."""
+class ZeusMeter(Meter):
+    """One Zeus window per block, over the monitor's GPUs (if any) and every RAPL package it can read."""
 
-    name = "nvml-counter"
-    source = "measured"
+    name = "zeus"
 
-    def __init__(self, gpus: tuple[int, ...]) -> None:
-        import pynvml
+    def __init__(self, monitor: ZeusMonitor, assumed_power_w: float | None = None) -> None:
+        super().__init__(assumed_power_w)
+        self.monitor = monitor
 
-        self.nvml = pynvml
-        self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in gpus]
+    @property
+    def source(self) -> str:
+        return "measured" if self.monitor.gpu_indices else super().source
 
-    def _read_mj(self) -> int:
-        return sum(self.nvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self.handles)
+    # lm-eval hands back finished results, so the GPUs are idle when a call returns; a CUDA synchronize would only
+    # open a CUDA context in this process, which vLLM's engine does not use
+    def _begin(self) -> None:
+        self.monitor.begin_window(WINDOW, sync_execution=False)
 
-    def _start(self) -> int:
-        return self._read_mj()
-
-    def _stop(self, state: int, t0: float, t1: float) -> float:
-        return (self._read_mj() - state) / 1000.0
+    def _end(self, reading: Reading) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ZERO_WARNING)  # expected for short windows: see the module docstring
+            m = self.monitor.end_window(WINDOW, sync_execution=False)
+        if self.monitor.gpu_indices:
+            reading.energy_j = sum(m.gpu_energy.values())
+        else:
+            super()._end(reading)
+        reading.cpu_energy_j = sum(m.cpu_energy.values()) if m.cpu_energy else None
+        reading.dram_energy_j = sum(m.dram_energy.values()) if m.dram_energy else None
 
     def idle_power_w(self, seconds: float = 1.0) -> float | None:
+        if not self.monitor.gpu_indices:
+            return None
         with self.measure() as r:
             time.sleep(seconds)
         return r.energy_j / r.seconds
 
     def info(self) -> dict:
-        return {"meter": self.name, **gpu_info(self.nvml, self.handles)}
-
-
-@dataclass
-class _Sampler:
-    interval_s: float
-    times: list[float] = field(default_factory=list)
-    watts: list[float] = field(default_factory=list)
-
-
-class NvmlPowerMeter(NvmlCounterMeter):
-    """Integrates power samples taken every `interval_s` on a background thread."""
-
-    name = "nvml-power"
-
-    def __init__(self, gpus: tuple[int, ...], interval_s: float = 0.02) -> None:
-        super().__init__(gpus)
-        self.samples = _Sampler(interval_s)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            w = sum(self.nvml.nvmlDeviceGetPowerUsage(h) for h in self.handles) / 1000.0
-            with self.lock:
-                self.samples.times.append(time.perf_counter())
-                self.samples.watts.append(w)
-                if len(self.samples.times) > 100_000:  # keep memory bounded on long runs
-                    del self.samples.times[:50_000], self.samples.watts[:50_000]
-            time.sleep(self.samples.interval_s)
-
-    def _start(self) -> None:
-        return None
-
-    def _stop(self, state: None, t0: float, t1: float) -> float | None:
-        time.sleep(self.samples.interval_s)  # one more sample past the end
-        with self.lock:
-            t, w = np.array(self.samples.times), np.array(self.samples.watts)
-        near = (t >= t0 - self.samples.interval_s) & (t <= t1 + self.samples.interval_s)
-        return integrate(t[near], w[near], t0, t1) if near.any() else None
+        gpus, zeus_gpus = self.monitor.gpu_indices, self.monitor.gpus
+        found = {"meter_version": version("zeus"), "cpu_packages": len(self.monitor.cpu_indices)}
+        if gpus:
+            counter = all(zeus_gpus.supports_get_total_energy_consumption(i) for i in gpus)
+            found |= {"gpu": zeus_gpus.get_name(gpus[0]), "gpus": len(gpus), "driver": nvidia_driver(),
+                      "gpu_energy": "counter" if counter else "power polling"}  # fmt: skip
+        return super().info() | found
 
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=1)
+        if self.monitor.power_monitor is not None:  # the polling process for GPUs without a counter
+            self.monitor.power_monitor.stop()
 
 
-def gpu_info(nvml, handles) -> dict:
-    name = nvml.nvmlDeviceGetName(handles[0])
-    driver = nvml.nvmlSystemGetDriverVersion()
-    as_str = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
-    return {"gpu": as_str(name), "gpus": len(handles), "driver": as_str(driver)}
+def nvidia_driver() -> str | None:
+    import pynvml  # installed with Zeus
+
+    try:
+        return pynvml.nvmlSystemGetDriverVersion()
+    except pynvml.NVMLError:  # not an NVIDIA GPU: Zeus did not start NVML
+        return None
 
 
 def open_meter(gpus: tuple[int, ...] | None, assumed_power_w: float | None = None) -> Meter:
-    """The best meter available for these GPUs: counter, else power sampling, else none (labelled as such)."""
-    if not gpus:
+    """Zeus over these GPUs (CUDA's numbering) where it is installed and can open them, else no meter; a meter
+    that cannot be had is one warning saying why, and the trace says `none` (or `estimated`)."""
+    try:
+        from zeus.monitor import ZeusMonitor
+    except ImportError:
+        if gpus:
+            log.warning("GPU energy is not measured: Zeus is not installed (pip install -e '.[gpu]')")
         return Meter(assumed_power_w)
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        meter = NvmlCounterMeter(gpus)
-    except Exception:  # no NVML library, no driver, no such GPU: measure nothing rather than guess
+        return ZeusMeter(ZeusMonitor(gpu_indices=list(gpus or ())), assumed_power_w)
+    except Exception as e:  # no driver, no such GPU, an unreadable RAPL file: measure nothing rather than guess
+        log.warning("energy is not measured: Zeus cannot open %s (%s)", f"GPUs {list(gpus)}" if gpus else "RAPL", e)
         return Meter(assumed_power_w)
-    try:
-        meter._read_mj()
-        return meter
-    except pynvml.NVMLError_NotSupported:
-        return NvmlPowerMeter(gpus)

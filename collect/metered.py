@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 from lm_eval.api.model import LM
 
-from messplus.collect.energy import Meter
+from messplus.collect.energy import Meter, Reading
 from messplus.traces.importers.lmeval import request_tokens, token_counter
 
 
 @dataclass(frozen=True)
 class RequestCost:
-    energy_j: float | None
-    seconds: float
+    spent: Reading  # this request's share of its measurement
     prompt_tokens: int | None
     completion_tokens: int | None
 
@@ -28,9 +27,15 @@ def apportion(total: float | None, weights: list[float]) -> list[float | None]:
     return list(total * w)
 
 
+def split(reading: Reading, weights: list[float]) -> list[Reading]:
+    """Every figure of a reading apportioned alike."""
+    shares = [apportion(v, weights) for v in astuple(reading)]
+    return [Reading(*share) for share in zip(*shares, strict=True)]
+
+
 class MeteredLM(LM):
     """Exact mode (batch=None) measures one request at a time, as the MESS+ paper did; batched mode measures
-    `batch` requests together and apportions energy and time by tokens. Costs land in `records`, keyed by
+    `batch` requests together and apportions time and energy by tokens. Costs land in `records`, keyed by
     (doc_id, request index within the doc)."""
 
     def __init__(self, inner: LM, meter: Meter, batch: int | None = None) -> None:
@@ -67,9 +72,7 @@ class MeteredLM(LM):
                 results = call(group, disable_tqdm=True)
             tokens = [self._tokens(q, r) for q, r in zip(group, results, strict=True)]
             weights = [(p or 0) + (c or 0) for p, c in tokens]
-            energy = apportion(reading.energy_j, weights)
-            seconds = apportion(reading.seconds, weights)
-            for q, (p, c), e, s in zip(group, tokens, energy, seconds, strict=True):
-                self.records[q.doc_id, q.idx] = RequestCost(e, s, p, c)
+            for q, (p, c), spent in zip(group, tokens, split(reading, weights), strict=True):
+                self.records[q.doc_id, q.idx] = RequestCost(spent, p, c)
             out.extend(results)
         return out

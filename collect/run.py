@@ -13,7 +13,7 @@ import gc
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -38,6 +38,7 @@ from messplus.common import UserError, atomic_path, pick_device, slug
 from messplus.traces import hub
 from messplus.traces.importers.lmeval import METRIC_PREFERENCE, context
 from messplus.traces.io import Trace, write_parquet, write_trace
+from messplus.traces.schema import SOURCE_OF
 from messplus.traces.zoo import ModelSpec, Zoo
 
 if TYPE_CHECKING:
@@ -151,25 +152,33 @@ def rows_of(
     true doc id, so records are matched through `chunk`."""
     position = {doc: k for k, doc in enumerate(chunk)}
     out = []
-    exact = cfg.mode == "exact"
+    metered = "measured" if cfg.mode == "exact" else "apportioned"
     for s in samples:
         costs = [c for (d, _), c in lm.records.items() if d == position[s["doc_id"]]]
         if not costs:
             raise RuntimeError(f"doc {s['doc_id']}: no metered request; has lm-eval's request numbering changed?")
-        energy = [c.energy_j for c in costs]
+        host = {k: total(getattr(c.spent, k) for c in costs) for k in ("cpu_energy_j", "dram_energy_j")}
         tokens = [(c.prompt_tokens, c.completion_tokens) for c in costs]
         known = all(t[0] is not None for t in tokens)
         out.append({
             "bench": cfg.bench, "doc_id": str(s["doc_id"]), "text": context(s["arguments"]), "model": spec.name,
             "satisfied": float(s[task.metric]),
-            "energy_j": None if any(e is None for e in energy) else sum(energy),
-            "latency_s": sum(c.seconds for c in costs),
+            "energy_j": total(c.spent.energy_j for c in costs),
+            "latency_s": sum(c.spent.seconds for c in costs),
             "prompt_tokens": sum(t[0] for t in tokens) if known else None,
             "completion_tokens": sum(t[1] for t in tokens) if known else None,
-            "energy_source": meter.source if (exact or meter.source != "measured") else "apportioned",
-            "latency_source": "measured" if exact else "apportioned",
+            "energy_source": metered if meter.source == "measured" else meter.source,
+            "latency_source": metered,
+            **host,
+            **{SOURCE_OF[k]: "none" if v is None else metered for k, v in host.items()},
         })  # fmt: skip
     return pl.DataFrame(out)
+
+
+def total(values: Iterable[float | None]) -> float | None:
+    """A doc's cost over its requests: unknown if any request's is."""
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
 
 
 def versions() -> dict:

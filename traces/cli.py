@@ -204,7 +204,8 @@ def synth(
 
 def _info_table(path: Path, trace: Trace) -> Table:
     df = trace.df.with_columns((pl.col("prompt_tokens") + pl.col("completion_tokens")).alias("tokens"))
-    cost_cols = [c for c in ("energy_j", "latency_s", "cost_usd", "tokens") if df[c].null_count() < df.height]
+    costs = ("energy_j", "latency_s", "cost_usd", "tokens", "cpu_energy_j", "dram_energy_j")
+    cost_cols = [c for c in costs if df[c].null_count() < df.height]
     flag = " (synthetic trace)" if trace.synthetic else ""
     table = Table(title=f"{path}{flag}", title_justify="left", caption="sources: e=energy l=latency c=cost_usd")
     for col in ("bench", "requests", "model", "accuracy %", *[f"mean {c}" for c in cost_cols], "sources"):

@@ -14,7 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 PROBE_S = 2.0
-LIBRARIES = ("huggingface_hub", "transformers", "datasets", "urllib3", "filelock", "fsspec", "accelerate", "lm_eval")
+LIBRARIES = ("huggingface_hub", "transformers", "datasets", "urllib3", "filelock", "fsspec", "accelerate", "lm_eval",
+             "zeus")  # fmt: skip
 VERBOSITY_ENV = ("TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY", "HF_HUB_VERBOSITY")  # read when each is imported
 PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 

@@ -28,13 +28,18 @@ COLUMNS: dict[str, pl.DataType] = {
     "prompt_tokens": pl.Int64,
     "completion_tokens": pl.Int64,
     "cost_usd": pl.Float64,  # US dollars per request
+    "cpu_energy_j": pl.Float64,  # joules per request of the host's CPU packages (RAPL), beside the GPUs' energy_j
+    "dram_energy_j": pl.Float64,  # joules per request of the host's DRAM (RAPL)
     "energy_source": pl.String,  # one of SOURCES
     "latency_source": pl.String,
     "cost_usd_source": pl.String,
+    "cpu_energy_source": pl.String,
+    "dram_energy_source": pl.String,
 }
 REQUIRED = ("bench", "doc_id", "text", "model", "satisfied")
-COSTS = ("energy_j", "latency_s", "prompt_tokens", "completion_tokens", "cost_usd")
-SOURCE_OF = {"energy_j": "energy_source", "latency_s": "latency_source", "cost_usd": "cost_usd_source"}
+COSTS = ("energy_j", "latency_s", "prompt_tokens", "completion_tokens", "cost_usd", "cpu_energy_j", "dram_energy_j")
+SOURCE_OF = {"energy_j": "energy_source", "latency_s": "latency_source", "cost_usd": "cost_usd_source",
+             "cpu_energy_j": "cpu_energy_source", "dram_energy_j": "dram_energy_source"}  # fmt: skip
 OPTIONAL = {"features": pl.List(pl.Float32)}  # per-request feature vector (synthetic traces)
 
 
