@@ -68,6 +68,26 @@ def traces(
     console.print(f"wrote {path}; inspect it with `traces info {path}`")
 
 
+@app.command()
+def quickcheck(
+    out: Annotated[
+        Path, typer.Option(help="Folder for the zoo (zoo.toml, tiny-a/, tiny-b/) and the task (task/).")
+    ] = Path("data/quickcheck"),
+    overwrite: Annotated[bool, typer.Option(help="Rebuild a quick check already in --out.")] = False,
+) -> None:
+    """Build the CPU quick check: two tiny Llamas (one random, one trained on the task) and a local lm-eval task,
+    with no download; then collect it as the printed command says."""
+    from messplus.collect.quickcheck import tiny_zoo, toy_task
+    from messplus.common import check_out_folder
+
+    check_out_folder(out)
+    if (out / "zoo.toml").exists() and not overwrite:
+        raise UserError(f"--out {out}: holds a quick check already; pass --overwrite to rebuild it")
+    zoo, task = tiny_zoo(out), toy_task(out / "task")
+    console.print(f"zoo: {zoo}\ntask folder: {task}\nnext: collect traces --bench toyqa --zoo {zoo} --include-path "
+                  f"{task} --out {out / 'out'} --device cpu", highlight=False, soft_wrap=True)  # fmt: skip
+
+
 def main() -> None:
     quiet_libraries()  # hub retries and per-task chatter would bury progress and the one error line
     run_cli(app)

@@ -32,13 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from messplus.collect.quickcheck import toy_task
 from messplus.sim.results import KEY as RESULTS_KEY
 from messplus.sim.results import VERSION as RESULTS_VERSION
 from messplus.traces.io import Trace, write_trace
 from messplus.traces.schema import META_KEY
 from messplus.traces.synth import synth_trace
 from messplus.traces.zoo import Zoo
-from tests.collect_fixtures import toy_task
 from tests.conftest import Ran, run_main
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # lm-eval's datasets never reach for the hub here

@@ -14,10 +14,10 @@ pytest.importorskip("lm_eval", reason="the optional 'collect' extra (lm-eval[hf]
 
 from messplus.collect.energy import Reading, open_meter
 from messplus.collect.metered import apportion, split
+from messplus.collect.quickcheck import tiny_zoo, toy_task
 from messplus.collect.run import CollectConfig, collect
 from messplus.traces.io import read_trace
 from messplus.traces.zoo import load_zoo
-from tests.collect_fixtures import tiny_zoo, toy_task
 from tests.conftest import cli
 from tests.test_cli_traces import assert_one_line_error
 

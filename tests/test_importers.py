@@ -276,7 +276,7 @@ def test_lmeval_layout_problems_are_one_line(tmp_path, build, args, expect):
 
 
 def test_lmeval_token_counts_with_a_tokenizer_make_token_costs(tmp_path):
-    from tests.collect_fixtures import tiny_tokenizer
+    from messplus.collect.quickcheck import tiny_tokenizer
 
     tok_dir = tmp_path / "tok"
     tok = tiny_tokenizer(tok_dir)
