@@ -50,6 +50,10 @@ def traces(
     assumed_power_w: Annotated[
         float | None, typer.Option(help="Without a GPU meter, record power x latency as an `estimated` energy.")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace a finished <bench>.parquet in --out that holds other docs (say, after --limit)."),
+    ] = False,
 ) -> None:
     """Collect one benchmark for every model of the zoo into <out>/<bench>.parquet."""
     from messplus.collect.run import CollectConfig, collect
@@ -57,6 +61,7 @@ def traces(
     cfg = CollectConfig(
         bench=bench, zoo=load_zoo(zoo), out=out, include_path=include_path, metric=metric, mode=mode,
         batch_size=batch_size, chunk=chunk, limit=limit, device=device, assumed_power_w=assumed_power_w,
+        overwrite=overwrite,
     )  # fmt: skip
     with progress_bars(console, unit="docs", transient=False) as progress:
         try:

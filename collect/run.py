@@ -58,6 +58,7 @@ class CollectConfig:
     batch_size: int = 8  # requests per measurement in batched mode
     chunk: int = 32  # docs per lm-eval call and per part file (what a kill can lose)
     limit: int | None = None  # first N docs only
+    overwrite: bool = False  # replace a finished trace of other docs in --out
     device: str = "auto"
     assumed_power_w: float | None = None  # without a GPU meter: label power x latency as `estimated`
 
@@ -68,6 +69,25 @@ class Task:
     n_docs: int
     version: str
     metric: str
+
+
+LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow", "pandas")  # datasets' loaders of local files
+
+
+def local_run(cfg: CollectConfig) -> bool:
+    """Whether the whole collection is on disk: every model a local folder, and the task a local one
+    (--include-path) whose dataset is a local builder reading local files."""
+    if not cfg.include_path or not all(hub.is_local(m.hf_id) for m in cfg.zoo.models):
+        return False
+    from lm_eval.tasks import TaskManager
+
+    entry = TaskManager(include_path=cfg.include_path, include_defaults=False).task_index.get(cfg.bench)
+    conf = (entry.cfg or {}) if entry else {}
+    files = (conf.get("dataset_kwargs") or {}).get("data_files") or {}
+    paths = [
+        p for v in (files.values() if isinstance(files, dict) else [files]) for p in ([v] if isinstance(v, str) else v)
+    ]
+    return conf.get("dataset_path") in LOCAL_BUILDERS and bool(paths) and all(Path(p).is_file() for p in paths)
 
 
 def load_task(cfg: CollectConfig) -> Task:
@@ -241,6 +261,18 @@ def merge(cfg: CollectConfig, task: Task) -> Path:
     )
 
 
+def check_finished(cfg: CollectConfig, task: Task) -> None:
+    """A finished trace of this bench in --out is replaced only by one of the same docs (a rerun), or with
+    --overwrite: `--limit 10` must not silently shrink a 60-doc collection."""
+    path = cfg.out / f"{slug(cfg.bench)}.parquet"
+    if cfg.overwrite or not path.is_file():
+        return
+    have = pl.scan_parquet(path).select(pl.col("doc_id").n_unique()).collect().item()
+    if have != task.n_docs:
+        raise UserError(f"{path}: holds a finished collection of {have} docs, and this run would write {task.n_docs}; "
+                        "pass --overwrite to replace it, or choose another --out")  # fmt: skip
+
+
 def preflight(cfg: CollectConfig) -> str:
     """Everything checkable before the task loads (options, paths, the zoo, damaged settings): the device."""
     check_options(cfg)
@@ -255,8 +287,11 @@ def preflight(cfg: CollectConfig) -> str:
 def collect(cfg: CollectConfig, progress: Callable | None = None) -> Path:
     """progress(label, total, done) returns an advance(n) callback. Every check runs before the first model."""
     device = preflight(cfg)
-    hub.offline()  # probed once: offline, the task and the models load from local files at once, without retries
+    if local_run(cfg):
+        hub.stay_local()  # every model and the task's data on disk: nothing to ask any network, not even a probe
+    hub.offline()  # else probed once: offline, the task and the models load from local files at once, no retries
     task = load_task(cfg)
+    check_finished(cfg, task)
     check_resume(cfg, task, device)
     check_weights(cfg)
     for spec in cfg.zoo.models:

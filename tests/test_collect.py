@@ -225,3 +225,28 @@ def test_zeus_on_a_real_gpu():
         time.sleep(0.5)
     assert r.energy_j is not None and r.energy_j > 0
     meter.close()
+
+
+def test_a_collection_on_disk_asks_no_network(setup, tmp_path):
+    """Local model folders and an --include-path task reading local files, in a fresh process with no offline
+    setting and a proxy set: Python's audit hook sees no DNS query and no connection (before: the hub probe, and
+    three CONNECTs to a dataset host through the proxy). A finished trace of other docs is not replaced without
+    --overwrite."""
+    _, zoo, task = setup
+    args = ["collect", "traces", "--bench", "toyqa", "--zoo", str(zoo), "--include-path", str(task), "--out",
+            str(tmp_path / "o"), "--limit", "6"]  # fmt: skip
+    code = (
+        "import atexit, sys\nasked = []\n"
+        "sys.addaudithook(lambda e, a: asked.append(e) if e in ('socket.connect', 'socket.getaddrinfo') else None)\n"
+        "atexit.register(lambda: print('NETWORK', len(asked), file=sys.stderr))\n"
+        f"sys.argv = {args!r}\nfrom messplus.collect.cli import main\nmain()"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")} | {"HTTPS_PROXY": "http://127.0.0.1:9"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "NETWORK 0" in r.stderr, r.stderr[-2000:]
+    shrink = run(setup, tmp_path / "o", "--limit", "3")
+    assert_one_line_error(shrink, "holds a finished collection of 6 docs, and this run would write 3")
+    assert read_trace(tmp_path / "o" / "toyqa.parquet").df["doc_id"].n_unique() == 6
+    assert run(setup, tmp_path / "o", "--limit", "3", "--overwrite").returncode == 0
+    assert read_trace(tmp_path / "o" / "toyqa.parquet").df["doc_id"].n_unique() == 3

@@ -275,8 +275,16 @@ def test_lmeval_layout_problems_are_one_line(tmp_path, build, args, expect):
         import_lmeval(paths, names)
 
 
-def test_lmeval_token_counts_with_a_tokenizer_make_token_costs(tmp_path):
+def test_lmeval_token_counts_with_a_tokenizer_make_token_costs(tmp_path, monkeypatch):
     from messplus.collect.quickcheck import tiny_tokenizer
+    from messplus.traces import hub
+
+    def probed(endpoint):
+        raise AssertionError(f"a local tokenizer folder probed the hub at {endpoint}")
+
+    monkeypatch.setattr(hub, "_reachable", probed)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub.offline.cache_clear()
 
     tok_dir = tmp_path / "tok"
     tok = tiny_tokenizer(tok_dir)

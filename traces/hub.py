@@ -59,10 +59,17 @@ def offline() -> bool:
         return False
     if _reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co")):
         return False
-    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
-    if "huggingface_hub" in sys.modules:  # imported already: it read the variable at import
-        sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
+    stay_local()
     return True
+
+
+def stay_local() -> None:
+    """Work from local files only, without probing: set where every model and dataset is known to be on disk, so a
+    run that needs no network sends nothing (not even a DNS query, or a CONNECT to a proxy)."""
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
+    offline.cache_clear()
 
 
 def is_local(ref: str) -> bool:
@@ -91,4 +98,4 @@ def missing(ref: str, revision: str | None = None, file: str = "config.json") ->
     )
 
 
-__all__ = ["missing", "offline", "quiet_libraries"]
+__all__ = ["is_local", "missing", "offline", "quiet_libraries", "stay_local"]

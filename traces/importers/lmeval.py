@@ -313,8 +313,9 @@ def _load_tokenizer(ref: str, revision: str | None, who: str):
         raise UserError(f"--tokenizer for {who}: {problem}")
     from transformers import AutoTokenizer
 
+    local = hub.is_local(ref)  # a folder: read from disk, never a hub probe or request
     try:
-        return AutoTokenizer.from_pretrained(ref, revision=revision, local_files_only=hub.offline())
+        return AutoTokenizer.from_pretrained(ref, revision=revision, local_files_only=local or hub.offline())
     except (OSError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:150]
         raise UserError(f"--tokenizer for {who}: cannot load {ref!r} ({first})") from None
