@@ -4,6 +4,7 @@ traces, routing or results."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -282,6 +283,17 @@ def atomic_folder(path: Path) -> Iterator[Path]:
         shutil.rmtree(new, ignore_errors=True)
 
 
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in blocks (traces and results can be gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
 def slug(name: str, keep: int = 120) -> str:
-    """A name safe as one path component (its last `keep` characters)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip("/"))[-keep:]
+    """A name safe as one path component (its last `keep` characters): letters, digits, '.', '_' and '-' only, and
+    no leading dot (no '..', no hidden file). Every name that becomes a file or folder name passes through here."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[-keep:]
+    return re.sub(r"^\.", "_", safe) or "_"

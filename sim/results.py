@@ -8,6 +8,7 @@ never a mix. `open_results` reads a set back for analysis.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterable
@@ -19,10 +20,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from messplus.common import UserError, atomic_folder, check_out_folder, recover_folder
+from messplus.common import UserError, atomic_folder, check_out_folder, file_sha256, recover_folder
 from messplus.sim.metrics import Outcome, steps, summary
 from messplus.sim.streams import segments
-from messplus.traces.io import write_parquet
+from messplus.traces.io import trace_files, write_parquet
 
 KEY = b"messplus_results"  # Parquet metadata of each table: version, config, models, warnings
 VERSION = 6  # 4: runs gained kind (policy or bound, from the router registry); 5: learn and labels_seen; 6: head,
@@ -125,9 +126,12 @@ def _stale(out: Path) -> list[Path]:
 
 
 def options(cfg, traces: str | Path) -> dict:
-    """The options a sweep was asked for, as recorded in its metadata (JSON types; no machine-local paths)."""
+    """The options a sweep was asked for, as recorded in its metadata (JSON types; no machine-local paths). The
+    trace is named by its content, not its file name: two traces called ok.parquet are not one."""
+    files = trace_files(traces) if Path(traces).exists() else []
+    content = hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()[:16] if files else None
     given = {k: v for k, v in asdict(cfg).items() if k != "cache_dir"} | {"traces": Path(traces).name}
-    return json.loads(json.dumps(given))
+    return json.loads(json.dumps(given | {"traces_sha256": content}))
 
 
 def check_out(out: Path, asked: dict | None = None, overwrite: bool = True) -> None:
@@ -137,9 +141,8 @@ def check_out(out: Path, asked: dict | None = None, overwrite: bool = True) -> N
     out = Path(out)
     recover_folder(out)
     check_out_folder(out)
-    foreign = (
-        sorted(p.name for p in out.iterdir() if p.name not in {f"{n}.parquet" for n in NAMES}) if out.is_dir() else []
-    )
+    ours = {f"{n}.parquet" for n in NAMES} | {CHECKSUMS}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours) if out.is_dir() else []
     if foreign:
         raise UserError(f"--out {out}: holds {foreign[0]!r}, so it is not a results folder; choose another --out")
     runs = out / "runs.parquet"
@@ -200,6 +203,7 @@ class Results:
             with atomic_folder(out) as new:
                 for name in NAMES:
                     write_parquet(getattr(self, name), new / f"{name}.parquet", {KEY: self.meta})
+                write_checksums(new)
         except OSError as e:
             raise UserError(f"--out {out}: could not write the results ({e.strerror or e})") from None
         return [out / f"{name}.parquet" for name in NAMES]
@@ -244,6 +248,33 @@ def _check_meta(path: Path, meta: dict) -> None:
         raise UserError(f"{path}: results metadata 'models' must be a non-empty list of names; rerun `sim sweep`")
 
 
+CHECKSUMS = "checksums.json"  # a set's own record of its files' SHA-256, written last, inside the atomic set
+
+
+def write_checksums(folder: Path) -> None:
+    """Record every file of the set (all but this record) by its SHA-256."""
+    sums = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS}
+    (folder / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n")
+
+
+def verify_checksums(folder: Path, again: str) -> None:
+    """Refuse a set whose files are not those it recorded: a flipped byte, a hand-edited row, a file swapped in
+    from another set. again: the command that writes the set afresh."""
+    try:
+        sums = json.loads((folder / CHECKSUMS).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{folder}: no {CHECKSUMS}, so its files cannot be checked; rerun `{again}`") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{folder / CHECKSUMS}: not valid JSON; the set is damaged: rerun `{again}`") from None
+    if not isinstance(sums, dict):
+        raise UserError(f"{folder / CHECKSUMS}: not a table of files; the set is damaged: rerun `{again}`")
+    for name, digest in sums.items():
+        path = folder / str(name)
+        if not path.is_file() or file_sha256(path) != digest:
+            raise UserError(f"{path}: does not match the checksum its set recorded (changed or damaged since it was "
+                            f"written); rerun `{again}`")  # fmt: skip
+
+
 def open_results(folder: str | Path) -> Results:
     """The set in `folder`, after checking each file is there, readable, of this version and of the same sweep."""
     folder = Path(folder)
@@ -259,6 +290,7 @@ def open_results(folder: str | Path) -> Results:
         _check_meta(path, metas[name])
     if len({m.get("sweep_id") for m in metas.values()}) > 1:
         raise UserError(f"{folder}: its files come from different sweeps; rerun `sim sweep --out {folder}`")
+    verify_checksums(folder, f"sim sweep --out {folder}")
     lazy = {name: pl.scan_parquet(folder / f"{name}.parquet") for name in NAMES}
     for name, schema in zip(NAMES, (RUN_SCHEMA, STEP_SCHEMA, PREDICTION_SCHEMA), strict=True):
         have = lazy[name].collect_schema()

@@ -63,7 +63,7 @@ def to_arrays(trace: Trace, bench: str) -> BenchArrays:
     def dense(expr: pl.Expr) -> np.ndarray:
         return df.select(expr.cast(pl.Float64)).to_series().to_numpy().reshape(T, M)
 
-    total = {"tokens": pl.col("prompt_tokens") + pl.col("completion_tokens")}
+    total = {"tokens": pl.col("prompt_tokens").cast(pl.Float64) + pl.col("completion_tokens").cast(pl.Float64)}
     costs = {name: dense(total.get(name, pl.col(name))) for name in complete_costs(df)}
     first = df.filter(pl.col("_m") == 0)
     features = None

@@ -93,6 +93,14 @@ def _check_keys(df: pl.DataFrame, where: str) -> None:
         row = _first_row(df, pl.col(name).cast(pl.String).str.strip_chars() == "")
         if row is not None:
             raise UserError(f"{where}: column {name!r} row {row}: empty name")
+        row = _first_row(df, pl.col(name).cast(pl.String).str.contains(r"[\x00-\x1f\x7f]"))
+        if row is not None:
+            raise UserError(f"{where}: column {name!r} row {row}: {df[name][row]!r} holds a control character "
+                            "(a NUL, a newline, ...); names must be printable")  # fmt: skip
+    row = _first_row(df, pl.col("bench").cast(pl.String).str.contains("/", literal=True))
+    if row is not None:  # a combined stream names its requests <bench>/<doc_id>: a '/' in a bench would be ambiguous
+        raise UserError(f"{where}: column 'bench' row {row}: {df['bench'][row]!r} holds a '/', which streams of "
+                        "several benches use to name requests; rename the bench")  # fmt: skip
 
 
 def _check_satisfied(df: pl.DataFrame, where: str) -> None:
@@ -105,8 +113,11 @@ def _check_satisfied(df: pl.DataFrame, where: str) -> None:
         raise UserError(f"{where}: column 'satisfied' row {row}: value {df['satisfied'][row]!r} is not 0 or 1")
 
 
+MAX_COST = 1e12  # per request: no request costs that much in J, USD, s or tokens, and sums over streams stay finite
+
+
 def _check_costs(df: pl.DataFrame, where: str) -> None:
-    """Costs are null (unknown) or finite and non-negative; token counts are whole numbers."""
+    """Costs are null (unknown) or finite, non-negative and at most MAX_COST; token counts are whole numbers."""
     for name in (c for c in COSTS if c in df.columns):
         c = pl.col(name).cast(pl.Float64)
         row = _first_row(df, c.is_nan())
@@ -118,6 +129,10 @@ def _check_costs(df: pl.DataFrame, where: str) -> None:
         row = _first_row(df, c < 0)
         if row is not None:
             raise UserError(f"{where}: column {name!r} row {row}: negative cost {df[name][row]}")
+        row = _first_row(df, c > MAX_COST)
+        if row is not None:
+            raise UserError(f"{where}: column {name!r} row {row}: {df[name][row]} is above {MAX_COST:g} per "
+                            "request, which no request costs (and a stream's sum of such costs overflows)")  # fmt: skip
         row = _first_row(df, c.round(0) != c) if name in TOKENS else None
         if row is not None:
             raise UserError(f"{where}: column {name!r} row {row}: {df[name][row]} is not a whole number of tokens")
