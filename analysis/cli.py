@@ -213,7 +213,10 @@ def plot(
     elif kind == Kind.dynamics:
         benches = _plot_benches(res, results, kind, bench)
         for b in benches:  # every choice checked before anything is drawn
-            plots.dynamics_runs(res, b, **picks)
+            try:
+                plots.dynamics_runs(res, b, **picks)
+            except UserError as e:  # each bench has its own alphas (alpha mid): one bench at a time may be meant
+                raise UserError(f"{e}; pick the bench with --bench" if len(benches) > 1 else str(e)) from None
         paths = _draw_into(out, lambda d: [plots.dynamics(res, b, d, **picks) for b in benches])
     else:
         benches = _plot_benches(res, results, kind, bench)

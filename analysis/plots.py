@@ -59,13 +59,12 @@ def title(fig, text: str) -> None:
 
 
 def legend_columns(lengths: list[int], width: float) -> int:
-    """The most columns whose entries (filled column by column, each column as wide as its longest) fit `width`
-    inches."""
-    for ncol in range(len(lengths), 1, -1):
-        rows = -(-len(lengths) // ncol)
+    """The fewest rows whose columns (filled one by one, each as wide as its longest entry) fit `width` inches, in
+    as few columns as those rows need (15 entries in 2 rows: 8 columns, not 14 and a lone entry below)."""
+    for rows in range(1, len(lengths)):
         columns = [lengths[i : i + rows] for i in range(0, len(lengths), rows)]
         if sum(0.065 * max(c) + 0.45 for c in columns) <= width:
-            return ncol
+            return len(columns)
     return 1
 
 
