@@ -238,3 +238,10 @@ def test_learning_figure_says_it_is_a_mean_with_a_seed_band(holding_sweep, tmp_p
     analysis("plot", "learning", holding_sweep, "--out", tmp_path)
     svg = (tmp_path / "learning_boolq.svg").read_text()
     assert "mean over 3" in svg and "min to max over the 3 seeds" in svg
+
+
+def test_plot_dynamics_alpha_missing_from_one_of_several_benches_points_to_bench(
+    sweep_dir, tmp_path, monkeypatch, capsys
+):
+    err = analysis_error(monkeypatch, capsys, "plot", "dynamics", sweep_dir, "--alpha", "0.5", "--out", tmp_path / "f")
+    assert "no MESS+ run of bench logiqa has it" in err and "pick the bench with --bench" in err
