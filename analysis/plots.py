@@ -77,6 +77,7 @@ def legend_below(fig, handles: list, title: str | None = None) -> None:
 
 
 def shown(value) -> str:
+    """A setting's value as titles print it."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -207,8 +208,8 @@ def dynamics(
     """MESS+ over the stream: running satisfaction against the SLA, running cost per request and the virtual queue,
     a column per V, a line per alpha, mean over seeds with their min-to-max band, and the request from which every
     seed holds the SLA."""
-    shown_ = dynamics_runs(res, bench, alphas, Vs, c)
-    runs, Vs, alphas = shown_.runs, shown_.Vs, shown_.alphas
+    view = dynamics_runs(res, bench, alphas, Vs, c)
+    runs, Vs, alphas = view.runs, view.Vs, view.alphas
     steps = (
         res.steps.join(runs.lazy().select("run_id", "V", "alpha"), on="run_id")
         .group_by(["V", "alpha", "t"])
@@ -271,8 +272,8 @@ def dynamics(
     if drift:
         handles.append(Line2D([], [], color="k", lw=0.8, ls="--", label="a drift block begins (named at the top)"))
     thin = res.meta.get("config", {}).get("steps_every", 1)
-    notes = [shown_.setting] + ([f"one step in {thin} kept"] if thin > 1 else [])
-    notes += [f"not shown: {', '.join(shown_.left_out)}"] if shown_.left_out else []
+    notes = [view.setting] + ([f"one step in {thin} kept"] if thin > 1 else [])
+    notes += [f"not shown: {', '.join(view.left_out)}"] if view.left_out else []
     title(fig, f"{bench}: MESS+ over the stream, {over_seeds(seeds)}; {'; '.join(notes)}")
     legend_below(fig, handles)
     return save(fig, out, f"dynamics_{bench}")
