@@ -16,6 +16,7 @@ from rich.console import Console
 from messplus.common import UserError, atomic_path, check_out_file, check_out_folder, run_cli
 from messplus.sim.results import open_results
 from messplus.sim.routers import MESSPLUS
+from messplus.traces.zoo import comma_list
 
 app = typer.Typer(help="Tables and figures from a sweep's runs/steps/predictions Parquet.", no_args_is_help=True)
 console = Console(width=150)
@@ -139,14 +140,61 @@ def _draw_into(out: Path, draw) -> list[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def numbers(values: list[str] | None, flag: str) -> list[float] | None:
+    """A list option of numbers (comma list or repeated), None when left out."""
+    if values is None:
+        return None
+    out = []
+    for text in comma_list(values, flag):
+        try:
+            out.append(float(text))
+        except ValueError:
+            raise UserError(f"{flag}: expected a number, got {text!r}") from None
+    return out
+
+
 @app.command()
 def plot(
-    kind: Annotated[Kind, typer.Argument(help="dynamics, plane, learning or calls.")],
+    kind: Annotated[Kind, typer.Argument(help="dynamics, plane, learning or calls (each described above).")],
     results: Results,
     bench: Annotated[str | None, typer.Option(help="Bench for dynamics / learning (default: each).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the PNG and SVG files.")] = Path("reports/figures"),
+    alpha: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="A,B",
+            help="dynamics: the SLA levels drawn, as its titles print them (0.79 names 0.7896); comma list. "
+            "Default: up to 4, evenly spread.",
+        ),
+    ] = None,
+    V: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--V",
+            metavar="V1,V2",
+            help="dynamics: the V drawn, a column each; comma list. Default: up to 4, evenly spread.",
+        ),
+    ] = None,
+    c: Annotated[
+        float | None,
+        typer.Option(help="dynamics: the exploration constant c of the runs drawn (default: the smallest)."),
+    ] = None,
 ) -> None:
-    """One figure kind; dynamics and learning draw one figure per bench."""
+    """One figure kind, as PNG and SVG.
+
+    dynamics (one per bench): MESS+ over the stream: running satisfaction against the SLA, running cost per request
+    and the virtual queue Q, a column per V and a line per alpha, mean over seeds with their min-to-max band, and
+    the request after which every seed holds the SLA; a drift stream's blocks are named.
+
+    plane: cost per request against satisfaction, a panel per bench: every method (MESS+ per setting) as a point,
+    mean over seeds, beside the bounds (oracle, mix, E_OPT) and the SLA; the paper's Table 2 as a picture.
+
+    learning (one per bench): the MESS+ predictor's loss and AUC against the request index, and the cumulative cost
+    of exploring, a line per c, mean over seeds with their min-to-max band.
+
+    calls: stacked shares of the requests each model answered, per bench and routing method; Table 2's call-share
+    columns as bars.
+    """
     from messplus.analysis import plots
     from messplus.analysis.report import check_runs, routes
 
@@ -154,13 +202,25 @@ def plot(
     runs = check_runs(res, str(results))
     check_out_folder(out)
     check_apart(out, results)
+    picks = {"alphas": numbers(alpha, "--alpha"), "Vs": numbers(V, "--V"), "c": c}
+    given = [flag for flag, v in zip(("--alpha", "--V", "--c"), picks.values(), strict=True) if v is not None]
+    if given and kind != Kind.dynamics:
+        raise UserError(f"{given[0]}: only `analysis plot dynamics` takes it (it picks what that figure shows)")
     if kind == Kind.calls and not routes(runs):
         raise UserError(f"{results}: no routing policy besides single-model baselines, so no call shares to draw")
     if kind in (Kind.plane, Kind.calls):
         paths = _draw_into(out, lambda d: [getattr(plots, kind.value)(res, d)])
+    elif kind == Kind.dynamics:
+        benches = _plot_benches(res, results, kind, bench)
+        for b in benches:  # every choice checked before anything is drawn
+            try:
+                plots.dynamics_runs(res, b, **picks)
+            except UserError as e:  # each bench has its own alphas (alpha mid): one bench at a time may be meant
+                raise UserError(f"{e}; pick the bench with --bench" if len(benches) > 1 else str(e)) from None
+        paths = _draw_into(out, lambda d: [plots.dynamics(res, b, d, **picks) for b in benches])
     else:
         benches = _plot_benches(res, results, kind, bench)
-        paths = _draw_into(out, lambda d: [getattr(plots, kind.value)(res, b, d) for b in benches])
+        paths = _draw_into(out, lambda d: [plots.learning(res, b, d) for b in benches])
     for p in paths:
         console.print(f"wrote {p} (+ .svg)")
 

@@ -10,7 +10,7 @@ from messplus.common import UserError
 from messplus.sim.results import Results
 from messplus.sim.routers import MESSPLUS
 
-CONFIG = ("V", "c", "k", "feedback", "cost_estimate")
+CONFIG = ("V", "c", "k", "feedback", "cost_estimate", "learn")
 
 
 def labelled(runs: pl.LazyFrame) -> pl.LazyFrame:

@@ -1,11 +1,18 @@
 import json
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from messplus.analysis.cli import app as analysis_app
+from messplus.analysis.tables import labelled
 from messplus.sim.results import KEY as RESULTS_KEY
+from messplus.sim.results import open_results
 from tests.conftest import cli
 from tests.test_cli_traces import assert_one_line_error
 
@@ -109,3 +116,132 @@ def test_latex_escapes_hostile_model_names_and_numbers_share_their_decimals():
     assert pm(0.0004011, 5e-07) == "0.0004011 ± 0.0000005"
     assert pm(1234.5, 12.25) == "1234 ± 12" or pm(1234.5, 12.25) == "1235 ± 12"
     assert pm(0.0, 0.0) == "0.00 ± 0.00"
+
+
+def sweep_in_process(out, *args: str) -> None:
+    """`sim sweep` in this process (a subprocess costs seconds of imports)."""
+    from messplus.sim.cli import app
+
+    r = CliRunner().invoke(app, ["sweep", *args, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+
+
+def analysis(*args: str) -> None:
+    r = CliRunner().invoke(analysis_app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+
+
+def analysis_error(monkeypatch, capsys, *args: str) -> str:
+    """`analysis ...` in process through its console entry point: the one stderr line of a refusal (exit 2)."""
+    from messplus.analysis.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["analysis", *map(str, args)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def lean_sweep(small_trace, tmp_path_factory):
+    """What crashed the plane figure: no bound, no other policy, one seed, two benches."""
+    out = tmp_path_factory.mktemp("lean")
+    sweep_in_process(out, "--traces", str(small_trace), "--bench", "boolq,piqa", "--seeds", "42",
+                     "--methods", "messplus,single")  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def holding_sweep(small_trace, tmp_path_factory):
+    """MESS+ alone at a low V and alphas it reaches: every seed settles above alpha, each at its own request."""
+    out = tmp_path_factory.mktemp("holding")
+    sweep_in_process(out, "--traces", str(small_trace), "--bench", "boolq", "--seeds", "1,2,3", "--V", "1e-4,1e-3",
+                     "--alpha", "0.7,0.75", "--methods", "messplus")  # fmt: skip
+    return out
+
+
+def svg_texts(svg: Path) -> set[str]:
+    """Every text of an SVG figure (matplotlib keeps text as text: plots sets svg.fonttype none)."""
+    return set(re.findall(r">([^<>]+)</text>", svg.read_text()))
+
+
+def test_report_on_a_sweep_without_bounds_draws_the_plane_with_every_method(lean_sweep, tmp_path):
+    analysis("report", lean_sweep, "--out", tmp_path / "rep")
+    figures = tmp_path / "rep" / "figures"
+    assert (figures / "plane.png").read_bytes().startswith(PNG)
+    models = open_results(lean_sweep).models
+    assert {"messplus", *(f"single:{m}" for m in models)} <= svg_texts(figures / "plane.svg")
+
+
+def test_plane_svg_texts_every_method_and_bound(sweep_dir, tmp_path):
+    analysis("plot", "plane", sweep_dir, "--out", tmp_path)
+    runs = labelled(open_results(sweep_dir).runs).collect()
+    policies = set(runs.filter(pl.col("kind") == "policy")["label"])
+    bounds = {f"{m} (bound)" for m in runs.filter(pl.col("kind") == "bound")["method"] if m != "opt"}
+    assert len(policies) > 5 and bounds
+    assert policies | bounds | {"E_OPT (bound) at the SLA"} <= svg_texts(tmp_path / "plane.svg")
+
+
+def first_holding(steps: pl.DataFrame, alpha: float) -> int | None:
+    """From one run's steps: the first t after which running satisfaction stays >= alpha (None: it ends below)."""
+    below = steps.filter(pl.col("running_satisfaction") < alpha - 1e-12)["t"]
+    if below.len() and below.max() == steps["t"].max():
+        return None
+    return int(below.max()) + 1 if below.len() else 1
+
+
+def test_dynamics_marks_the_request_after_which_every_seed_holds(holding_sweep, tmp_path):
+    from messplus.analysis.plots import dynamics_runs, hold_from
+
+    runs = dynamics_runs(open_results(holding_sweep), "boolq").runs
+    steps = pl.read_parquet(holding_sweep / "steps.parquet")
+    marks = hold_from(runs).sort("V", "alpha")
+    spread_out = 0  # marks whose seeds settle at different requests: where a mean over seeds would be wrong
+    for mark in marks.iter_rows(named=True):
+        ids = runs.filter(pl.col("V") == mark["V"], pl.col("alpha") == mark["alpha"])["run_id"]
+        firsts = [first_holding(steps.filter(pl.col("run_id") == i).sort("t"), mark["alpha"]) for i in ids]
+        assert len(firsts) == 3
+        assert mark["t_all"] == (None if None in firsts else max(firsts))
+        assert mark["below"] == firsts.count(None)
+        spread_out += None not in firsts and min(firsts) < max(firsts)
+    assert marks.height == 4 and spread_out >= 1 and marks["t_all"].null_count() >= 1  # both kinds of mark
+    analysis("plot", "dynamics", holding_sweep, "--out", tmp_path)
+    texts = svg_texts(tmp_path / "dynamics_boolq.svg")
+    assert {f"t = {t}" for t in marks["t_all"].drop_nulls()} <= texts
+    assert {f"{n} of 3 seeds end below α" for n in marks.filter(pl.col("t_all").is_null())["below"]} <= texts
+
+
+def test_plot_dynamics_draws_the_alpha_V_and_c_asked_for(holding_sweep, tmp_path):
+    analysis("plot", "dynamics", holding_sweep, "--alpha", "0.75", "--V", "1e-4", "--c", "0.1", "--out", tmp_path)
+    texts = svg_texts(tmp_path / "dynamics_boolq.svg")
+    assert {"V = 0.0001", "α = 0.750"} <= texts and not {"V = 0.001", "α = 0.700"} & texts
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["dynamics", "--alpha", "0.5"], "--alpha 0.5: no MESS+ run of bench boolq has it (have: 0.700, 0.750)"),
+        (["dynamics", "--V", "0.5,1e-4"], "--V 0.5: no MESS+ run of bench boolq has it (have: 0.0001, 0.001)"),
+        (["dynamics", "--c", "3"], "--c 3: no MESS+ run of bench boolq has it (have: 0.1)"),
+        (["dynamics", "--alpha", "high"], "--alpha: expected a number, got 'high'"),
+        (["plane", "--V", "1e-4"], "--V: only `analysis plot dynamics` takes it"),
+    ],
+)
+def test_plot_refuses_a_choice_the_results_do_not_hold(holding_sweep, tmp_path, monkeypatch, capsys, args, expect):
+    err = analysis_error(monkeypatch, capsys, "plot", args[0], holding_sweep, *args[1:], "--out", tmp_path / "f")
+    assert expect in err
+    assert not (tmp_path / "f").exists()
+
+
+def test_learning_figure_says_it_is_a_mean_with_a_seed_band(holding_sweep, tmp_path):
+    analysis("plot", "learning", holding_sweep, "--out", tmp_path)
+    svg = (tmp_path / "learning_boolq.svg").read_text()
+    assert "mean over 3" in svg and "min to max over the 3 seeds" in svg
+
+
+def test_plot_dynamics_alpha_missing_from_one_of_several_benches_points_to_bench(
+    sweep_dir, tmp_path, monkeypatch, capsys
+):
+    err = analysis_error(monkeypatch, capsys, "plot", "dynamics", sweep_dir, "--alpha", "0.5", "--out", tmp_path / "f")
+    assert "no MESS+ run of bench logiqa has it" in err and "pick the bench with --bench" in err
