@@ -35,6 +35,7 @@ import pytest
 from messplus.collect.quickcheck import toy_task
 from messplus.sim.results import KEY as RESULTS_KEY
 from messplus.sim.results import VERSION as RESULTS_VERSION
+from messplus.sim.results import write_checksums
 from messplus.traces.io import Trace, write_trace
 from messplus.traces.schema import META_KEY
 from messplus.traces.synth import synth_trace
@@ -803,6 +804,7 @@ def old_results(**meta) -> Setup:
             table = pq.read_table(path)
             raw = json.loads(table.schema.metadata[RESULTS_KEY]) | meta
             pq.write_table(table.replace_schema_metadata({RESULTS_KEY: json.dumps(raw)}), path)
+        write_checksums(w / "out")
 
     return setup
 
@@ -862,21 +864,21 @@ SIM = [
     sweep_case("V-inf", "--V: must be a finite number", "--V", "inf"),
     sweep_case("V-a-word", "--V: expected a number", "--V", "fast"),
     sweep_case("lr-nan", "--lr: must be a finite number", "--lr", "nan"),
-    sweep_case("lr-negative", "--lr: -1.0 is outside (0, inf)", "--lr", "-1"),
+    sweep_case("lr-negative", "--lr: -1.0 is outside (0, 10]", "--lr", "-1"),
     sweep_case("momentum-5", "--momentum: 5.0 is outside [0, 1)", "--momentum", "5"),
-    sweep_case("weight-decay-negative", "--weight-decay: -1.0 is outside [0, inf)", "--weight-decay", "-1"),
+    sweep_case("weight-decay-negative", "--weight-decay: -1.0 is outside [0, 1]", "--weight-decay", "-1"),
     sweep_case("seeds-fraction", "--seeds: expected an integer", "--seeds", "1.5"),
     sweep_case("seeds-repeat", "--seeds: values repeat", "--seeds", "42,42"),
     sweep_case("seeds-empty", "--seeds: give at least one value", "--seeds", ""),
-    sweep_case("seeds-negative", "--seeds: -1 is outside [0, inf)", "--seeds", "-1"),
-    sweep_case("steps-every-0", "--steps-every: 0 is outside [1, inf)", "--steps-every", "0"),
+    sweep_case("seeds-negative", "--seeds: -1 is outside [0, 9.22337e+18]", "--seeds", "-1"),
+    sweep_case("steps-every-0", "--steps-every: 0 is outside [1, 9.22337e+18]", "--steps-every", "0"),
     sweep_case("alpha-empty", "--alpha: give at least one value", "--alpha", ""),
     sweep_case("alpha-above-1", "--alpha: 1.5 is outside (0, 1]", "--alpha", "1.5"),
     sweep_case("methods-empty", "--methods: give at least one value", "--methods", ""),
     sweep_case("methods-unknown", "--methods: 'magic' is not one of", "--methods", "messplus,magic"),
     sweep_case("c-nan", "--c: must be a finite number", "--c", "nan"),
     sweep_case("k-nan", "--k: must be a finite number", "--k", "nan"),
-    sweep_case("epochs-negative", "--epochs: -1 is outside [1, inf)", "--epochs", "-1"),
+    sweep_case("epochs-negative", "--epochs: -1 is outside [1, 100]", "--epochs", "-1"),
     sweep_case("epochs-a-word", "Invalid value for '--epochs'", "--epochs", "abc"),
     sweep_case("feedback-2", "--feedback: 2.0 is outside [0, 1]", "--feedback", "2"),
     sweep_case("calib-frac-0.95", "--calib-frac: 0.95 is outside [0, 0.9]", "--calib-frac", "0.95"),
@@ -887,7 +889,12 @@ SIM = [
     sweep_case("v-unit-unknown", "--v-unit: 'magic' is not one of", "--v-unit", "magic"),
     sweep_case("pooling-unknown", "--pooling: 'max' is not one of", "--pooling", "max"),
     sweep_case("input-dropout-1", "--input-dropout: 1.0 is outside [0, 1)", "--input-dropout", "1"),
-    sweep_case("max-length-0", "--max-length: 0 is outside [1, inf)", "--max-length", "0"),
+    sweep_case("max-length-0", "--max-length: 0 is outside [1, 8192]", "--max-length", "0"),
+    sweep_case("k-huge", "--k: 1e+308 is outside [0, 10]", "--k", "1e308"),
+    sweep_case("c-huge", "--c: 1e+308 is outside (0, 1e+09]", "--c", "1e308"),
+    sweep_case("V-huge", "--V: 1e+308 is outside [0, 1e+12]", "--V", "1e308"),
+    sweep_case("lr-huge", "--lr: 1000000.0 is outside (0, 10]", "--lr", "1e6"),
+    sweep_case("epochs-huge", "--epochs: 1000000000 is outside [1, 100]", "--epochs", "1000000000"),
     sweep_case("out-a-file", "exists and is not a folder", "--out", "{file}"),
     sweep_case("out-under-a-file", "is a file, not a folder", "--out", "{file}/out"),
     sweep_case("out-read-only", "is not writable", "--out", "{ro}/out"),
@@ -960,6 +967,7 @@ def results_copy(rows=None, meta=None, only: str | None = None, after: Setup | N
             raw = raw if isinstance(raw, bytes) else json.dumps(raw)
             out = df.to_arrow().replace_schema_metadata({RESULTS_KEY: raw})
             pq.write_table(out, w / "res" / f"{name}.parquet")
+        write_checksums(w / "res")  # sealed as a sweep would have written it: odd content, not damage
         if after:
             after(env, w)
 
@@ -967,12 +975,24 @@ def results_copy(rows=None, meta=None, only: str | None = None, after: Setup | N
 
 
 def damage(name: str, how: str) -> Setup:
+    """{w}/res/<name>.parquet cut short, replaced by garbage, deleted, one data byte flipped, or its rows doubled;
+    or the set's checksums deleted (name "checksums")."""
+
     def setup(env: Env, w: Path) -> None:
         path = w / "res" / f"{name}.parquet"
-        if how == "cut":
+        if name == "checksums":
+            (w / "res" / "checksums.json").unlink()
+        elif how == "cut":
             path.write_bytes(path.read_bytes()[:-200])
         elif how == "garbage":
             path.write_bytes(b"not parquet at all")
+        elif how == "flip":  # a byte in the data pages, not the footer: the file still reads
+            data = bytearray(path.read_bytes())
+            data[len(data) // 3] ^= 0xFF
+            path.write_bytes(bytes(data))
+        elif how == "double":  # a well-formed file, rows repeated: a 2-seed sweep would read as 4
+            table = pq.read_table(path)
+            pq.write_table(pa.concat_tables([table, table]), path)
         else:
             path.unlink()
 
@@ -985,6 +1005,26 @@ def analysis_case(cid: str, expect: str, *args: str, setup: Setup | None = None)
 
 REPORT = ("report", "{w}/res", "--out", "{w}/rep")
 ANALYSIS = [
+    analysis_case(
+        "report-flipped-steps",
+        "steps.parquet: does not match the checksum",
+        *REPORT,
+        setup=results_copy(after=damage("steps", "flip")),
+    ),
+    analysis_case(
+        "table-doubled-runs",
+        "runs.parquet: does not match the checksum",
+        "table",
+        "{w}/res",
+        setup=results_copy(after=damage("runs", "double")),
+    ),
+    analysis_case(
+        "table-no-checksums",
+        "no checksums.json, so its files cannot be checked",
+        "table",
+        "{w}/res",
+        setup=results_copy(after=damage("checksums", "")),
+    ),
     analysis_case("report-missing-results", "results folder not found", "report", "{w}/nope"),
     analysis_case("report-results-a-file", "results folder not found", "report", "{file}"),
     analysis_case(
@@ -1603,7 +1643,7 @@ def test_sweep_options_refuse_every_non_finite_or_out_of_range_number():
     @hyp.given(V=_numbers(hyp.strategies), lr=_numbers(hyp.strategies))
     def check(V, lr):
         cfg = SweepConfig(Vs=(float(V),), lr=float(lr))
-        if math.isfinite(V) and V >= 0 and math.isfinite(lr) and lr > 0:
+        if math.isfinite(V) and 0 <= V <= 1e12 and math.isfinite(lr) and 0 < lr <= 10:
             validate(cfg)
             return
         with pytest.raises(UserError, match=r"^--(V|lr): "):
