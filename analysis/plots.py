@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from messplus.analysis.tables import CONFIG, labelled
-from messplus.common import UserError
+from messplus.common import UserError, slug
 from messplus.sim.metrics import auc, bce
 from messplus.sim.results import Results
 from messplus.sim.routers import MESSPLUS
@@ -38,7 +38,9 @@ BAND = 0.15  # opacity of a min-to-max band over seeds
 
 
 def save(fig, out: Path, name: str) -> Path:
+    """The figure as <name>.png and .svg in out, the name made safe first (a bench may be called anything)."""
     out.mkdir(parents=True, exist_ok=True)
+    name = slug(name)
     for ext in ("png", "svg"):
         fig.savefig(out / f"{name}.{ext}", bbox_inches="tight")
     plt.close(fig)

@@ -94,6 +94,9 @@ def _command_line_errors() -> tuple[type, type]:
     return ClickException, NoArgsIsHelpError
 
 
+INTERRUPTED = 130  # the shell's exit code for a process stopped by Ctrl-C (128 + SIGINT)
+
+
 def run_cli(app: Callable[..., object]) -> None:
     """Run a typer app. A UserError, a bad command line, an OSError or an unreadable data file becomes one line
     `error: ...` on stderr and exit code 2, never a traceback (MESSPLUS_DEBUG=1 re-raises the last two)."""
@@ -104,6 +107,9 @@ def run_cli(app: Callable[..., object]) -> None:
     logging.getLogger("messplus").setLevel(logging.INFO)  # our own progress notes
     try:
         code = app(standalone_mode=False)
+        if code == INTERRUPTED:  # typer turns Ctrl-C into a quiet exit 130: say so, as for any other stop
+            _fail("interrupted; every output is written whole or not at all, so what was there before is intact",
+                  INTERRUPTED)  # fmt: skip
         _flush_stdout()
     except UserError as e:
         _fail(str(e))
@@ -113,7 +119,7 @@ def run_cli(app: Callable[..., object]) -> None:
     except command_line_error as e:  # click's own message, without the usage box around it
         _fail(e.format_message())
     except typer.Abort:
-        _fail("interrupted", 130)
+        _fail("interrupted", INTERRUPTED)
     except Exception as e:
         message = fault_message(e)
         if message is None or os.environ.get(DEBUG_ENV) == "1":

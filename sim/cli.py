@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from messplus.common import UserError, check_out_folder, pick_device, progress_bars, run_cli
+from messplus.common import UserError, pick_device, progress_bars, run_cli
 from messplus.common.options import command
 from messplus.sim import presets
 from messplus.sim.config import SweepConfig
@@ -228,18 +228,17 @@ def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
     plus each margin). Writes plan.parquet (each family's best per bench, the pick marked) and risk_<bench>.png
     (share of orders that met the SLA against cost). Empirical: it covers orders of this trace, not a stream with
     another mix of requests."""
-    from messplus.sim.plan import risk_figure, run_plan, write_plan
+    from messplus.sim.plan import check_plan_out, risk_figure, run_plan, write_plan
     from messplus.sim.results import UNITS
 
-    check_out_folder(out)
-    if traces.is_dir() and out.resolve() == traces.resolve():
-        raise UserError(f"--out {out}: is the trace folder; plan.parquet there would be read as a trace next time")
+    check_plan_out(out, traces)
     check_plan(cfg, traces)
     with progress_bars(console) as bars:
         table, candidates = run_plan(cfg, traces, bars)
     unit = UNITS.get(cfg.cost, (cfg.cost, 1.0, cfg.cost))[2]
     rows = {b: g.to_dicts() for (b,), g in table.group_by("bench", maintain_order=True)}
-    paths = [write_plan(table, cfg, traces, out), *(risk_figure(candidates[b], rows[b], unit, out) for b in rows)]
+    figures = lambda folder: [risk_figure(candidates[b], rows[b], unit, folder) for b in rows]  # noqa: E731
+    paths = write_plan(table, cfg, traces, out, figures)
     console.print(plan_table(table, unit))
     console.print(f"-> {', '.join(map(str, paths))}")
 

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from messplus.common import pick_device
+from messplus.common import UserError, pick_device
 from messplus.sim import base_rate
 from messplus.sim.bench import Bench
 from messplus.sim.config import SweepConfig
@@ -37,8 +37,20 @@ def train(
     todo = [g for _, gs in keyed.values() for g in gs if not idle(g)]
     flat = iter(predict_groups(todo, pick_device(cfg.device), dtype, progress))
     unread = lambda g: Trained(np.full((len(g.stream), g.Y.shape[1]), np.nan), float("nan"))  # noqa: E731
-    return {name: (keys, gs, [unread(g) if idle(g) else answer(g, next(flat)) for g in gs])
+    where = lambda name, key: f"bench {name}, seed {key[0]}, c={key[1]:g}, k={key[2]:g}"  # noqa: E731
+    return {name: (keys, gs, [unread(g) if idle(g) else answer(g, finite(next(flat), where(name, key), g.cfg))
+                              for key, g in zip(keys, gs, strict=True)])
             for name, (keys, gs) in keyed.items()}  # fmt: skip
+
+
+def finite(tr: Trained, where: str, cfg) -> Trained:
+    """A head whose predictions went NaN or infinite diverged: the run stops with one line naming the setting,
+    rather than reporting numbers no predictor made."""
+    if not np.isfinite(tr.own).all():
+        raise UserError(f"{where}: the predictor's predictions went non-finite (lr {cfg.lr:g}, momentum "
+                        f"{cfg.momentum:g}, epochs {cfg.epochs}, clip {cfg.clip_norm:g}): its steps diverge on these "
+                        "inputs; lower --lr or --momentum, or clip with --clip-norm")  # fmt: skip
+    return tr
 
 
 def answer(g: Group, tr: Trained) -> Trained:
@@ -204,7 +216,8 @@ def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has
     hid = torch.nn.functional.layer_norm(torch.as_tensor(X[g.explored] @ W1.T + theta[: len(W1)]), (len(W1),))
     hid = hid.numpy() * theta[len(W1) : 2 * len(W1)] + theta[2 * len(W1) : 3 * len(W1)]
     dead = float((hid <= 0).all(0).mean()) if len(hid) else float("nan")
-    quality = diagnose(Trained(shat, dead, head.astype(np.float64)), sat, g.explored)
+    where = f"bench {b.name}, seed {seed}, learning from feedback"
+    quality = diagnose(finite(Trained(shat, dead, head.astype(np.float64)), where, p), sat, g.explored)
     return chosen, q, lindley((alpha - sat[np.arange(S), chosen])[None])[0], shat, quality, labels
 
 

@@ -39,13 +39,13 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from messplus.common import UserError
+from messplus.common import UserError, atomic_folder, check_out_folder, recover_folder
 from messplus.common.options import opt, validate
 from messplus.sim import mess
 from messplus.sim.bench import Bench, alpha_rules, check_alphas, load, resolve_alphas
 from messplus.sim.config import ALPHA_HELP, MAX_C, MAX_K, MAX_V, Alpha, Cost, SweepConfig
 from messplus.sim.inputs import Inputs
-from messplus.sim.results import KEY, VERSION, options
+from messplus.sim.results import CHECKSUMS, KEY, VERSION, options, write_checksums
 from messplus.sim.routers import MESSPLUS, Split, registry
 from messplus.sim.routers.bounds import accuracy_price
 from messplus.traces.dense import to_arrays
@@ -476,10 +476,34 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def write_plan(table: pl.DataFrame, cfg: PlanConfig, traces: Path, out: Path) -> Path:
-    """plan.parquet, with the options and version in its metadata as for a sweep's results."""
+PLAN_FILE = "plan.parquet"
+
+
+def check_plan_out(out: Path, traces: Path) -> None:
+    """Before any work: --out is a folder we may replace with a plan set (absent, empty, or a plan set already),
+    never the trace folder, a sweep's results or any other folder, in a writable place."""
+    recover_folder(out)
+    check_out_folder(out)
+    if traces.is_dir() and out.resolve() == traces.resolve():
+        raise UserError(f"--out {out}: is the trace folder; plan.parquet there would be read as a trace next time")
+    ours = lambda name: name in (PLAN_FILE, CHECKSUMS) or name.startswith("risk_")  # noqa: E731
+    foreign = sorted(p.name for p in out.iterdir() if not ours(p.name)) if out.is_dir() else []
+    if foreign:
+        raise UserError(f"--out {out}: holds {foreign[0]!r}, so it is not a plan folder; choose another --out")
+
+
+def write_plan(table: pl.DataFrame, cfg: PlanConfig, traces: Path, out: Path, figures) -> list[Path]:
+    """The plan set, atomically (temporary folder, then rename over `out`, as a sweep's results): plan.parquet,
+    with the options and version in its metadata, each figure figures(folder) draws, and their checksums. A kill
+    leaves the old set whole; a replan of one bench leaves no other bench's stale figure behind."""
     meta = {"results_version": VERSION, "messplus_version": version("messplus"), "options": options(cfg, traces)}
-    return write_parquet(table, out / "plan.parquet", {KEY: meta})
+    try:
+        with atomic_folder(out) as new:
+            written = [write_parquet(table, new / PLAN_FILE, {KEY: meta}), *figures(new)]
+            write_checksums(new)
+    except OSError as e:
+        raise UserError(f"--out {out}: could not write the plan ({e.strerror or e})") from None
+    return [out / p.name for p in written]
 
 
 def risk_figure(candidates: pl.DataFrame, rows: list[dict], unit: str, out: Path) -> Path:

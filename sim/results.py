@@ -281,6 +281,9 @@ def open_results(folder: str | Path) -> Results:
     recover_folder(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: results folder not found (write one with `sim sweep --out {folder}`)")
+    if (folder / "plan.parquet").is_file():
+        raise UserError(f"{folder}: is a plan (`sim plan`), not a sweep's results: read plan.parquet and its risk "
+                        "figures there, or give the folder of a `sim sweep`")  # fmt: skip
     metas = {}
     for name in NAMES:
         path = folder / f"{name}.parquet"

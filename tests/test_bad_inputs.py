@@ -1650,3 +1650,41 @@ def test_sweep_options_refuse_every_non_finite_or_out_of_range_number():
             validate(cfg)
 
     check()
+
+
+@pytest.mark.parametrize(
+    ("target", "args"),
+    [
+        ("messplus.sim.sweep.run_sweep", ("sim", "sweep", "--traces", "{trace}", "--out", "{out}", "--overwrite")),
+        (
+            "messplus.sim.plan.run_plan",
+            ("sim", "plan", "--traces", "{trace}", "--seeds", "0-3", "--confidence", "0.5", "--out", "{out}"),
+        ),
+        ("messplus.sim.embed.embed_texts", ("sim", "embed", "--traces", "{trace}", "--encoder", "{encoder}")),
+    ],
+    ids=["sweep", "plan", "embed"],
+)
+def test_ctrl_c_is_one_interrupted_line_and_exit_130(target, args, env, tiny_encoder, tmp_path, monkeypatch):
+    """Ctrl-C (a KeyboardInterrupt wherever the work is) says so in one line, exits 130, and leaves what was at
+    --out before as it was."""
+    import importlib
+
+    out = tmp_path / "out"
+    shutil.copytree(env.results, out)  # something to keep: results, or for a plan an earlier plan's files
+    if "plan" in args:
+        shutil.rmtree(out)
+        out.mkdir()
+        (out / "plan.parquet").write_bytes((env.results / "runs.parquet").read_bytes())
+        (out / "risk_logiqa.png").write_bytes(b"an earlier figure")
+    before = snapshot(out)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    module, name = target.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, interrupted)
+    argv = [a.format(trace=env.trace, out=out, encoder=tiny_encoder) for a in args]
+    r = run_main(*argv, cwd=tmp_path)
+    assert r.returncode == 130
+    one_error_line(r.stderr, "interrupted")
+    assert snapshot(out) == before
