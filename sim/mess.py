@@ -9,14 +9,14 @@ import numpy as np
 import polars as pl
 import torch
 
-from messplus.common import UserError, pick_device
+from messplus.common import UserError, check_memory, pick_device
 from messplus.sim import base_rate
 from messplus.sim.bench import Bench
 from messplus.sim.config import SweepConfig
 from messplus.sim.draws import explore_prob
 from messplus.sim.engine import cost_estimates, explore_answers, replay_queues
 from messplus.sim.metrics import GAP_SLACK, auc_z, bce, lindley, nan_to_none, outcome, ranks_agree, z_critical
-from messplus.sim.predictor import Group, Trained, initial_theta, predict_groups
+from messplus.sim.predictor import Group, Trained, initial_theta, memory_needed, predict_groups
 from messplus.sim.results import PREDICTION_SCHEMA, Block
 from messplus.sim.routers import MESSPLUS
 from messplus.sim.routers.bounds import accuracy_price
@@ -35,6 +35,10 @@ def train(
     keyed = {name: groups(cfg, b, dtype) for name, b in benches.items()}
     idle = lambda g: decisions_only and bool(g.explored.all())  # noqa: E731
     todo = [g for _, gs in keyed.values() for g in gs if not idle(g)]
+    if todo and pick_device(cfg.device) == "cpu":
+        h = todo[0].X.shape[1]
+        check_memory(memory_needed(todo, dtype), f"training {len(todo)} predictor trajectories on {h}-dim inputs",
+                     "give fewer --seeds, --c or --k values or benches per sweep, or inputs of fewer dimensions")  # fmt: skip
     flat = iter(predict_groups(todo, pick_device(cfg.device), dtype, progress))
     unread = lambda g: Trained(np.full((len(g.stream), g.Y.shape[1]), np.nan), float("nan"))  # noqa: E731
     where = lambda name, key: f"bench {name}, seed {key[0]}, c={key[1]:g}, k={key[2]:g}"  # noqa: E731

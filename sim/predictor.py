@@ -366,6 +366,17 @@ def _merge(plan: _Plan, n: int, ck: _Checkpoint, win: _Window, folds: torch.Tens
     ck.WV, ck.spare, ck.rows = ck.spare, ck.WV, R
 
 
+def memory_needed(groups: list[Group], dtype: torch.dtype) -> int:
+    """Bytes predict_groups holds at its peak, about: per trajectory its explicit W1 and momentum buffer and their
+    spare (4 h x h), its predictions and the gate's copies ([S, M] x 3, float64), and one window of units."""
+    if not groups:
+        return 0
+    h, M = groups[0].X.shape[1], groups[0].Y.shape[1]
+    item = torch.empty(0, dtype=dtype).element_size()
+    per = 4 * h * h * item + 3 * 8 * M * max(len(g.stream) for g in groups) + WINDOW * (3 * h + 2 * M) * item * 4
+    return len(groups) * per
+
+
 @torch.no_grad()
 def predict_groups(
     groups: list[Group], device: str = "cpu", dtype: torch.dtype = torch.float32, progress=None, window: int = 0

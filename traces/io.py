@@ -120,6 +120,8 @@ def read_trace(path: str | Path) -> Trace:
     """Read and validate one trace file; every problem is a one-line UserError."""
     path = Path(path)
     refuse_pickle(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a trace file")
     if not path.is_file():
         raise UserError(f"{path}: trace file not found")
     table = _read_table(path)

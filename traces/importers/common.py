@@ -36,7 +36,7 @@ def read_table(path: Path) -> pl.DataFrame:
 def read_text(path: Path) -> str:
     """A UTF-8 text file's content (JSON, JSONL); another encoding is one line naming the file and the byte."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is not content
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
 

@@ -351,6 +351,10 @@ def _apply_costs(long: pl.DataFrame, costs: Path, report: list[str]) -> pl.DataF
     per_request = "doc_id" in table.columns
     on = ["model", "doc_id"] if per_request else ["model"]
     table = numeric(table, cols, str(costs)).select([pl.col(c).cast(pl.String) for c in on] + cols)
+    twice = table.filter(pl.struct(on).is_duplicated()).head(1)
+    if not twice.is_empty():  # a join would double the trace's rows, and the trace's check would blame those
+        key = ", ".join(f"{c} {twice[c][0]!r}" for c in on)
+        raise UserError(f"{costs}: {key} appears on more than one row; give each {' and '.join(on)} one row")
     named = table["model"].unique(maintain_order=True).to_list()
     absent = next((m for m in long["model"].unique(maintain_order=True) if m not in named), None)
     if absent is not None:
@@ -397,6 +401,10 @@ def import_lmeval(
     names = _names(runs, names)
     toks = tokenizers(tokenizer, runs, names)
     common = set.intersection(*(set(r.samples) for r in runs))
+    if not tasks and not common:
+        each = "; ".join(f"{n}: {', '.join(sorted(r.samples))}" for n, r in zip(names, runs, strict=True))
+        raise UserError(f"the models share no task, so no request has every model's answer ({each}); import "
+                        "folders that ran the same tasks")  # fmt: skip
     tasks = tasks or sorted(common)
     for name, run in zip(names, runs, strict=True):
         missing = [t for t in tasks if t not in run.samples]
