@@ -141,10 +141,13 @@ def main_table_columns(cost: str, models: list[str]) -> list[str]:
             "satisfaction_pct_std", "sla_met", "seeds_met", "cost_vs_opt", *[f"share_{m}" for m in reversed(models)]]  # fmt: skip
 
 
-def pm(mean: float, sd: float, digits: int = 4) -> str:
-    """mean ± sd with the same decimals: as many as `digits` significant digits of the mean need."""
+def pm(mean: float | None, sd: float | None, digits: int = 4) -> str:
+    """mean ± sd with the same decimals: as many as `digits` significant digits of the mean need; "-" for a figure
+    that does not exist (null: no run had one)."""
+    if mean is None or not math.isfinite(mean):
+        return "-"
     d = max(0, digits - 1 - math.floor(math.log10(abs(mean)))) if mean else 2
-    return f"{mean:.{d}f} ± {sd:.{d}f}"
+    return f"{mean:.{d}f} ± {sd or 0.0:.{d}f}"
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

@@ -102,6 +102,15 @@ class Staged:
     blocks: np.ndarray | None
 
 
+def memory_needed(cfg: SweepConfig, T: int, M: int, h: int) -> int:
+    """Bytes one bench needs, about, before any result: each seed's draws (a first layer of h x h, float32, and two
+    more while one is drawn) and, where MESS+ runs, each predictor trajectory's explicit first layer, its momentum
+    buffer and their spare (4 h x h in the predictor's dtype; sim.predictor.memory_needed is the fuller count)."""
+    draws = 4 * ((len(cfg.seeds) + 2) * h * h + len(cfg.seeds) * (M + 3) * h + 4 * T)
+    trajectories = len(cfg.seeds) * len(cfg.cs) * len(cfg.ks) if "messplus" in cfg.methods else 0
+    return draws + trajectories * 4 * h * h * (8 if cfg.dtype == "float64" else 4)
+
+
 def stage(cfg: SweepConfig, trace: Trace, bench: str, stream: Stream | None = None) -> Staged:
     """The cheap half of `load`: arrays, the cost column, the calibration split, each checked."""
     arrays = to_arrays(trace, bench)
@@ -133,9 +142,8 @@ def load(cfg: SweepConfig, trace: Trace | Staged, bench: str, given: Inputs | No
     if X.shape[0] != T:
         raise UserError(f"bench {bench}: {X.shape[0]} input rows for {T} requests")
     alphas = resolve_alphas(arrays.satisfied.mean(0), cfg.alphas, bench)
-    h = X.shape[1]
-    check_memory(len(cfg.seeds) * 4 * (h * h + (M + 3) * h + 4 * T), f"bench {bench}: {len(cfg.seeds)} seeds' draws "
-                 f"(a {h} x {h} first layer each)", "give fewer --seeds, or inputs of fewer dimensions")  # fmt: skip
+    check_memory(memory_needed(cfg, T, M, X.shape[1]), f"bench {bench}: {len(cfg.seeds)} seed{'s' * (len(cfg.seeds) != 1)} on {X.shape[1]}-dim "
+                 "inputs", "give fewer --seeds (or --c, --k values), or inputs of fewer dimensions")  # fmt: skip
     draws = {
         s: draw(s, T, st.n_calib, X.shape[1], M, pred.epochs, pred.dropout, pred.input_dropout, st.blocks)
         for s in cfg.seeds
