@@ -2,7 +2,7 @@
 folder (with ../shared beside it when there is one, as in a checkout), then runs every command of the README's
 bash blocks there, in order, and prints one row per command: its exit code, time and last line of output.
 
-Skipped, and said so: lines whose comment says `(GPU)`, the install line (`pip install ...`: this environment is
+Skipped, and said so: lines whose comment says `(GPU)`, the install steps (`pip install ...`: this environment is
 already installed from the same files; `--install` makes a fresh virtual environment in the clone instead, which
 takes minutes), and the test suite (`--tests` runs it too).
 
@@ -39,10 +39,15 @@ def commands(readme: str) -> list[str]:
     return out
 
 
-def skipped(command: str, install: bool, tests: bool) -> str | None:
+def without_install(command: str) -> str:
+    """The command with its `pip install ...` steps (joined by &&) left out: this environment has them."""
+    return " && ".join(p.strip() for p in command.split("&&") if not p.strip().startswith("pip install"))
+
+
+def skipped(command: str, tests: bool) -> str | None:
     if "(GPU)" in command:
         return "needs a GPU"
-    if command.startswith("pip install") and not install:
+    if not command:
         return "installed already (--install to redo it in the clone)"
     if "pytest" in command and not tests:
         return "the test suite (--tests to run it)"
@@ -66,9 +71,12 @@ def main() -> None:
         path = f"{env_bin}:/usr/bin:/bin"
         print("| # | command | exit | seconds | last line |\n|---|---|---|---|---|")
         failed = 0
-        for i, cmd in enumerate(commands((clone / "README.md").read_text()), 1):
-            why = skipped(cmd, args.install, args.tests)
-            shown = cmd if len(cmd) < 90 else cmd[:87] + "..."
+        for i, given in enumerate(commands((clone / "README.md").read_text()), 1):
+            cmd = given if args.install else without_install(given)
+            why = skipped(cmd, args.tests)
+            shown = given if len(given) < 90 else given[:87] + "..."
+            if cmd != given and not why:
+                shown += " (its pip install left out: installed already)"
             if why:
                 print(f"| {i} | `{shown}` | skipped | | {why} |", flush=True)
                 continue
