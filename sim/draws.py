@@ -20,6 +20,7 @@ class Draws:
     keep_masks(positions) -> two [n, epochs, h]: hidden and input dropout keep-masks for training there
     W1 [h, h], b1 [h], W2 [M, h], b2 [M]: head initialisation (torch's default Linear init)
     choice_u:   [S]  uniforms for randomised baselines (educated guessing)
+    noise:   [S, M]  standard normals for online policies that sample (Thompson sampling)
     """
 
     seed: int
@@ -36,6 +37,7 @@ class Draws:
     W2: np.ndarray
     b2: np.ndarray
     choice_u: np.ndarray
+    noise: np.ndarray
 
     def output_layer(self, residual: bool) -> tuple[np.ndarray, np.ndarray]:
         """The head's initial W2 [M, h] and b2 [M]: zero for the residual head, whose output then starts as the
@@ -83,7 +85,7 @@ def draw(
 ) -> Draws:
     """Everything random in a run, from the seed. blocks [T] (a drift stream's part per request): serve the parts
     in order, each shuffled, instead of one random order."""
-    seqs = np.random.SeedSequence(seed).spawn(6)
+    seqs = np.random.SeedSequence(seed).spawn(7)  # children by index: one added never changes the others
     rs = [np.random.default_rng(s) for s in seqs]
     S = T - n_calib
     bound = np.float32(1.0 / np.sqrt(h))  # nn.Linear's weight and bias init are both U(-1/sqrt(fan_in), ..)
@@ -106,6 +108,7 @@ def draw(
         W2=init(M, h),
         b2=init(M),
         choice_u=rs[5].random(S),
+        noise=rs[6].standard_normal((S, M)),
     )
 
 

@@ -23,7 +23,6 @@ to exploring every request before the deadline, whose answers come from the best
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import math
 import re
@@ -46,8 +45,9 @@ from messplus.sim.bench import Bench, alpha_rules, check_alphas, load, resolve_a
 from messplus.sim.config import ALPHA_HELP, MAX_C, MAX_K, MAX_V, Alpha, Cost, SweepConfig
 from messplus.sim.inputs import Inputs
 from messplus.sim.results import CHECKSUMS, KEY, VERSION, options, write_checksums
-from messplus.sim.routers import MESSPLUS, Split, registry
+from messplus.sim.routers import MESSPLUS, registry
 from messplus.sim.routers.bounds import accuracy_price
+from messplus.sim.sweep import routes
 from messplus.traces.dense import to_arrays
 from messplus.traces.io import load_benches, write_parquet
 
@@ -178,7 +178,7 @@ def up_to(b: Bench, H: int) -> Bench:
     explorations up to H depend on nothing after it (the explore probability of position t is c / t^k, the
     predictor at t has seen only what came before), so they are exactly those of the whole stream."""
     cut = {s: replace(d, order=d.order[: d.n_calib + H], explore_u=d.explore_u[:H], feedback_u=d.feedback_u[:H],
-                      choice_u=d.choice_u[:H]) for s, d in b.draws.items()}  # fmt: skip
+                      choice_u=d.choice_u[:H], noise=d.noise[:H]) for s, d in b.draws.items()}  # fmt: skip
     return replace(b, draws=cut)
 
 
@@ -206,21 +206,24 @@ def outcomes(scfg: SweepConfig, b: Bench, at: np.ndarray, progress=None) -> pl.D
 
 
 def router_outcomes(scfg: SweepConfig, b: Bench, at: np.ndarray, only: str | None = None) -> pl.DataFrame:
-    """One row per (seed, router setting) of every deployable policy in sim.routers (or the method `only`): each
-    fitted on the seed's calibration split, then routing its stream, handed each of b's alphas (those of a
-    per-model method, which read none, once, with no alpha_target)."""
+    """One row per (seed, router setting) of every deployable policy in sim.routers (or the run name `only`), as
+    `sim sweep` routes them (sim.sweep.routes): fitted on the seed's calibration split, then routing its stream,
+    handed each of b's alphas, and each V for an online policy; a per-model method, which reads no alpha, once,
+    with no alpha_target."""
+    methods = registry()
+    deployable = tuple(m.name for m in methods.values() if m.deployable and m.make is not None)
+    cfg = replace(scfg, methods=deployable if only is None else (only.split(":")[0],))
     rows = []
-    for method in (m for m in registry().values() if m.deployable and m.make is not None):
-        variants = [(n, r) for n, r in method.variants(b.models) if only is None or n == only]
-        for seed, (name, router) in itertools.product(scfg.seeds, variants):
-            d = b.draws[seed]
-            calib, stream = b.split(d.calib), b.split(d.stream)
-            router.fit(calib, Split(b.X, b.arrays.satisfied, b.E))
-            for target in [None] if method.per_model else b.alphas:
-                chosen = router.route(stream, b.alphas[0] if target is None else target, d.choice_u)[:, None]
-                sat, cost = (np.take_along_axis(a, chosen, 1).T for a in (stream.S, stream.E))  # [1, S'] each
-                rows.append({"family": method.name, "method": name, "alpha_target": target, "V": None, "c": None,
-                             **{k: v[0] for k, v in judged_runs(sat, cost, at).items()}})  # fmt: skip
+    for seed in scfg.seeds:
+        seen, stream = set(), b.split(b.draws[seed].stream)
+        for name, _, alpha, V, chosen in routes(cfg, b, seed):
+            per_model = methods[name.split(":")[0]].per_model
+            if (only is not None and name != only) or (per_model and name in seen):
+                continue
+            seen.add(name)
+            sat, cost = (np.take_along_axis(a, chosen[:, None], 1).T for a in (stream.S, stream.E))  # [1, S'] each
+            rows.append({"family": name.split(":")[0], "method": name, "alpha_target": None if per_model else alpha,
+                         "V": V, "c": None, **{k: v[0] for k, v in judged_runs(sat, cost, at).items()}})  # fmt: skip
     schema = {"family": pl.String, "method": pl.String, "alpha_target": pl.Float64, "V": pl.Float64,
               "c": pl.Float64, "running": pl.Float64, "cost": pl.Float64, "cost_stream": pl.Float64}  # fmt: skip
     return pl.DataFrame(rows, schema=schema)

@@ -106,18 +106,24 @@ def bench_blocks(cfg: SweepConfig, b: Bench, trained: tuple[list, list, list]) -
     yield from bound_blocks(cfg, b)
 
 
-def routes(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[tuple[str, str, float, np.ndarray]]:
-    """(run name, kind, alpha, chosen [S]) of each chosen router, fitted on this seed's calibration split, for every
-    alpha."""
+def routes(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[tuple[str, str, float, float | None, np.ndarray]]:
+    """(run name, kind, alpha, V, chosen [S]) of each chosen router, fitted on this seed's calibration split, for
+    every alpha (and every V, for an online policy; None for the others)."""
     methods, d = registry(), b.draws[seed]
     chosen = [m for m in cfg.methods if methods[m].routes]
     if not chosen:  # the splits copy the inputs: not for nothing on a million-request stream
         return
     calib, stream, whole = b.split(d.calib), b.split(d.stream), Split(b.X, b.arrays.satisfied, b.E)
+    scale = mess.cost_unit(cfg, b)
     for m in chosen:
+        kind = methods[m].kind
         for name, router in methods[m].variants(b.models):
             router.fit(calib, whole)
-            yield from ((name, methods[m].kind, a, router.route(stream, a, d.choice_u)) for a in b.alphas)
+            if methods[m].online:
+                for a, V in itertools.product(b.alphas, cfg.Vs):
+                    yield name, kind, a, V, router.run(stream, a, V / scale, d.noise)
+            else:
+                yield from ((name, kind, a, None, router.route(stream, a, d.choice_u)) for a in b.alphas)
 
 
 def router_blocks(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[Block]:
@@ -125,12 +131,14 @@ def router_blocks(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[Block]:
     found = list(routes(cfg, b, seed))
     if not found:
         return
-    names, kinds, alphas, choices = zip(*found, strict=True)
+    names, kinds, alphas, Vs, choices = zip(*found, strict=True)
     alpha, chosen = np.array(alphas), np.stack(choices)
     stream, R = b.split(b.draws[seed].stream), len(found)
     S, E = (np.broadcast_to(a, (R, *a.shape)) for a in (stream.S, stream.E))  # [R, S, M]
     config, reference = b.columns(np.full(R, seed), alpha)
     config |= {"method": list(names), "kind": list(kinds), "cost": [cfg.cost] * R}
+    if any(V is not None for V in Vs):
+        config |= {"V": [np.nan if V is None else V for V in Vs], "v_unit": [cfg.v_unit] * R}
     o = outcome(chosen, np.zeros_like(chosen, dtype=bool), S, E, alpha)
     parts = b.stream_parts(np.broadcast_to(b.draws[seed].stream, (R, len(stream.S))))
     yield Block(b.name, config, alpha, reference, len(stream.S), outcome=o, parts=parts, part_names=b.part_names)

@@ -1,7 +1,8 @@
 """Routers: every method besides MESS+ itself, and the bounds every method is judged against.
 
 A policy is fitted once per seed on the calibration split (some also know the whole bench in advance; their help
-says so), then routes that seed's scored stream for each alpha, returning the chosen model per request. A bound
+says so), then routes that seed's scored stream for each alpha, returning the chosen model per request. An online
+policy (MESS+'s rivals) learns while it routes, from the outcome of the model it chose, once per alpha and V. A bound
 returns the (satisfaction, cost per request) of the stream's best policy of some class directly. Each lives in
 its own module in this package and registers itself with `@register`, so adding a baseline is one new file; the
 sweep writes each run's `kind`, which is what tables and figures read.
@@ -37,6 +38,19 @@ class Policy(Protocol):
         """chosen [S] model per stream request, for SLA alpha; u [S] are the seed's uniforms for random choices."""
 
 
+class OnlinePolicy(Protocol):
+    """A policy that learns while it routes: it decides each request from what it observed before it, and then
+    observes the outcome and cost of the model it chose only (bandit feedback; no request is sent to every model).
+    Its settings are the SLA alpha and the cost weight V, as MESS+'s."""
+
+    def fit(self, calib: Split, bench: Split) -> None:
+        """What it may know before the stream (most know nothing; say so in the help)."""
+
+    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray) -> np.ndarray:
+        """chosen [S] model per stream request; noise [S, M] the seed's standard normals, for policies that
+        sample. Each policy has a per-request spec (`spec` in its module) that this equals decision by decision."""
+
+
 class Bound(Protocol):
     def bound(self, stream: Split, alpha: float) -> tuple[float, float]:
         """(satisfaction, cost per request) on the stream; cost inf when nothing in its class reaches alpha."""
@@ -55,7 +69,12 @@ class Method:
     @property
     def routes(self) -> bool:
         """Whether it chooses a model per request (a Policy; the oracle too), rather than bounding the cost."""
-        return self.make is not None and hasattr(self.make, "route")
+        return self.make is not None and (hasattr(self.make, "route") or self.online)
+
+    @property
+    def online(self) -> bool:
+        """Whether it learns while it routes (an OnlinePolicy: one run per alpha and V)."""
+        return self.make is not None and hasattr(self.make, "run")
 
     def variants(self, models: tuple[str, ...]) -> list[tuple[str, Policy | Bound]]:
         """(run name, fresh instance) for each run this method contributes."""
