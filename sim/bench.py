@@ -29,6 +29,7 @@ class Bench:
     pred: PredictorConfig  # the predictor settings for this bench
     family: str  # the preset table they came from
     E: np.ndarray  # [T, M] the minimised cost
+    latency: np.ndarray | None  # [T, M] seconds, where a latency SLA is set
     alphas: tuple[float, ...]
     draws: dict[int, Draws]
     bounds: dict[tuple[int, float], tuple[float, float, float]]  # (seed, alpha) -> E_OPT, mix sat, mix cost
@@ -40,7 +41,8 @@ class Bench:
         return tuple(self.arrays.models)
 
     def split(self, rows: np.ndarray) -> Split:
-        return Split(self.X[rows], self.arrays.satisfied[rows], self.E[rows])
+        lat = None if self.latency is None else self.latency[rows]
+        return Split(self.X[rows], self.arrays.satisfied[rows], self.E[rows], lat)
 
     @property
     def n_stream(self) -> int:
@@ -96,6 +98,7 @@ class Staged:
     name: str
     arrays: BenchArrays
     E: np.ndarray  # [T, M] the minimised cost
+    latency: np.ndarray | None  # [T, M] seconds, where a latency SLA is set
     n_calib: int
     stream: Stream | None
     parts: np.ndarray | None
@@ -128,7 +131,13 @@ def stage(cfg: SweepConfig, trace: Trace, bench: str, stream: Stream | None = No
     if cfg.v_unit == "largest" and not E[:, -1].mean() > 0:
         raise UserError(f"bench {bench}: --v-unit largest divides costs by the largest model's mean {cfg.cost}, "
                         "which is 0 here; use --v-unit raw")  # fmt: skip
-    return Staged(bench, arrays, E, n_calib, stream, parts, blocks)
+    latency = None
+    if cfg.latency_sla is not None:
+        if "latency_s" not in arrays.costs:
+            raise UserError(f"bench {bench}: --latency-sla needs each request's latency, and the trace's latency_s "
+                            f"is empty or incomplete here")  # fmt: skip
+        latency = arrays.costs["latency_s"]
+    return Staged(bench, arrays, E, latency, n_calib, stream, parts, blocks)
 
 
 def load(cfg: SweepConfig, trace: Trace | Staged, bench: str, given: Inputs | None = None, progress=None,
@@ -153,4 +162,5 @@ def load(cfg: SweepConfig, trace: Trace | Staged, bench: str, given: Inputs | No
         Ss, Es = arrays.satisfied[draws[s].stream], st.E[draws[s].stream]
         bounds[s, a] = (opt_cost(Ss, Es, a), *mix_bound(Ss, Es, a))
     names = st.stream.parts if st.stream is not None else ()
-    return Bench(bench, arrays, X, inputs.encoder, pred, inputs.family, st.E, alphas, draws, bounds, st.parts, names)
+    return Bench(bench, arrays, X, inputs.encoder, pred, inputs.family, st.E, st.latency, alphas, draws, bounds,
+                 st.parts, names)  # fmt: skip

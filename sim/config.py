@@ -69,6 +69,7 @@ class RunConfig:
     seed: int = 0
     explore_serve: ExploreServe = "best"
     learn: Learn = "explored"
+    latency_sla: float | None = None  # a second SLA on mean latency, kept by a second queue
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,10 @@ class SweepConfig:
                                                  "sees a GPU.")
     dtype: Literal["float32", "float64"] = opt("float32", "Predictor arithmetic.")
     steps_every: int = opt(1, "Keep every n-th step in steps.parquet (and the last).", lo=1, hi=2**63 - 1)
+    latency_sla: float | None = opt(None, "A second SLA: mean latency at most this many seconds a request (from "
+                                    "the trace's latency_s). MESS+ and its online rivals keep a second virtual "
+                                    "queue for it (drift-plus-penalty with two queues); every method's mean "
+                                    "latency is reported against it. At most 1e6 s.", lo=0, lo_open=True, hi=1e6)
     # fmt: on
 
     def family(self, encoder: str) -> str:

@@ -14,7 +14,7 @@ from messplus.sim import base_rate
 from messplus.sim.bench import Bench
 from messplus.sim.config import SweepConfig
 from messplus.sim.draws import explore_prob
-from messplus.sim.engine import cost_estimates, explore_answers, replay_queues
+from messplus.sim.engine import Latency, cost_estimates, explore_answers, replay_queues
 from messplus.sim.metrics import GAP_SLACK, auc_z, bce, lindley, nan_to_none, outcome, ranks_agree, z_critical
 from messplus.sim.predictor import Group, Trained, initial_theta, memory_needed, predict_groups
 from messplus.sim.results import PREDICTION_SCHEMA, Block
@@ -184,9 +184,11 @@ def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], train
         answer = np.stack([served[i] for i in g])  # [R, S] model serving an exploration, -1 elsewhere
         has_fb = np.stack([b.draws[keys[i][0]].feedback_u < f for i, f in zip(g, fb, strict=True)])  # [R, S]
         ehats = np.stack([ehat[i, m] for i, m in zip(g, est, strict=True)])  # [R, S, M]
+        lat = None if b.latency is None else np.stack([b.latency[gs[i].stream] for i in g])  # [R, S, M]
         if learn == "explored":
             shat = np.stack([trained[i].shat for i in g])  # [R, S, M]
-            chosen, q, q_full = replay_queues(shat, ehats, S_runs, answer, has_fb, alpha, V / scale)
+            two = None if lat is None else latency_queue(lat, explored, est, cfg.latency_sla)
+            chosen, q, q_full = replay_queues(shat, ehats, S_runs, answer, has_fb, alpha, V / scale, two)
             seen = [quality[i] for i in g]
             labels = explored.sum(1) * S_runs.shape[2]
             for i in set(g.tolist()) - losses.keys():
@@ -197,8 +199,15 @@ def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], train
                    zip(g, zip(ehats, answer, has_fb, alpha, V / scale, strict=True), strict=True)]  # fmt: skip
             chosen, q, q_full, shat = (np.stack([run[j] for run in out]) for j in range(4))
             seen, labels, loss = [run[4] for run in out], [run[5] for run in out], bce(shat, S_runs)
-        decided = (S_runs, explored, chosen, q, q_full, loss)
+        decided = (S_runs, explored, chosen, q, q_full, loss, lat)
         yield _block(cfg, b, keys, gs, g, (learn, est, alpha, V, fb), decided, seen, labels)
+
+
+def latency_queue(lat: np.ndarray, explored: np.ndarray, est: np.ndarray, sla: float) -> Latency:
+    """The second SLA of R runs: latencies believed as costs are (each run's --cost-estimate of the latencies seen
+    on explorations), those realised (lat [R, S, M]), and the promise."""
+    lhat = np.stack([cost_estimates(lt, ex, m) for lt, ex, m in zip(lat, explored, est, strict=True)])
+    return Latency(lhat, lat, np.full(len(lat), sla))
 
 
 def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has_fb, alpha: float, V: float):
@@ -230,7 +239,7 @@ def _block(cfg: SweepConfig, b: Bench, keys, gs, g, settings, decided, quality: 
     each but learn) that, on outcomes S_runs [R, S, M] and explorations [R, S], decided (chosen, q, q_full [R, S])
     with predictor losses (loss [R, S])."""
     learn, est, alpha, V, fb = settings
-    S_runs, explored, chosen, q, q_full, loss = decided
+    S_runs, explored, chosen, q, q_full, loss, lat = decided
     E_runs = np.stack([b.E[gs[i].stream] for i in g])  # [R, S, M]
     seed, c, k = (np.array([keys[i][j] for i in g]) for j in range(3))
     config, reference = b.columns(seed, alpha)
@@ -243,7 +252,9 @@ def _block(cfg: SweepConfig, b: Bench, keys, gs, g, settings, decided, quality: 
                "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm),
                "labels_seen": np.asarray(labels)}  # fmt: skip
     config |= {col: [qual[col] for qual in quality] for col in quality[0]}
-    o = outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, loss)
+    o = outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, loss, lat)
+    if cfg.latency_sla is not None:
+        config["latency_sla"] = np.full(R, cfg.latency_sla)
     parts = b.stream_parts(np.stack([gs[i].stream for i in g]))
     return Block(b.name, config, alpha, reference, S_runs.shape[1], outcome=o, parts=parts, part_names=b.part_names)
 

@@ -21,6 +21,7 @@ class Outcome:
     q: np.ndarray  # decision queue after the step
     q_full: np.ndarray  # full-information queue after the step
     loss: np.ndarray | None = None  # predictor BCE before the step's update (MESS+ only)
+    latency: np.ndarray | None = None  # seconds the answer took (the served model's), where latencies are known
 
 
 def log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -155,13 +156,17 @@ def lindley(x: np.ndarray) -> np.ndarray:
     return w - np.minimum(np.minimum.accumulate(w, axis=1), 0.0)
 
 
-def outcome(chosen, explored, S: np.ndarray, E: np.ndarray, alpha: np.ndarray, q=None, q_full=None, loss=None):
-    """chosen/explored [R, S]; S/E [R, S, M] each run's stream satisfaction and cost. Exploring costs every model."""
-    sat = np.take_along_axis(S, chosen[..., None], axis=2)[..., 0]
-    cost = np.where(explored, E.sum(2), np.take_along_axis(E, chosen[..., None], axis=2)[..., 0])
+def outcome(chosen, explored, S: np.ndarray, E: np.ndarray, alpha: np.ndarray, q=None, q_full=None, loss=None,
+            lat: np.ndarray | None = None):  # fmt: skip
+    """chosen/explored [R, S]; S/E (and lat, latencies where known) [R, S, M] each run's stream satisfaction and
+    cost. Exploring costs every model; its answer, and so its latency, is the chosen (served) model's."""
+    pick = lambda a: np.take_along_axis(a, chosen[..., None], axis=2)[..., 0]  # noqa: E731
+    sat = pick(S)
+    cost = np.where(explored, E.sum(2), pick(E))
     if q_full is None:
         q_full = lindley(alpha[:, None] - sat)
-    return Outcome(chosen, explored, sat, cost, q if q is not None else q_full, q_full, loss)
+    latency = None if lat is None else pick(lat)
+    return Outcome(chosen, explored, sat, cost, q if q is not None else q_full, q_full, loss, latency)
 
 
 def summary(o: Outcome, alpha: np.ndarray, M: int) -> dict[str, np.ndarray]:
@@ -183,7 +188,7 @@ def summary(o: Outcome, alpha: np.ndarray, M: int) -> dict[str, np.ndarray]:
         "sla_first_ok": first_ok,
         "q_final": o.q[:, -1],
         "q_full_final": o.q_full[:, -1],
-    }
+    } | ({} if o.latency is None else {"mean_latency_s": o.latency.mean(1)})
 
 
 def steps(o: Outcome, run_ids: np.ndarray, every: int) -> dict[str, np.ndarray]:

@@ -1,5 +1,6 @@
 """What MESS+'s online rivals share (sim/routers/ts_queue.py, linucb_queue.py, primal_dual.py): the warm-up, the
-per-model running estimates from bandit feedback, and the virtual queue, each written once for the compiled kernels
+per-model running estimates from bandit feedback, and the virtual queues (satisfaction, and latency where a
+latency SLA is set), each written once for the compiled kernels
 and read by the per-request specs.
 
 Every rival routes a stream [S] of a seed with a setting (alpha, V); it observes the outcome and cost of the model
@@ -14,11 +15,13 @@ from numba import njit
 
 
 @njit(cache=True)
-def observe(n, ones, spent, m, s, c) -> None:
-    """Model m answered with satisfaction s at cost c: its count, successes and total cost grow (arrays [M])."""
+def observe(n, ones, spent, waited, m, s, c, latency) -> None:
+    """Model m answered with satisfaction s at cost c in `latency` seconds: its count, successes, total cost and
+    total latency grow (arrays [M])."""
     n[m] += 1.0
     ones[m] += s
     spent[m] += c
+    waited[m] += latency
 
 
 @njit(cache=True)
@@ -28,10 +31,21 @@ def queue_step(q: float, alpha: float, s: float) -> float:
     return 0.0 if x < 0.0 else x
 
 
-def runs(kernel, stream, alphas: np.ndarray, Vs: np.ndarray, *extra) -> np.ndarray:
-    """chosen [R, S]: the compiled kernel(S, E, alpha, V, *extra, out) run once per (alpha, V) pair [R]."""
-    out = np.empty((len(alphas), len(stream.S)), dtype=np.int64)
-    S, E = np.ascontiguousarray(stream.S, dtype=np.float64), np.ascontiguousarray(stream.E, dtype=np.float64)
-    for r, (alpha, V) in enumerate(zip(alphas, Vs, strict=True)):
-        kernel(S, E, float(alpha), float(V), *extra, out[r])
+def run(kernel, stream, alpha: float, V: float, latency_sla: float | None, *extra) -> np.ndarray:
+    """chosen [S]: the compiled kernel(S, E, lat, sla, two, alpha, V, *extra, out) over the stream. With a latency
+    SLA (two), the rival keeps a second queue, as MESS+ does (sim.engine.replay_queues); lat is the stream's
+    latencies then, and its costs otherwise (never read)."""
+    f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    S, E = f64(stream.S), f64(stream.E)
+    two = latency_sla is not None
+    lat = f64(stream.latency) if two else E
+    out = np.empty(len(S), dtype=np.int64)
+    kernel(S, E, lat, float(latency_sla) if two else np.nan, two, float(alpha), float(V), *extra, out)
     return out
+
+
+@njit(cache=True)
+def latency_step(z: float, latency: float, sla: float) -> float:
+    """The latency queue after a request answered in `latency` seconds: max(0, z + latency - sla)."""
+    x = z + (latency - sla)
+    return 0.0 if x < 0.0 else x

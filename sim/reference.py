@@ -62,14 +62,17 @@ def train_on(head: Head, opt, x, y, masks, pred: PredictorConfig, seen: int = -1
 
 
 def simulate_reference(
-    X: np.ndarray, S: np.ndarray, E: np.ndarray, d: Draws, run: RunConfig, pred: PredictorConfig, dtype=torch.float64
-) -> Steps:
+    X: np.ndarray, S: np.ndarray, E: np.ndarray, d: Draws, run: RunConfig, pred: PredictorConfig, dtype=torch.float64,
+    L: np.ndarray | None = None,
+) -> Steps:  # fmt: skip
     """X [T, h] request inputs, S [T, M] satisfaction, E [T, M] cost; requests arrive in the order `d.stream`.
 
     The residual head's offset is the counter's belief before the request, the base rate of the labels learned from
     (every label of an explored request, the chosen model's of an exploited one it learns from); its predictions
     are used while their lead over the counter's on those labels exceeds the threshold, else the counter's
-    (sim.base_rate)."""
+    (sim.base_rate). With run.latency_sla, L [T, M] are the latencies: a second queue Z <- max(0, Z + latency of
+    the answer - sla) adds Z * (believed latency - sla) to each model's score, the latencies believed as the costs
+    are (run.cost_estimate over the explorations)."""
     if d.seed != run.seed:
         raise ValueError(f"draws of seed {d.seed} given for a run of seed {run.seed}")
     stream = d.stream
@@ -81,6 +84,7 @@ def simulate_reference(
     shats = np.zeros((n, M))
     q = q_full = 0.0
     seen_sum, n_seen, last, seen_ok = np.zeros(M), 0, None, np.zeros(M)
+    waited, waited_last, z = np.zeros(M), None, 0.0  # latencies seen on explorations; the latency queue
     ones, learned = np.zeros(M), np.zeros(M)  # per model: labels learned from that were 1, and all of them
     lead = 0.0  # nats by which the head has out-predicted the counter on those labels
     for i, r in enumerate(stream):
@@ -100,15 +104,23 @@ def simulate_reference(
             best = M - 1 - int(np.argmax(seen_ok[::-1]))  # most accurate so far; ties to the larger model
             chosen, cost = (best if run.explore_serve == "best" else M - 1), E[r].sum()
             seen_sum, n_seen, last, seen_ok = seen_sum + E[r], n_seen + 1, E[r], seen_ok + S[r]
+            if L is not None:
+                waited, waited_last = waited + L[r], L[r]
         else:
             ehat = cost_estimate(run.cost_estimate, E[r], seen_sum, n_seen, last)
-            chosen = int(np.argmin(run.V * ehat + q * (run.alpha - shat)))  # first minimum: the cheaper model
+            score = run.V * ehat + q * (run.alpha - shat)
+            if run.latency_sla is not None:
+                lhat = cost_estimate(run.cost_estimate, L[r], waited, n_seen, waited_last)
+                score = score + z * (lhat - run.latency_sla)
+            chosen = int(np.argmin(score))  # first minimum: the cheaper model
             cost = E[r, chosen]
             if run.learn == "feedback" and d.feedback_u[i] < run.feedback:  # the user's verdict on the answer
                 train_on(head, opt, x, y, d.keep_masks([i]), pred, seen=chosen, offset=offset)
                 lead += evidence(raw, counter, S[r], np.arange(M) == chosen)
                 ones[chosen], learned[chosen] = ones[chosen] + S[r, chosen], learned[chosen] + 1
         sat = S[r, chosen]
+        if run.latency_sla is not None:
+            z = max(0.0, z + (L[r, chosen] - run.latency_sla))
         q_full = max(0.0, q_full + run.alpha - sat)
         if d.feedback_u[i] < run.feedback:
             q = max(0.0, q + run.alpha - sat)

@@ -27,7 +27,7 @@ from messplus.traces.io import trace_files, write_parquet
 
 KEY = b"messplus_results"  # Parquet metadata of each table: version, config, models, warnings
 VERSION = 6  # 4: runs gained kind (policy or bound, from the router registry); 5: learn and labels_seen; 6: head,
-# the predictor's BCE and calibration gaps beside the counter's
+# the predictor's BCE and calibration gaps beside the counter's, a latency SLA and each run's mean latency
 NAMES = ("runs", "steps", "predictions")
 
 RUN_SCHEMA = {
@@ -39,6 +39,7 @@ RUN_SCHEMA = {
     "satisfaction": pl.Float64, "sla_met": pl.Boolean, "total_cost": pl.Float64, "cost_per_request": pl.Float64,
     "opt_cost_per_request": pl.Float64, "cost_vs_opt": pl.Float64, "mix_cost_per_request": pl.Float64,
     "cost_vs_mix": pl.Float64, "call_ratio": pl.List(pl.Float64),
+    "latency_sla": pl.Float64, "mean_latency_s": pl.Float64, "latency_met": pl.Boolean,
     "n_explore": pl.Int64, "labels_seen": pl.Int64, "sla_first_ok": pl.Int64, "q_final": pl.Float64, "q_full_final": pl.Float64,
     "predictor_auc": pl.List(pl.Float64), "predictor_auc_z": pl.List(pl.Float64), "predictor_bce": pl.Float64,
     "head_bce": pl.Float64, "base_rate_bce": pl.Float64, "predictor_gap": pl.List(pl.Float64), "base_rate_gap": pl.List(pl.Float64),
@@ -104,6 +105,10 @@ def frames(blocks: Iterable[Block], n_models: int, steps_every: int) -> tuple[pl
         R = len(b.alpha)
         ids = np.arange(n, n + R)
         figures = summary(b.outcome, b.alpha, n_models) if b.outcome is not None else b.figures
+        if "latency_sla" in b.config and "mean_latency_s" in figures:  # the second SLA, where one is set
+            figures = figures | {
+                "latency_met": figures["mean_latency_s"] <= np.asarray(b.config["latency_sla"]) + 1e-12
+            }
         cpr = np.asarray(figures["cost_per_request"], dtype=float)
         cols = {"run_id": ids, "bench": [b.bench] * R, **b.config, "alpha": b.alpha,
                 "n_requests": np.full(R, b.n_requests), **figures, **b.reference,

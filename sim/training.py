@@ -217,7 +217,7 @@ def learn_from_feedback(
         else:
             shat[t] = raw
         explored = served[t] >= 0
-        ch = served[t] if explored else _first_argmin(shat[t], ehat[t], alpha, V, queue)
+        ch = served[t] if explored else _first_argmin(shat[t], ehat[t], alpha, V, queue, ehat[t], 0.0, 0.0, False)
         if has_fb[t]:  # as sim.engine's queue update, NaN kept
             x = queue + (alpha - sat[t, ch])
             queue = 0.0 if x < 0.0 else x

@@ -1,5 +1,7 @@
 """MESS+'s online rivals: each equals its per-request spec, and an online policy is one class anywhere."""
 
+import itertools
+
 import numpy as np
 import polars as pl
 import pytest
@@ -18,9 +20,10 @@ RIVALS = {"ts-queue": ts_queue, "linucb-queue": linucb_queue, "primal-dual": pri
 
 @pytest.mark.parametrize("name", RIVALS)
 def test_each_rival_equals_its_per_request_spec(name, small_trace):
-    """Two benches, two seeds, two alphas and two V: every decision the compiled kernel makes is the spec's."""
+    """Two benches, two seeds, two alphas, two V, with and without a latency SLA: every decision the compiled
+    kernel makes is the spec's."""
     module, decided = RIVALS[name], 0
-    cfg = SweepConfig(benches=("logiqa", "boolq"), seeds=(1, 2), alphas=(0.5, 0.8))
+    cfg = SweepConfig(benches=("logiqa", "boolq"), seeds=(1, 2), alphas=(0.5, 0.8), latency_sla=0.3)
     for bench in cfg.benches:
         b = load(cfg, load_benches(small_trace, [bench])[bench], bench)
         for seed in cfg.seeds:
@@ -28,11 +31,10 @@ def test_each_rival_equals_its_per_request_spec(name, small_trace):
             stream, policy = b.split(d.stream), registry()[name].make()
             policy.fit(b.split(d.calib), Split(b.X, b.arrays.satisfied, b.E))
             extra = linucb_queue.features(stream.X.astype(float), *policy.basis) if name == "linucb-queue" else d.noise
-            for alpha in b.alphas:
-                for V in (1e-3, 1e-1):
-                    fast = policy.run(stream, alpha, V, d.noise)
-                    np.testing.assert_array_equal(fast, module.spec(stream, alpha, V, extra))
-                    decided += len(np.unique(fast)) > 1
+            for alpha, V, sla in itertools.product(b.alphas, (1e-3, 1e-1), (None, 0.3)):
+                fast = policy.run(stream, alpha, V, d.noise, sla)
+                np.testing.assert_array_equal(fast, module.spec(stream, alpha, V, extra, sla))
+                decided += len(np.unique(fast)) > 1
     assert decided > 4  # the runs really route between models, so equal choices mean something
 
 
@@ -61,7 +63,7 @@ def sticky(monkeypatch):
         def fit(self, calib: Split, bench: Split) -> None:
             pass
 
-        def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray) -> np.ndarray:
+        def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla=None) -> np.ndarray:
             S, M = stream.S.shape
             chosen, got = np.empty(S, dtype=np.int64), 0.0
             for t in range(S):
@@ -85,3 +87,24 @@ def test_an_online_policy_in_one_class_reaches_runs_steps_tables_and_plans(stick
     plan, candidates = run_plan(PlanConfig(benches=("sciq",), seeds="0-3", confidence=0.5, margins=(0.0,),
                                            Vs=(1e-3,), cs=(0.5,)), small_trace)  # fmt: skip
     assert sticky in candidates["sciq"]["family"].to_list() and sticky in plan["family"].to_list()
+
+
+def test_a_latency_sla_needs_latencies_and_keeps_them_for_every_method(small_trace, tmp_path):
+    from messplus.common import UserError
+    from messplus.traces.io import read_trace, write_trace
+
+    cfg = SweepConfig(benches=("boolq",), seeds=(1,), alphas=(0.8,), latency_sla=0.5,
+                      methods=("messplus", "ts-queue", "single", "opt"))  # fmt: skip
+    runs = run_sweep(cfg, small_trace).runs
+    policies = runs.filter(pl.col("kind") == "policy")
+    assert policies["mean_latency_s"].is_not_null().all() and (policies["latency_sla"] == 0.5).all()
+    slow = policies.filter(pl.col("mean_latency_s") > 0.5)
+    assert (~slow["latency_met"]).all() and policies["latency_met"].any()
+    trace = read_trace(small_trace)
+    no_latency = tmp_path / "no-latency.parquet"
+    write_trace(type(trace)(trace.df.with_columns(pl.lit(None, pl.Float64).alias("latency_s")), trace.zoo,
+                            trace.synthetic, trace.provenance), no_latency)  # fmt: skip
+    with pytest.raises(UserError, match="--latency-sla needs each request's latency"):
+        run_sweep(cfg, no_latency)
+    with pytest.raises(UserError, match="--latency-sla with --learn feedback is not built yet"):
+        run_sweep(SweepConfig(**{**cfg.__dict__, "learns": ("feedback",)}), small_trace)

@@ -36,9 +36,10 @@ def reference_steps(cfg, trace, row) -> dict[str, np.ndarray]:
     b = load(cfg, load_benches(trace, [row["bench"]])[row["bench"]], row["bench"])
     run = RunConfig(
         alpha=row["alpha"], V=row["V"], c=row["c"], k=row["k"], feedback=row["feedback"],
-        cost_estimate=row["cost_estimate"], seed=row["seed"], learn=row["learn"],
+        cost_estimate=row["cost_estimate"], seed=row["seed"], learn=row["learn"], latency_sla=row["latency_sla"],
     )  # fmt: skip
-    ref = simulate_reference(b.X.astype(np.float64), b.arrays.satisfied, b.E, b.draws[row["seed"]], run, b.pred)
+    X, d = b.X.astype(np.float64), b.draws[row["seed"]]
+    ref = simulate_reference(X, b.arrays.satisfied, b.E, d, run, b.pred, L=b.latency)
     t = np.arange(1, len(ref.chosen) + 1)
     return {
         "chosen": ref.chosen,
@@ -110,6 +111,19 @@ def test_the_residual_head_and_its_gate_match_the_reference(tmp_path_factory):
         switches.append(int(np.abs(np.diff(head.astype(int))).sum()))
     assert min(switches) >= 2  # on, then off again, on every bench
     assert assert_matches_reference(cfg, results, trace) > 20
+
+
+def test_two_queues_match_the_reference(small_trace):
+    """With a latency SLA MESS+ keeps a second queue (drift-plus-penalty with two): every decision and queue as the
+    spec's, on every cost estimate, and the latency queue does change decisions."""
+    grid = dict(GRID, Vs=(1e-3,), ks=(0.25,), feedbacks=(1.0, 0.4))
+    cfg = SweepConfig(benches=("logiqa", "winogrande"), **grid, latency_sla=0.3)
+    results = run_sweep(cfg, small_trace)
+    assert assert_matches_reference(cfg, results, small_trace) > 20
+    runs = results.runs.filter(pl.col("method") == "messplus")
+    assert runs["latency_met"].is_not_null().all() and (runs["latency_sla"] == 0.3).all()
+    loose = run_sweep(replace(cfg, latency_sla=1e6), small_trace).runs.filter(pl.col("method") == "messplus")
+    assert (runs["mean_latency_s"] < loose["mean_latency_s"]).any()  # the second queue steers to faster models
 
 
 def test_checkpoint_merges_match_the_reference(small_trace, monkeypatch):

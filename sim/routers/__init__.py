@@ -28,6 +28,7 @@ class Split:
     X: np.ndarray  # [n, h] predictor inputs
     S: np.ndarray  # [n, M] satisfied 0/1
     E: np.ndarray  # [n, M] cost
+    latency: np.ndarray | None = None  # [n, M] seconds, where a latency SLA is set
 
 
 class Policy(Protocol):
@@ -46,9 +47,10 @@ class OnlinePolicy(Protocol):
     def fit(self, calib: Split, bench: Split) -> None:
         """What it may know before the stream (most know nothing; say so in the help)."""
 
-    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray) -> np.ndarray:
+    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None):
         """chosen [S] model per stream request; noise [S, M] the seed's standard normals, for policies that
-        sample. Each policy has a per-request spec (`spec` in its module) that this equals decision by decision."""
+        sample; latency_sla: a second SLA on mean latency (stream.latency), kept like the first. Each policy has a
+        per-request spec (`spec` in its module) that this equals decision by decision."""
 
 
 class Bound(Protocol):

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from messplus.sim.engine import _first_argmin
-from messplus.sim.online import observe, queue_step, runs
+from messplus.sim.online import latency_step, observe, queue_step, run
 from messplus.sim.routers import Split, register
 
 DIMS = 8  # principal components kept (plus a constant): few enough to learn from a few hundred answers each
@@ -39,12 +39,13 @@ def features(X: np.ndarray, mean: np.ndarray, comps: np.ndarray, scale: float) -
     return np.ascontiguousarray(np.hstack([Z, np.ones((len(X), 1))]), dtype=np.float64)
 
 
-def spec(stream: Split, alpha: float, V: float, Z: np.ndarray) -> np.ndarray:
-    """The policy one request at a time, in plain numpy, on features Z [S, D]: chosen [S]."""
+def spec(stream: Split, alpha: float, V: float, Z: np.ndarray, latency_sla: float | None = None) -> np.ndarray:
+    """The policy one request at a time, in plain numpy, on features Z [S, D]: chosen [S]. With a latency SLA, a
+    second queue adds its Z_lat * (mean latency_m - sla) to each model's score."""
     S, M = stream.S.shape
     D = Z.shape[1]
     A_inv, b = np.stack([np.eye(D) / RIDGE] * M), np.zeros((M, D))
-    n, spent, q = np.zeros(M), np.zeros(M), 0.0
+    n, spent, waited, q, z = np.zeros(M), np.zeros(M), np.zeros(M), 0.0, 0.0
     chosen = np.empty(S, dtype=np.int64)
     for t in range(S):
         x = Z[t]
@@ -52,19 +53,22 @@ def spec(stream: Split, alpha: float, V: float, Z: np.ndarray) -> np.ndarray:
             m = t
         else:
             ucb = np.array([(A_inv[k] @ b[k]) @ x + BETA * np.sqrt(x @ A_inv[k] @ x) for k in range(M)])
-            m = int(np.argmin(V * (spent / n) + q * (alpha - ucb)))
+            score = V * (spent / n) + q * (alpha - ucb)
+            m = int(np.argmin(score if latency_sla is None else score + z * (waited / n - latency_sla)))
         s, c = stream.S[t, m], stream.E[t, m]
+        took = stream.latency[t, m] if latency_sla is not None else 0.0
         Ax = A_inv[m] @ x
         A_inv[m] -= np.outer(Ax, Ax) / (1.0 + x @ Ax)  # Sherman-Morrison: A += x x^T
         b[m] += s * x
-        n[m], spent[m], q = n[m] + 1, spent[m] + c, max(0.0, q + (alpha - s))
+        n[m], spent[m], waited[m], q = n[m] + 1, spent[m] + c, waited[m] + took, max(0.0, q + (alpha - s))
+        z = max(0.0, z + (took - latency_sla)) if latency_sla is not None else 0.0
         chosen[t] = m
     return chosen
 
 
 @njit(cache=True)
-def _kernel(S, E, alpha, V, Z, chosen) -> None:
-    """The spec compiled: loops over D (a few dozen), theta = A^-1 b kept per model and refreshed for the model that
+def _kernel(S, E, lat, sla, two, alpha, V, Z, chosen) -> None:
+    """The spec compiled: loops over D (a few), theta = A^-1 b kept per model and refreshed for the model that
     served (the only one whose A and b changed)."""
     T, M = S.shape
     D = Z.shape[1]
@@ -72,8 +76,9 @@ def _kernel(S, E, alpha, V, Z, chosen) -> None:
     for k in range(M):
         for i in range(D):
             A_inv[k, i, i] = 1.0 / RIDGE
-    n, ones, spent, ucb, cost, Ax = np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(D)
-    q = 0.0
+    n, ones, spent, waited = np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(M)
+    ucb, cost, slow, Ax = np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(D)
+    q, zq = 0.0, 0.0
     for t in range(T):
         x = Z[t]
         m = t
@@ -88,7 +93,8 @@ def _kernel(S, E, alpha, V, Z, chosen) -> None:
                     var += x[i] * row
                 ucb[k] = mean + BETA * np.sqrt(var)
                 cost[k] = spent[k] / n[k]
-            m = _first_argmin(ucb, cost, alpha, V, q)
+                slow[k] = waited[k] / n[k]
+            m = _first_argmin(ucb, cost, alpha, V, q, slow, sla, zq, two)
         denom = 1.0
         for i in range(D):
             Ax[i] = 0.0
@@ -103,8 +109,11 @@ def _kernel(S, E, alpha, V, Z, chosen) -> None:
             theta[m, i] = 0.0
             for j in range(D):
                 theta[m, i] += A_inv[m, i, j] * b[m, j]
-        observe(n, ones, spent, m, S[t, m], E[t, m])
+        took = lat[t, m] if two else 0.0
+        observe(n, ones, spent, waited, m, S[t, m], E[t, m], took)
         q = queue_step(q, alpha, S[t, m])
+        if two:
+            zq = latency_step(zq, took, sla)
         chosen[t] = m
 
 
@@ -116,7 +125,7 @@ class LinUCBQueue:
     def fit(self, calib: Split, bench: Split) -> None:
         self.basis = projection(calib.X.astype(np.float64))
 
-    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray) -> np.ndarray:
+    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None):
         if getattr(self, "last", (None,))[0] is not stream.X:  # one stream, many (alpha, V): projected once
             self.last = (stream.X, features(stream.X.astype(np.float64), *self.basis))
-        return runs(_kernel, stream, np.array([alpha]), np.array([V]), self.last[1])[0]
+        return run(_kernel, stream, alpha, V, latency_sla, self.last[1])

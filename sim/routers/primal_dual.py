@@ -14,40 +14,53 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from messplus.sim.online import observe, runs
+from messplus.sim.online import observe, run
 from messplus.sim.routers import Split, register
 
 
-def spec(stream: Split, alpha: float, V: float, noise: np.ndarray) -> np.ndarray:
-    """The policy one request at a time, in plain numpy: chosen [S]."""
+def spec(stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None) -> np.ndarray:
+    """The policy one request at a time, in plain numpy: chosen [S]. With a latency SLA, a second multiplier mu
+    (the same steps, on latency - sla) adds mu * mean latency_m to each model's score."""
     S, M = stream.S.shape
-    n, ones, spent, lam = np.zeros(M), np.zeros(M), np.zeros(M), 0.0
+    n, ones, spent, waited, lam, mu = np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(M), 0.0, 0.0
     chosen = np.empty(S, dtype=np.int64)
     for t in range(S):
-        ucb = lambda: ones / n + np.sqrt(2.0 * np.log(t + 1.0) / n)  # noqa: B023, E731
-        m = t if t < M else int(np.argmin(V * (spent / n) - lam * ucb()))  # warm-up: each model once
+        if t < M:  # warm-up: each model once
+            m = t
+        else:
+            score = V * (spent / n) - lam * (ones / n + np.sqrt(2.0 * np.log(t + 1.0) / n))
+            if latency_sla is not None:
+                score = score + mu * (waited / n)
+            m = int(np.argmin(score))
         s, c = stream.S[t, m], stream.E[t, m]
-        n[m], ones[m], spent[m] = n[m] + 1, ones[m] + s, spent[m] + c
+        took = stream.latency[t, m] if latency_sla is not None else 0.0
+        n[m], ones[m], spent[m], waited[m] = n[m] + 1, ones[m] + s, spent[m] + c, waited[m] + took
         lam = max(0.0, lam + (alpha - s) / np.sqrt(t + 1.0))
+        mu = max(0.0, mu + (took - latency_sla) / np.sqrt(t + 1.0)) if latency_sla is not None else 0.0
         chosen[t] = m
     return chosen
 
 
 @njit(cache=True)
-def _kernel(S, E, alpha, V, chosen) -> None:
+def _kernel(S, E, lat, sla, two, alpha, V, chosen) -> None:
     T, M = S.shape
-    n, ones, spent = np.zeros(M), np.zeros(M), np.zeros(M)
-    lam = 0.0
+    n, ones, spent, waited = np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(M)
+    lam, mu = 0.0, 0.0
     for t in range(T):
         m = t
         if t >= M:
             best = np.inf
             for k in range(M):
                 score = V * (spent[k] / n[k]) - lam * (ones[k] / n[k] + np.sqrt(2.0 * np.log(t + 1.0) / n[k]))
+                if two:
+                    score += mu * (waited[k] / n[k])
                 if score < best:
                     best, m = score, k
-        observe(n, ones, spent, m, S[t, m], E[t, m])
+        took = lat[t, m] if two else 0.0
+        observe(n, ones, spent, waited, m, S[t, m], E[t, m], took)
         lam = max(0.0, lam + (alpha - S[t, m]) / np.sqrt(t + 1.0))
+        if two:
+            mu = max(0.0, mu + (took - sla) / np.sqrt(t + 1.0))
         chosen[t] = m
 
 
@@ -58,5 +71,5 @@ class PrimalDual:
     def fit(self, calib: Split, bench: Split) -> None:
         pass
 
-    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray) -> np.ndarray:
-        return runs(_kernel, stream, np.array([alpha]), np.array([V]))[0]
+    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None):
+        return run(_kernel, stream, alpha, V, latency_sla)

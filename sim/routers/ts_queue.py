@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from messplus.sim.engine import _first_argmin
-from messplus.sim.online import observe, queue_step, runs
+from messplus.sim.online import latency_step, observe, queue_step, run
 from messplus.sim.routers import Split, register
 
 
@@ -25,25 +25,35 @@ def beta_sample(n: np.ndarray, ones: np.ndarray, z: np.ndarray) -> np.ndarray:
     return a / (a + b) + np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0))) * z
 
 
-def spec(stream: Split, alpha: float, V: float, noise: np.ndarray) -> np.ndarray:
-    """The policy one request at a time, in plain numpy: chosen [S]."""
+def spec(stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None) -> np.ndarray:
+    """The policy one request at a time, in plain numpy: chosen [S]. With a latency SLA, a second queue Z adds
+    Z * (mean latency_m - sla) to each model's score."""
     S, M = stream.S.shape
-    n, ones, spent, q = np.zeros(M), np.zeros(M), np.zeros(M), 0.0
+    n, ones, spent, waited, q, z = np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(M), 0.0, 0.0
     chosen = np.empty(S, dtype=np.int64)
     for t in range(S):
-        score = lambda: V * (spent / n) + q * (alpha - beta_sample(n, ones, noise[t]))  # noqa: B023, E731
-        m = t if t < M else int(np.argmin(score()))  # warm-up: each model once, cheapest first
+        if t < M:  # warm-up: each model once, cheapest first
+            m = t
+        else:
+            score = V * (spent / n) + q * (alpha - beta_sample(n, ones, noise[t]))
+            if latency_sla is not None:
+                score = score + z * (waited / n - latency_sla)
+            m = int(np.argmin(score))
         s, c = stream.S[t, m], stream.E[t, m]
-        n[m], ones[m], spent[m], q = n[m] + 1, ones[m] + s, spent[m] + c, max(0.0, q + (alpha - s))
+        took = stream.latency[t, m] if latency_sla is not None else 0.0
+        n[m], ones[m], spent[m], waited[m] = n[m] + 1, ones[m] + s, spent[m] + c, waited[m] + took
+        q = max(0.0, q + (alpha - s))
+        z = max(0.0, z + (took - latency_sla)) if latency_sla is not None else 0.0
         chosen[t] = m
     return chosen
 
 
 @njit(cache=True)
-def _kernel(S, E, alpha, V, noise, chosen) -> None:
+def _kernel(S, E, lat, sla, two, alpha, V, noise, chosen) -> None:
     T, M = S.shape
-    n, ones, spent, sampled, cost = np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(M)
-    q = 0.0
+    n, ones, spent, waited = np.zeros(M), np.zeros(M), np.zeros(M), np.zeros(M)
+    sampled, cost, slow = np.zeros(M), np.zeros(M), np.zeros(M)
+    q, z = 0.0, 0.0
     for t in range(T):
         m = t
         if t >= M:
@@ -51,9 +61,13 @@ def _kernel(S, E, alpha, V, noise, chosen) -> None:
                 a, b = ones[k] + 1.0, n[k] - ones[k] + 1.0
                 sampled[k] = a / (a + b) + np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0))) * noise[t, k]
                 cost[k] = spent[k] / n[k]
-            m = _first_argmin(sampled, cost, alpha, V, q)
-        observe(n, ones, spent, m, S[t, m], E[t, m])
+                slow[k] = waited[k] / n[k]
+            m = _first_argmin(sampled, cost, alpha, V, q, slow, sla, z, two)
+        took = lat[t, m] if two else 0.0
+        observe(n, ones, spent, waited, m, S[t, m], E[t, m], took)
         q = queue_step(q, alpha, S[t, m])
+        if two:
+            z = latency_step(z, took, sla)
         chosen[t] = m
 
 
@@ -64,5 +78,5 @@ class ThompsonQueue:
     def fit(self, calib: Split, bench: Split) -> None:
         pass
 
-    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray) -> np.ndarray:
-        return runs(_kernel, stream, np.array([alpha]), np.array([V]), np.ascontiguousarray(noise))[0]
+    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None):
+        return run(_kernel, stream, alpha, V, latency_sla, np.ascontiguousarray(noise))
