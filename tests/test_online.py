@@ -95,11 +95,15 @@ def test_a_latency_sla_needs_latencies_and_keeps_them_for_every_method(small_tra
 
     cfg = SweepConfig(benches=("boolq",), seeds=(1,), alphas=(0.8,), latency_sla=0.5,
                       methods=("messplus", "ts-queue", "single", "opt"))  # fmt: skip
-    runs = run_sweep(cfg, small_trace).runs
+    run_sweep(cfg, small_trace).write(tmp_path / "r")
+    res = open_results(tmp_path / "r")
+    runs = res.runs.collect()
     policies = runs.filter(pl.col("kind") == "policy")
     assert policies["mean_latency_s"].is_not_null().all() and (policies["latency_sla"] == 0.5).all()
     slow = policies.filter(pl.col("mean_latency_s") > 0.5)
     assert (~slow["latency_met"]).all() and policies["latency_met"].any()
+    table = main_table(res)  # the table shows the second SLA where one is set
+    assert {"mean_latency_s", "latency_met"} <= set(table.columns) and (table["latency_sla"].drop_nulls() == 0.5).all()
     trace = read_trace(small_trace)
     no_latency = tmp_path / "no-latency.parquet"
     write_trace(type(trace)(trace.df.with_columns(pl.lit(None, pl.Float64).alias("latency_s")), trace.zoo,
