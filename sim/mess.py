@@ -20,7 +20,7 @@ from messplus.sim.predictor import Group, Trained, initial_theta, memory_needed,
 from messplus.sim.results import PREDICTION_SCHEMA, Block
 from messplus.sim.routers import MESSPLUS
 from messplus.sim.routers.bounds import accuracy_price
-from messplus.sim.training import learn_from_feedback
+from messplus.sim.training import layout, learn_from_feedback
 
 
 def train(
@@ -226,8 +226,9 @@ def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has
     labels = learn_from_feedback(X, sat.astype(dtype), answer, has_fb, ehat.astype(dtype), alpha, V,
                                  keep.astype(dtype), keep_in.astype(dtype), W1, theta, hyper, p.residual, chosen, q,
                                  shat, head)  # fmt: skip
-    hid = torch.nn.functional.layer_norm(torch.as_tensor(X[g.explored] @ W1.T + theta[: len(W1)]), (len(W1),))
-    hid = hid.numpy() * theta[len(W1) : 2 * len(W1)] + theta[2 * len(W1) : 3 * len(W1)]
+    _, ln_w, ln_b, w2, _, _ = layout(*W1.shape[:1], sat.shape[1])
+    hid = torch.nn.functional.layer_norm(torch.as_tensor(X[g.explored] @ W1.T + theta[:ln_w]), (len(W1),))
+    hid = hid.numpy() * theta[ln_w:ln_b] + theta[ln_b:w2]
     dead = float((hid <= 0).all(0).mean()) if len(hid) else float("nan")
     where = f"bench {b.name}, seed {seed}, learning from feedback"
     quality = diagnose(finite(Trained(shat, dead, head.astype(np.float64)), where, p), sat, g.explored)

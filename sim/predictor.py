@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from messplus.sim.config import PredictorConfig
-from messplus.sim.training import LN_EPS, train_window
+from messplus.sim.training import LN_EPS, layout, train_window
 
 WINDOW = 64  # units between checkpoints: more reads more folds per step, fewer merges the h x h checkpoint more often
 CHUNK = 2048  # stream positions predicted per matrix product
@@ -198,7 +198,8 @@ def _plan(groups: list[Group], device: torch.device, dtype: torch.dtype, window:
 
 
 def initial_theta(groups: list[Group]) -> np.ndarray:
-    """[G, K] b1, LayerNorm weight (ones) and bias (zeros), W2 and b2 of each group's initial head."""
+    """[G, K] b1, LayerNorm weight (ones) and bias (zeros), W2 and b2 of each group's initial head, in
+    training.layout's order."""
     ones, zeros = np.ones((len(groups), len(groups[0].b1))), np.zeros((len(groups), len(groups[0].b1)))
     parts = [[g.b1 for g in groups], ones, zeros, [g.W2.ravel() for g in groups], [g.b2 for g in groups]]
     return np.concatenate(parts, 1)
@@ -234,8 +235,9 @@ def _window(plan: _Plan, u0: int, live: int, ck: _Checkpoint) -> _Window:
 
 
 def _unpack(theta: torch.Tensor, h: int, M: int) -> tuple[torch.Tensor, ...]:
-    """[..., K] -> b1 [..., h], LayerNorm weight and bias [..., h], W2 [..., M, h], b2 [..., M] (views)."""
-    b1, ln_w, ln_b, W2, b2 = theta.split([h, h, h, M * h, M], dim=-1)
+    """[..., K] -> b1 [..., h], LayerNorm weight and bias [..., h], W2 [..., M, h], b2 [..., M] (views), as
+    training.layout lays them out."""
+    b1, ln_w, ln_b, W2, b2 = theta.split(np.diff(layout(h, M)).tolist(), dim=-1)
     return b1, ln_w, ln_b, W2.unflatten(-1, (M, h)), b2
 
 

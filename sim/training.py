@@ -8,7 +8,7 @@ eq. 8-9 for clipping and the LayerNorm backward pass, eq. 1 for torch's SGD upda
 
 Shapes: G groups of the batch (the first `live` train in the window), F units per window, L steps per unit, h input
 dim, M models, E = F / units per exploration + 1 heads per window, K = 3h + M h + M parameters besides W1, laid out
-as [b1 | LayerNorm weight | LayerNorm bias | W2 (row-major M x h) | b2].
+as `layout` says.
 """
 
 from __future__ import annotations
@@ -20,6 +20,14 @@ from messplus.sim.base_rate import EVIDENCE
 from messplus.sim.engine import _first_argmin
 
 LN_EPS = 1e-5  # nn.LayerNorm's default, as in sim.head
+
+
+@njit(cache=True)
+def layout(h: int, M: int) -> tuple[int, int, int, int, int, int]:
+    """Where each of the head's parameters besides W1 lies in the flat theta every kernel and batch reads: the
+    offsets of b1 [h], the LayerNorm's weight [h] and bias [h], W2 [M, h] (row-major) and b2 [M], then its
+    length. The one statement of the layout."""
+    return 0, h, 2 * h, 3 * h, 3 * h + M * h, 3 * h + M * h + M
 
 
 FAST = {"reassoc", "nsz", "arcp", "contract"}  # sums may be reordered (vectorised): last bits differ; inf, NaN kept
@@ -56,7 +64,7 @@ def sgd_step(z, theta, buf, keep, y, offset, weight, xsq, lr, momentum, weight_d
     dloss/dz [h]. Written as loops over h with a few work arrays: a step is a few microseconds, and numba's array
     expressions allocated a temporary per operation (numba's @ would need SciPy's BLAS)."""
     h, M = z.shape[0], y.shape[0]
-    w2, b2 = 3 * h, 3 * h + M * h  # offsets of W2 (row-major M x h) and b2 in theta
+    _, ln_w, ln_b, w2, b2, _ = layout(h, M)
     mean, var = 0.0, 0.0
     for o in range(h):
         mean += z[o]
@@ -68,7 +76,7 @@ def sgd_step(z, theta, buf, keep, y, offset, weight, xsq, lr, momentum, weight_d
     r_sq = 0.0
     for o in range(h):
         zh[o] = (z[o] - mean) * rstd
-        hid = zh[o] * theta[h + o] + theta[2 * h + o]
+        hid = zh[o] * theta[ln_w + o] + theta[ln_b + o]
         mask[o] = keep[o] if hid > 0 else 0.0  # ReLU and dropout as one mask
         r[o] = hid * mask[o]
         r_sq += r[o] * r[o]
@@ -84,7 +92,7 @@ def sgd_step(z, theta, buf, keep, y, offset, weight, xsq, lr, momentum, weight_d
     dzh = np.empty_like(z)
     for o in range(h):
         dhid[o] *= mask[o]
-        dzh[o] = dhid[o] * theta[h + o]
+        dzh[o] = dhid[o] * theta[ln_w + o]
     delta = layer_norm_backward(dzh, zh, rstd)
     sq, dl_sq = 0.0, 0.0  # the squared gradient norm, W1's part |delta|^2 |x|^2 included
     for o in range(h):
@@ -92,10 +100,10 @@ def sgd_step(z, theta, buf, keep, y, offset, weight, xsq, lr, momentum, weight_d
     for m in range(M):
         dl_sq += dlogit[m] * dlogit[m]
     coef = min(clip / (np.sqrt(sq + dl_sq * r_sq + dl_sq) + 1e-6), 1.0)
-    for o in range(h):  # gradient layout [b1 | LayerNorm weight | LayerNorm bias | W2 | b2]
-        _sgd(theta, buf, o, delta[o] * coef, lr, momentum, weight_decay)
-        _sgd(theta, buf, h + o, dhid[o] * zh[o] * coef, lr, momentum, weight_decay)
-        _sgd(theta, buf, 2 * h + o, dhid[o] * coef, lr, momentum, weight_decay)
+    for o in range(h):
+        _sgd(theta, buf, o, delta[o] * coef, lr, momentum, weight_decay)  # b1 first
+        _sgd(theta, buf, ln_w + o, dhid[o] * zh[o] * coef, lr, momentum, weight_decay)
+        _sgd(theta, buf, ln_b + o, dhid[o] * coef, lr, momentum, weight_decay)
         delta[o] *= coef
     for m in range(M):
         for o in range(h):
@@ -162,12 +170,13 @@ def _probabilities(W1, theta, x, offset):
     """The eval-mode head's probabilities [M] on one input x [h], offset [M] added to its logits."""
     h = len(x)
     M = (len(theta) - 3 * h) // (h + 1)
+    _, ln_w, ln_b, w2, b2_at, end = layout(h, M)
     z = _pre_activation(W1, theta[:h], x)
     mean = z.mean()
     zh = (z - mean) / np.sqrt(((z - mean) ** 2).mean() + LN_EPS)
-    hid = zh * theta[h : 2 * h] + theta[2 * h : 3 * h]
+    hid = zh * theta[ln_w:ln_b] + theta[ln_b:w2]
     r = np.maximum(hid, 0.0)
-    W2, b2 = theta[3 * h : 3 * h + M * h].reshape(M, h), theta[3 * h + M * h :]
+    W2, b2 = theta[w2:b2_at].reshape(M, h), theta[b2_at:end]
     prob = np.empty(M, dtype=x.dtype)
     for m in range(M):
         prob[m] = 1.0 / (1.0 + np.exp(-((W2[m] * r).sum() + b2[m] + offset[m])))
