@@ -10,7 +10,7 @@ from messplus.common.options import opt
 from messplus.sim import presets
 
 CostEstimate = Literal["mean", "last", "oracle"]  # oracle: the request's own realised cost
-Cost = Literal["energy_j", "latency_s", "cost_usd", "tokens"]
+Cost = Literal["energy_j", "latency_s", "cost_usd", "tokens"]  # traces.schema.COST_KINDS (a test keeps them one)
 ExploreServe = Literal["best", "largest"]  # whose answer an exploration returns (sim.engine.explore_answers)
 Learn = Literal["explored", "feedback"]  # what the predictor trains on (sim.reference.train_on)
 MAX_V, MAX_C, MAX_K = 1e12, 1e9, 10.0  # upper bounds of the grid's numbers, each said why in its help

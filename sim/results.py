@@ -24,6 +24,7 @@ from messplus.common import UserError, atomic_folder, check_out_folder, file_sha
 from messplus.sim.metrics import Outcome, steps, summary
 from messplus.sim.streams import segments
 from messplus.traces.io import trace_files, write_parquet
+from messplus.traces.schema import COST_KINDS
 
 KEY = b"messplus_results"  # Parquet metadata of each table: version, config, models, warnings
 VERSION = 6  # 4: runs gained kind (policy or bound, from the router registry); 5: learn and labels_seen; 6: head,
@@ -163,12 +164,7 @@ def check_out(out: Path, asked: dict | None = None, overwrite: bool = True) -> N
                             "--overwrite to replace them, or choose another --out")  # fmt: skip
 
 
-UNITS = {
-    "energy_j": ("MJ", 1e-6, "J"),
-    "cost_usd": ("USD", 1.0, "USD"),
-    "latency_s": ("h", 1 / 3600, "s"),
-    "tokens": ("M tokens", 1e-6, "tokens"),
-}
+UNITS = {name: (k.total_unit, k.total_scale, k.unit) for name, k in COST_KINDS.items()}  # (totals, scale, each)
 
 
 @dataclass(frozen=True)

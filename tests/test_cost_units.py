@@ -46,3 +46,14 @@ def test_a_shared_prompt_prefix_is_stripped_before_embedding():
     assert distinctive(["Question: a", "Question: b"]) == (["Question: a", "Question: b"], 0)  # short: kept
     assert distinct_warnings("arc", np.ones((10, 4)))[0].startswith("bench arc: only 1 distinct")
     assert distinct_warnings("arc", np.eye(10)) == []
+
+
+def test_the_cost_kinds_are_one_table():
+    """--cost's choices, the units of tables and what a trace offers all come from traces.schema.COST_KINDS."""
+    import typing
+
+    from messplus.sim.config import Cost
+    from messplus.sim.results import UNITS
+    from messplus.traces.schema import COST_KINDS
+
+    assert typing.get_args(Cost) == tuple(COST_KINDS) == tuple(UNITS)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from messplus.common import UserError, check_out_file, check_range, run_cli
 from messplus.traces.io import Trace, load_benches, read_trace, trace_files, write_trace
+from messplus.traces.schema import COST_KINDS
 from messplus.traces.zoo import bundled_zoos, comma_list, load_zoo, resolve_names
 
 DEFAULT_DIR = Path("data/traces")
@@ -203,8 +204,8 @@ def synth(
 
 
 def _info_table(path: Path, trace: Trace) -> Table:
-    df = trace.df.with_columns((pl.col("prompt_tokens") + pl.col("completion_tokens")).alias("tokens"))
-    costs = ("energy_j", "latency_s", "cost_usd", "tokens", "cpu_energy_j", "dram_energy_j")
+    df = trace.df.with_columns(pl.sum_horizontal(*COST_KINDS["tokens"].columns).alias("tokens"))
+    costs = (*COST_KINDS, "cpu_energy_j", "dram_energy_j")  # what --cost can minimise, then the host's energy
     cost_cols = [c for c in costs if df[c].null_count() < df.height]
     flag = " (synthetic trace)" if trace.synthetic else ""
     table = Table(title=f"{path}{flag}", title_justify="left", caption="sources: e=energy l=latency c=cost_usd")

@@ -9,8 +9,7 @@ import polars as pl
 
 from messplus.common import UserError
 from messplus.traces.io import Trace
-
-COST_NAMES = ("energy_j", "latency_s", "cost_usd", "tokens")
+from messplus.traces.schema import COST_KINDS
 
 
 @dataclass(frozen=True)
@@ -43,10 +42,8 @@ class BenchArrays:
 
 
 def complete_costs(df: pl.DataFrame) -> list[str]:
-    """The cost columns (COST_NAMES) with a value in every row of df; tokens need both token columns."""
-    have = [n for n in ("energy_j", "latency_s", "cost_usd") if df[n].null_count() == 0]
-    tokens = df["prompt_tokens"].null_count() == 0 and df["completion_tokens"].null_count() == 0
-    return have + (["tokens"] if tokens else [])
+    """The cost kinds (traces.schema.COST_KINDS) whose every column has a value in every row of df."""
+    return [n for n, k in COST_KINDS.items() if all(df[c].null_count() == 0 for c in k.columns)]
 
 
 def to_arrays(trace: Trace, bench: str) -> BenchArrays:
@@ -63,8 +60,8 @@ def to_arrays(trace: Trace, bench: str) -> BenchArrays:
     def dense(expr: pl.Expr) -> np.ndarray:
         return df.select(expr.cast(pl.Float64)).to_series().to_numpy().reshape(T, M)
 
-    total = {"tokens": pl.col("prompt_tokens").cast(pl.Float64) + pl.col("completion_tokens").cast(pl.Float64)}
-    costs = {name: dense(total.get(name, pl.col(name))) for name in complete_costs(df)}
+    summed = lambda kind: pl.sum_horizontal(pl.col(c).cast(pl.Float64) for c in kind.columns)  # noqa: E731
+    costs = {name: dense(summed(COST_KINDS[name])) for name in complete_costs(df)}
     first = df.filter(pl.col("_m") == 0)
     features = None
     if "features" in df.columns and first["features"].null_count() == 0:

@@ -6,6 +6,8 @@ each cost family says where its figure came from, so measured and estimated numb
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from messplus.common import UserError
@@ -55,6 +57,26 @@ def conform(df: pl.DataFrame) -> pl.DataFrame:
 
 KEYS = ("bench", "doc_id", "model")  # one row per key; none may be empty
 TOKENS = ("prompt_tokens", "completion_tokens")
+
+
+@dataclass(frozen=True)
+class CostKind:
+    """A cost `sim sweep --cost` can minimise: the trace columns it sums per request, its unit per request, and
+    the unit and scale its totals are reported in."""
+
+    columns: tuple[str, ...]
+    unit: str
+    total_unit: str
+    total_scale: float
+
+
+# The one table of cost kinds: traces (which are complete), sim (--cost, V's unit) and analysis (units) read it.
+COST_KINDS = {
+    "energy_j": CostKind(("energy_j",), "J", "MJ", 1e-6),
+    "latency_s": CostKind(("latency_s",), "s", "h", 1 / 3600),
+    "cost_usd": CostKind(("cost_usd",), "USD", "USD", 1.0),
+    "tokens": CostKind(TOKENS, "tokens", "M tokens", 1e-6),
+}
 
 
 def _first_row(df: pl.DataFrame, mask: pl.Expr) -> int | None:
