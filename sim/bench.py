@@ -122,7 +122,7 @@ def stage(cfg: SweepConfig, trace: Trace, bench: str, stream: Stream | None = No
     n_calib = round(cfg.calib_frac * T)
     if T - n_calib < 2:
         raise UserError(f"bench {bench}: {T} requests leave no stream after a {cfg.calib_frac} calibration split")
-    blocks = parts if stream is not None and stream.kind == "drift" else None
+    blocks = parts if stream is not None and stream.in_blocks else None
     if blocks is not None and n_calib >= (first := int((blocks == 0).sum())):
         raise UserError(f"--stream {bench}: the calibration split ({n_calib} requests, --calib-frac {cfg.calib_frac}) "
                         f"takes the whole first block ({stream.parts[0]}, {first} requests), so the scored stream "

@@ -19,12 +19,25 @@ from messplus.traces.io import Trace
 class Stream:
     """How a sweep's benches become streams: `each` (the paper's) or one combined stream."""
 
-    kind: str  # each | mixed | drift
+    kind: str  # each | mixed | drift: the only place a kind is named (KINDS)
     parts: tuple[str, ...]  # the benches in the stream, in block order for drift
 
     @property
     def name(self) -> str:
         return self.kind
+
+    @property
+    def combined(self) -> bool:
+        """Whether the benches form one stream (else each is replayed on its own, as the paper)."""
+        return KINDS[self.kind][0]
+
+    @property
+    def in_blocks(self) -> bool:
+        """Whether the stream serves its benches block by block, in order (else interleaved at random)."""
+        return KINDS[self.kind][1]
+
+
+KINDS = {"each": (False, False), "mixed": (True, False), "drift": (True, True)}  # kind -> (combined, in blocks)
 
 
 def parse(text: str, benches: tuple[str, ...]) -> Stream:

@@ -77,7 +77,7 @@ def open_streams(cfg: SweepConfig, traces: Path) -> tuple[SweepConfig, dict, str
     """The configuration as run, the trace of each bench, and the combined stream (None: each bench its own)."""
     found = load_benches(traces, cfg.benches or None)
     stream = streams.parse(cfg.stream, tuple(found))
-    if stream.kind == "each":
+    if not stream.combined:
         return resolve(cfg, tuple(found)), found, None
     return resolve(cfg, (stream.name,)), {stream.name: streams.combine(stream, found)}, stream
 
@@ -86,7 +86,7 @@ def metadata(cfg: SweepConfig, asked: dict, benches: dict[str, Bench], warnings:
     """What every results file carries: versions, the options asked and the configuration run, models, encoders,
     alphas, warnings, and a drift stream's block boundaries (stream positions of the first seed)."""
     drift = {n: streams.boundaries(b.parts[b.draws[cfg.seeds[0]].stream]) for n, b in benches.items()
-             if b.parts is not None and cfg.stream.startswith("drift")}  # fmt: skip
+             if b.parts is not None and streams.parse(cfg.stream, b.part_names).in_blocks}  # fmt: skip
     return {
         "results_version": VERSION,
         "messplus_version": version("messplus"),
