@@ -105,10 +105,14 @@ def tiny_encoder(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> Env:
+    return make_env(tmp_path_factory.mktemp("shared"))
+
+
+def make_env(root: Path) -> Env:
+    """The shared inputs, built in root (also for benchmarks/bad_inputs_table.py)."""
     from messplus.sim.config import SweepConfig
     from messplus.sim.sweep import run_sweep
 
-    root = tmp_path_factory.mktemp("shared")
     trace = write_trace(synth_trace(["logiqa", "sciq"], scale=0.05), root / "tiny.parquet")
     run_sweep(SweepConfig(benches=("logiqa",), seeds=(1,)), trace).write(root / "results")
     zoo = root / "zoo.toml"
