@@ -4,6 +4,7 @@ then every run's queue replayed on its trajectory's predictions (sim.engine), a 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, fields
 
 import numpy as np
 import polars as pl
@@ -165,30 +166,68 @@ def cost_balance_warnings(cfg: SweepConfig, benches: dict[str, Bench]) -> list[s
     return out
 
 
+@dataclass(frozen=True)
+class Runs:
+    """R MESS+ runs advanced together: which trajectory each replays, and its settings. Each setting field is the
+    runs.parquet column of its name (columns()), so a new knob is one field here and one in RUN_SCHEMA."""
+
+    traj: np.ndarray  # [R] index of the predictor trajectory (the (seed, c, k) key) each run replays
+    learn: np.ndarray  # [R] what the predictor learns from: "explored" or "feedback" (one value per chunk)
+    cost_estimate: np.ndarray  # [R] how the run believes costs (sim.engine.cost_estimates)
+    alpha: np.ndarray  # [R] the SLA
+    V: np.ndarray  # [R] the cost weight, in the trace's cost unit (cost_unit scales it for the queue)
+    feedback: np.ndarray  # [R] probability a served request's outcome is seen
+
+    @classmethod
+    def grid(cls, cfg: SweepConfig, b: Bench, n_traj: int, chunk: int):
+        """Every run of the sweep on one bench, `chunk` at a time; runs of one chunk share `learn`."""
+        grid = list(itertools.product(range(n_traj), cfg.cost_estimates, b.alphas, cfg.Vs, cfg.feedbacks))
+        for learn in cfg.learns:
+            for lo in range(0, len(grid), chunk):
+                part = grid[lo : lo + chunk]
+                traj, est, alpha, V, fb = (np.array(col) for col in zip(*part, strict=True))
+                yield cls(traj, np.full(len(part), learn), est, alpha, V, fb)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The settings as runs.parquet columns (alpha has its own place there: Block.alpha)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("traj", "alpha")}
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What R runs decided on their streams, and what it was judged on. Shapes: R runs, S requests, M models."""
+
+    satisfied: np.ndarray  # [R, S, M] outcomes of the run's stream
+    explored: np.ndarray  # [R, S] explored positions
+    chosen: np.ndarray  # [R, S] model served
+    q: np.ndarray  # [R, S] the queue that decided each request
+    q_full: np.ndarray  # [R, S] the queue had every request been judged (sim.metrics.outcome)
+    loss: np.ndarray  # [R, S] the predictor's BCE per request
+    latency: np.ndarray | None  # [R, S, M] seconds, where a latency SLA is set
+
+
 def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], trained: list[Trained], chunk: int = 1024):
     """Every MESS+ run of one bench. Runs that learn from explorations only share their trajectory's predictions
     and are advanced together, `chunk` runs at a time so memory stays bounded whatever the grid; a run that also
     learns from feedback trains a predictor of its own (sim.training.learn_from_feedback). One Block per chunk."""
-    grid = list(itertools.product(range(len(keys)), cfg.cost_estimates, b.alphas, cfg.Vs, cfg.feedbacks))
     ehat = {(g, m): cost_estimates(b.E[gs[g].stream], gs[g].explored, m) for g in range(len(keys))
             for m in cfg.cost_estimates}  # fmt: skip
     quality = [diagnose(tr, b.arrays.satisfied[g.stream], g.explored) for g, tr in zip(gs, trained, strict=True)]
     served = [explore_answers(b.arrays.satisfied[g.stream], g.explored, cfg.explore_serve) for g in gs]  # [S] each
     losses: dict[int, np.ndarray] = {}  # trajectory -> [S] predictor BCE, shared by the runs that only explore
     scale = cost_unit(cfg, b)
-    runs = [(learn, grid[lo : lo + chunk]) for learn in cfg.learns for lo in range(0, len(grid), chunk)]
-    for learn, part in runs:
-        g, est, alpha, V, fb = (np.array(col) for col in zip(*part, strict=True))
+    for r in Runs.grid(cfg, b, len(keys), chunk):
+        g = r.traj
         S_runs = np.stack([b.arrays.satisfied[gs[i].stream] for i in g])  # [R, S, M]
         explored = np.stack([gs[i].explored for i in g])  # [R, S]
         answer = np.stack([served[i] for i in g])  # [R, S] model serving an exploration, -1 elsewhere
-        has_fb = np.stack([b.draws[keys[i][0]].feedback_u < f for i, f in zip(g, fb, strict=True)])  # [R, S]
-        ehats = np.stack([ehat[i, m] for i, m in zip(g, est, strict=True)])  # [R, S, M]
+        has_fb = np.stack([b.draws[keys[i][0]].feedback_u < f for i, f in zip(g, r.feedback, strict=True)])  # [R, S]
+        ehats = np.stack([ehat[i, m] for i, m in zip(g, r.cost_estimate, strict=True)])  # [R, S, M]
         lat = None if b.latency is None else np.stack([b.latency[gs[i].stream] for i in g])  # [R, S, M]
-        if learn == "explored":
+        if r.learn[0] == "explored":
             shat = np.stack([trained[i].shat for i in g])  # [R, S, M]
-            two = None if lat is None else latency_queue(lat, explored, est, cfg.latency_sla)
-            chosen, q, q_full = replay_queues(shat, ehats, S_runs, answer, has_fb, alpha, V / scale, two)
+            two = None if lat is None else latency_queue(lat, explored, r.cost_estimate, cfg.latency_sla)
+            chosen, q, q_full = replay_queues(shat, ehats, S_runs, answer, has_fb, r.alpha, r.V / scale, two)
             seen = [quality[i] for i in g]
             labels = explored.sum(1) * S_runs.shape[2]
             for i in set(g.tolist()) - losses.keys():
@@ -196,11 +235,11 @@ def blocks(cfg: SweepConfig, b: Bench, keys: list[tuple], gs: list[Group], train
             loss = np.stack([losses[i] for i in g])  # [R, S]
         else:
             out = [learn_run(cfg, b, gs[i], keys[i][0], *row) for i, row in
-                   zip(g, zip(ehats, answer, has_fb, alpha, V / scale, strict=True), strict=True)]  # fmt: skip
+                   zip(g, zip(ehats, answer, has_fb, r.alpha, r.V / scale, strict=True), strict=True)]  # fmt: skip
             chosen, q, q_full, shat = (np.stack([run[j] for run in out]) for j in range(4))
             seen, labels, loss = [run[4] for run in out], [run[5] for run in out], bce(shat, S_runs)
-        decided = (S_runs, explored, chosen, q, q_full, loss, lat)
-        yield _block(cfg, b, keys, gs, g, (learn, est, alpha, V, fb), decided, seen, labels)
+        decided = Decided(S_runs, explored, chosen, q, q_full, loss, lat)
+        yield _block(cfg, b, keys, gs, r, decided, seen, labels)
 
 
 def latency_queue(lat: np.ndarray, explored: np.ndarray, est: np.ndarray, sla: float) -> Latency:
@@ -235,29 +274,25 @@ def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has
     return chosen, q, lindley((alpha - sat[np.arange(S), chosen])[None])[0], shat, quality, labels
 
 
-def _block(cfg: SweepConfig, b: Bench, keys, gs, g, settings, decided, quality: list[dict], labels) -> Block:
-    """The Block of MESS+ runs of trajectories g [R] under settings (learn, cost estimate, alpha, V, feedback; [R]
-    each but learn) that, on outcomes S_runs [R, S, M] and explorations [R, S], decided (chosen, q, q_full [R, S])
-    with predictor losses (loss [R, S])."""
-    learn, est, alpha, V, fb = settings
-    S_runs, explored, chosen, q, q_full, loss, lat = decided
-    E_runs = np.stack([b.E[gs[i].stream] for i in g])  # [R, S, M]
-    seed, c, k = (np.array([keys[i][j] for i in g]) for j in range(3))
-    config, reference = b.columns(seed, alpha)
-    R, p = len(g), b.pred
-    config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, "V": V, "v_unit": [cfg.v_unit] * R,
-               "explore_serve": [cfg.explore_serve] * R, "c": c, "k": k, "feedback": fb, "learn": [learn] * R,
-               "cost_estimate": est, "cost": [cfg.cost] * R, "preset": [b.family] * R, "head": [p.head] * R,
-               "lr": np.full(R, p.lr),
+def _block(cfg: SweepConfig, b: Bench, keys, gs, r: Runs, d: Decided, quality: list[dict], labels) -> Block:
+    """The Block of MESS+ runs r, which decided d, with their predictors' diagnostics and labels seen [R]."""
+    E_runs = np.stack([b.E[gs[i].stream] for i in r.traj])  # [R, S, M]
+    seed, c, k = (np.array([keys[i][j] for i in r.traj]) for j in range(3))
+    config, reference = b.columns(seed, r.alpha)
+    R, p = len(r.traj), b.pred
+    config |= {"method": [MESSPLUS] * R, "kind": ["policy"] * R, **r.columns(), "v_unit": [cfg.v_unit] * R,
+               "explore_serve": [cfg.explore_serve] * R, "c": c, "k": k, "cost": [cfg.cost] * R,
+               "preset": [b.family] * R, "head": [p.head] * R, "lr": np.full(R, p.lr),
                "momentum": np.full(R, p.momentum), "epochs": np.full(R, p.epochs),
                "input_dropout": np.full(R, p.input_dropout), "clip_norm": np.full(R, p.clip_norm),
                "labels_seen": np.asarray(labels)}  # fmt: skip
     config |= {col: [qual[col] for qual in quality] for col in quality[0]}
-    o = outcome(chosen, explored, S_runs, E_runs, alpha, q, q_full, loss, lat)
+    o = outcome(d.chosen, d.explored, d.satisfied, E_runs, r.alpha, d.q, d.q_full, d.loss, d.latency)
     if cfg.latency_sla is not None:
         config["latency_sla"] = np.full(R, cfg.latency_sla)
-    parts = b.stream_parts(np.stack([gs[i].stream for i in g]))
-    return Block(b.name, config, alpha, reference, S_runs.shape[1], outcome=o, parts=parts, part_names=b.part_names)
+    parts = b.stream_parts(np.stack([gs[i].stream for i in r.traj]))
+    return Block(b.name, config, r.alpha, reference, d.satisfied.shape[1], outcome=o, parts=parts,
+                 part_names=b.part_names)  # fmt: skip
 
 
 def prediction_table(benches: dict[str, Bench], trained: dict[str, tuple[list, list, list]]) -> pl.DataFrame:
