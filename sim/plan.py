@@ -410,9 +410,11 @@ def replayed(cfg: PlanConfig, trace, full: Bench, pick: dict, at: np.ndarray, al
     seeds = fresh or cfg.planning()
     targets = (alpha,) if pick["alpha_target"] is None else (pick["alpha_target"],)
     vcfg = sweep_config(cfg, full.name, targets, seeds)
+    if pick["V"] is not None:  # MESS+ or an online policy: the pick's V alone
+        vcfg = replace(vcfg, Vs=(pick["V"],))
     b = load(vcfg, trace, full.name, Inputs(full.X, full.encoder, full.family))
     if pick["family"] == MESSPLUS:
-        check = outcomes(replace(vcfg, Vs=(pick["V"],), cs=(pick["c"],)), b, at)
+        check = outcomes(replace(vcfg, cs=(pick["c"],)), b, at)
     else:
         check = router_outcomes(vcfg, b, at, only=pick["method"])
     out = {"cost_per_request_stream": float(check["cost_stream"].mean())}

@@ -1,6 +1,7 @@
 """`sim plan`: the cheapest searched setting that met the SLA by the deadline on the promised share of orders."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -14,7 +15,9 @@ from messplus.sim.plan import (
     MET,
     PlanConfig,
     binomial_tail,
+    checkpoints,
     outcomes,
+    replayed,
     run_plan,
     seeds_needed,
     share_lower,
@@ -116,6 +119,22 @@ def test_an_sla_past_every_candidate_is_out_of_reach_after_raising_exploration(s
     assert sorted(mess_runs["c"].to_list()) == [0.1, 0.2, 0.4]
     assert (mess_runs["n"] == 10).all()  # screened out on 40 / 4 orders
     assert (table.filter(pl.col("family") == "single")["n"] == 40).all()  # the routers are cheap: every order
+
+
+def test_a_candidate_replayed_on_its_planning_seeds_gives_its_planned_figures(small_trace):
+    """The pick's check on fresh seeds replays exactly the setting planned: on the planning seeds themselves it
+    gives each family's best its planned share and cost (an online rival's one V of several, MESS+'s one c)."""
+    cfg = PlanConfig(benches=("piqa",), alpha=(0.7,), seeds="0-7", confidence=0.75, margins=(0.0, 0.05),
+                     Vs=(1e-3, 1e-5), cs=(0.5, 2.0))  # fmt: skip
+    plan, _ = run_plan(cfg, small_trace)
+    trace = load_benches(small_trace, ["piqa"])["piqa"]
+    full = load(sweep_config(cfg, "piqa", (0.7,), cfg.planning()), trace, "piqa")
+    again = replace(cfg, validate_seeds=cfg.seeds)
+    assert {"messplus", "ts-queue", "primal-dual", "single"} <= set(plan["family"])
+    for best in plan.iter_rows(named=True):
+        out = replayed(again, trace, full, best, checkpoints(best["by"], full.n_stream, None), best["alpha"])
+        assert out["p_meet_validated"] == pytest.approx(best["p_meet"]), best["method"]
+        assert out["cost_per_request_validated"] == pytest.approx(best["cost_per_request"]), best["method"]
 
 
 def test_a_stream_cut_at_the_deadline_decides_exactly_as_the_whole_one(small_trace):
