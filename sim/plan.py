@@ -27,7 +27,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib.metadata import version
@@ -229,20 +229,34 @@ def router_outcomes(scfg: SweepConfig, b: Bench, at: np.ndarray, only: str | Non
     return pl.DataFrame(rows, schema=schema)
 
 
+@dataclass(frozen=True)
+class Replays:
+    """Where plan_bench replays its candidates: `mess` as outcomes() and `routers` as router_outcomes(), the same rows
+    in the same order wherever they run. In this process by default; sim.distributed spreads them over a Ray
+    cluster."""
+
+    mess: Callable[..., pl.DataFrame] = outcomes
+    routers: Callable[..., pl.DataFrame] = router_outcomes
+
+
+HERE = Replays()
+
+
 def screened(scfg: SweepConfig, b: Bench, at: np.ndarray, alpha: float, confidence: float, progress=None,
-             level: float = 0.01) -> pl.DataFrame:  # fmt: skip
+             level: float = 0.01, replays: Replays = HERE) -> pl.DataFrame:  # fmt: skip
     """outcomes() in two stages: every c of scfg on the first quarter of the seeds, then only the c values with a
     setting that could still meet on the rest. A c is dropped when each of its settings failed on so many of the
     first seeds that, were its share of all orders >= confidence, so many failures would happen with probability
     < level (a one-sided binomial test): a setting that can meet survives with probability > 1 - level."""
     n1 = math.ceil(len(scfg.seeds) / 4)
-    first = outcomes(replace(scfg, seeds=scfg.seeds[:n1]), b, at, progress)
+    first = replays.mess(replace(scfg, seeds=scfg.seeds[:n1]), b, at, progress)
     fewest = first.group_by(KEYS).agg(fails=(pl.col("running") < alpha - TOL).sum())
     fewest = fewest.group_by("c").agg(pl.col("fails").min())
     keep = tuple(c for c, f in fewest.iter_rows() if binomial_tail(f, n1, 1 - confidence) >= level)
     if not keep or n1 == len(scfg.seeds):
         return first
-    return pl.concat([first, outcomes(replace(scfg, cs=tuple(sorted(keep)), seeds=scfg.seeds[n1:]), b, at, progress)])
+    rest = replays.mess(replace(scfg, cs=tuple(sorted(keep)), seeds=scfg.seeds[n1:]), b, at, progress)
+    return pl.concat([first, rest])
 
 
 def binomial_pmf(n: int, p: float) -> np.ndarray:
@@ -349,7 +363,9 @@ def family_bests(table: pl.DataFrame) -> list[dict]:
     return sorted(out, key=lambda r: r["family"] != MESSPLUS)
 
 
-def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[list[dict], pl.DataFrame]:
+def plan_bench(
+    cfg: PlanConfig, trace, name: str, progress=None, replays: Replays = HERE
+) -> tuple[list[dict], pl.DataFrame]:
     """The plan rows of one bench (each family's best, the pick among them) and every candidate (for the risk
     figure)."""
     began = time.perf_counter()
@@ -367,13 +383,15 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[list[d
     at = checkpoints(by, S, cfg.every)
     H = int(at[-1])
     b = up_to(full, H)
-    runs = pl.concat([screened(scfg, b, at, alpha, cfg.confidence, progress), router_outcomes(scfg, b, at)])
+    runs = pl.concat([screened(scfg, b, at, alpha, cfg.confidence, progress, replays=replays),
+                      replays.routers(scfg, b, at)])  # fmt: skip
     table, pick = choose(runs, alpha, cfg.confidence, cfg.assurance)
     c, top = max(cfg.cs), cfg.max_c if cfg.max_c is not None else H**cfg.k  # c >= H^k explores every request
     while pick is None and c < top:  # more exploration: explored requests get the best model so far's answer
         log.info("bench %s: no candidate meets; trying MESS+ with c = %g", name, min(2 * c, top))
         c = min(2 * c, top)
-        runs = pl.concat([runs, screened(replace(scfg, cs=(c,)), b, at, alpha, cfg.confidence, progress)])
+        more = screened(replace(scfg, cs=(c,)), b, at, alpha, cfg.confidence, progress, replays=replays)
+        runs = pl.concat([runs, more])
         table, pick = choose(runs, alpha, cfg.confidence, cfg.assurance)
     planned = time.perf_counter()
     bench = {"bench": name, "alpha": alpha, "by": by, "every": cfg.every, "horizon": H, "confidence": cfg.confidence,
@@ -392,7 +410,7 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[list[d
             price = accuracy_price(acc, b.E.mean(0), alpha)
             row["margin_theorem"] = best["V"] / mess.cost_unit(scfg, b) * price / by
         if row["pick"]:
-            row |= replayed(cfg, trace, full, best, at, alpha)
+            row |= replayed(cfg, trace, full, best, at, alpha, replays)
             if "cost_per_request_single" in bench:
                 row["saving_vs_single"] = 1 - best["cost_per_request"] / bench["cost_per_request_single"]
         rows.append(row)
@@ -402,10 +420,12 @@ def plan_bench(cfg: PlanConfig, trace, name: str, progress=None) -> tuple[list[d
     return rows, table
 
 
-def replayed(cfg: PlanConfig, trace, full: Bench, pick: dict, at: np.ndarray, alpha: float) -> dict:
+def replayed(cfg: PlanConfig, trace, full: Bench, pick: dict, at: np.ndarray, alpha: float,
+             replays: Replays = HERE) -> dict:  # fmt: skip
     """The pick replayed over the whole scored stream: its cost per request there (on the validation seeds, else
     the planning ones) and, with --validate-seeds, the share of those fresh orders that met the SLA and its cost
-    up to the deadline."""
+    up to the deadline. Means over one chunk: a float column's mean follows its chunks, which depend on where the
+    rows were made."""
     fresh = cfg.validation()
     seeds = fresh or cfg.planning()
     targets = (alpha,) if pick["alpha_target"] is None else (pick["alpha_target"],)
@@ -414,9 +434,10 @@ def replayed(cfg: PlanConfig, trace, full: Bench, pick: dict, at: np.ndarray, al
         vcfg = replace(vcfg, Vs=(pick["V"],))
     b = load(vcfg, trace, full.name, Inputs(full.X, full.encoder, full.family))
     if pick["family"] == MESSPLUS:
-        check = outcomes(replace(vcfg, cs=(pick["c"],)), b, at)
+        check = replays.mess(replace(vcfg, cs=(pick["c"],)), b, at)
     else:
-        check = router_outcomes(vcfg, b, at, only=pick["method"])
+        check = replays.routers(vcfg, b, at, only=pick["method"])
+    check = check.rechunk()
     out = {"cost_per_request_stream": float(check["cost_stream"].mean())}
     if fresh:
         out |= {"p_meet_validated": float((check["running"] >= alpha - TOL).mean()),
@@ -444,9 +465,11 @@ def explain(rows: list[dict]) -> None:
                     pick["cost_per_request"], how)  # fmt: skip
 
 
-def run_plan(cfg: PlanConfig, traces: Path, progress=None) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+def run_plan(
+    cfg: PlanConfig, traces: Path, progress=None, replays: Replays = HERE
+) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
     """plan [one row per bench and family: its best candidate, `pick` marking the plan] (PLAN_SCHEMA) and, per
-    bench, every candidate."""
+    bench, every candidate. replays: where the candidates are replayed (this process by default)."""
     validate(cfg)
     cfg.check_seeds()
     found = load_benches(traces, cfg.benches or None)
@@ -457,7 +480,7 @@ def run_plan(cfg: PlanConfig, traces: Path, progress=None) -> tuple[pl.DataFrame
     rows, tables = [], {}
     with one_thread():
         for name, trace in found.items():
-            bench_rows, tables[name] = plan_bench(cfg, trace, name, progress)
+            bench_rows, tables[name] = plan_bench(cfg, trace, name, progress, replays)
             rows += bench_rows
     return pl.DataFrame([{k: r.get(k) for k in PLAN_SCHEMA} for r in rows], schema=PLAN_SCHEMA), tables
 

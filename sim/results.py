@@ -100,7 +100,9 @@ def _ratio(cost: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def frames(blocks: Iterable[Block], n_models: int, steps_every: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The runs and steps tables of a stream of blocks, run ids in order (consumed lazily: bounded memory)."""
+    """The runs and steps tables of a stream of blocks, run ids in order (consumed lazily: bounded memory). Each in
+    one chunk: Parquet's pages, and a float column's sum, follow the chunks, so tables of the same rows are the same
+    bytes however their blocks were cut (sim.distributed makes them on many workers)."""
     runs, step_parts, n = [], [], 0
     for b in blocks:
         R = len(b.alpha)
@@ -121,8 +123,8 @@ def frames(blocks: Iterable[Block], n_models: int, steps_every: int) -> tuple[pl
         if b.outcome is not None:
             step_parts.append(pl.DataFrame(steps(b.outcome, ids, steps_every), schema=STEP_SCHEMA))
         n += R
-    run_df = pl.concat(runs) if runs else pl.DataFrame(schema=RUN_SCHEMA)
-    step_df = pl.concat(step_parts) if step_parts else pl.DataFrame(schema=STEP_SCHEMA)
+    run_df = pl.concat(runs, rechunk=True) if runs else pl.DataFrame(schema=RUN_SCHEMA)
+    step_df = pl.concat(step_parts, rechunk=True) if step_parts else pl.DataFrame(schema=STEP_SCHEMA)
     return run_df, step_df.with_columns(pl.col("loss").fill_nan(None))
 
 

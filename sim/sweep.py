@@ -16,6 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from messplus.common import UserError, pick_device
 from messplus.common.options import validate
@@ -27,6 +28,9 @@ from messplus.sim.metrics import outcome, predictor_quality
 from messplus.sim.results import VERSION, Block, Results, frames, options
 from messplus.sim.routers import MESSPLUS, Split, registry
 from messplus.traces.io import load_benches
+
+Progress = Callable[[str, int], Callable[[int], None]]
+Tables = Callable[[SweepConfig, dict[str, Bench], Progress | None], tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]
 
 
 def resolve(cfg: SweepConfig, benches: tuple[str, ...]) -> SweepConfig:
@@ -48,29 +52,40 @@ def resolve(cfg: SweepConfig, benches: tuple[str, ...]) -> SweepConfig:
 def run_sweep(
     cfg: SweepConfig,
     traces: Path,
-    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    progress: Progress | None = None,
     inputs: dict[str, Inputs] | None = None,
+    tables: Tables | None = None,
 ) -> Results:
     """progress(label, total) returns an advance(n) callback; None runs silently.
-    inputs: optional per-bench predictor inputs used instead of cfg.encoder."""
+    inputs: optional per-bench predictor inputs used instead of cfg.encoder.
+    tables: what replays the loaded benches into the runs, steps and predictions tables: `replay`, in this process,
+    by default; sim.distributed's spreads the same work over a Ray cluster and returns the same tables."""
     validate(cfg)
     asked = options(cfg, traces)
     cfg, found, stream = open_streams(cfg, traces)
     staged = {n: stage(cfg, found[n], n, stream) for n in cfg.benches}  # every bench checked before any embedding
     benches = {n: load(cfg, staged[n], n, (inputs or {}).get(n), progress) for n in cfg.benches}
-    with_mess = MESSPLUS in cfg.methods
-    trained = mess.train(cfg, benches, progress) if with_mess else {name: ([], [], []) for name in benches}
-    blocks = itertools.chain.from_iterable(bench_blocks(cfg, b, trained[b.name]) for b in benches.values())
-    models = next(iter(benches.values())).models
-    runs, steps = frames(blocks, len(models), cfg.steps_every)
+    runs, steps, predictions = (tables or replay)(cfg, benches, progress)
     warnings = reach_warnings(benches) + [w for b in benches.values() for w in distinct_warnings(b.name, b.X)]
     warnings += mess.predictor_warnings(predictor_quality(runs))
-    warnings += mess.cost_balance_warnings(cfg, benches) if with_mess else []
+    warnings += mess.cost_balance_warnings(cfg, benches) if MESSPLUS in cfg.methods else []
     meta = metadata(cfg, asked, benches, warnings)
     meta["sweep_id"] = hashlib.sha256(
         json.dumps(meta, sort_keys=True).encode() + runs.hash_rows().to_numpy().tobytes()
     ).hexdigest()[:16]
-    return Results(runs, steps, mess.prediction_table(benches, trained), meta)
+    return Results(runs, steps, predictions, meta)
+
+
+def replay(
+    cfg: SweepConfig, benches: dict[str, Bench], progress: Progress | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The runs, steps and predictions tables of the loaded benches, in this process: every MESS+ predictor trained
+    in one batch, then each bench's runs (bench_blocks), numbered in that order."""
+    with_mess = MESSPLUS in cfg.methods
+    trained = mess.train(cfg, benches, progress) if with_mess else {name: ([], [], []) for name in benches}
+    blocks = itertools.chain.from_iterable(bench_blocks(cfg, b, trained[b.name]) for b in benches.values())
+    models = next(iter(benches.values())).models
+    return *frames(blocks, len(models), cfg.steps_every), mess.prediction_table(benches, trained)
 
 
 def open_streams(cfg: SweepConfig, traces: Path) -> tuple[SweepConfig, dict, streams.Stream | None]:
