@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -171,17 +172,18 @@ def embed(
         console.print(f"{name}: {len(texts)} texts -> {X.shape[1]}-dim, {enc_id}, {time.perf_counter() - t0:.2f} s")
 
 
-def sweep(cfg: SweepConfig, traces: Path, out: Path, overwrite: bool) -> None:
+def sweep(cfg: SweepConfig, traces: Path, out: Path, overwrite: bool, ray: str | None) -> None:
     """Replay a trace under the Cartesian product of every grid option, for MESS+ and the chosen routers and
     bounds. Options that take a comma list span one axis of the grid each."""
+    from messplus.sim.distributed import cluster
     from messplus.sim.results import check_out, options
     from messplus.sim.sweep import run_sweep
 
     check_out(out, options(cfg, traces), overwrite)
     console.print(header(cfg, traces), highlight=False)
     t0 = time.perf_counter()
-    with progress_bars(console) as bars:
-        results = run_sweep(cfg, traces, bars)
+    with cluster(ray) as spread, progress_bars(console) as bars:
+        results = run_sweep(cfg, traces, bars, tables=None if spread is None else spread.sweep)
     paths = results.write(out)
     console.print(summary_table(results.runs, cfg.cost))
     quality = predictor_quality(results.runs)
@@ -217,10 +219,16 @@ SWEEP_PATHS = [
     inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
         bool, typer.Option(help="Replace a results folder written with other options (same options: always).")]),
 ]  # fmt: skip
-app.command("sweep")(command(SweepConfig, sweep, SWEEP_PATHS))
+LOCAL = "local"  # --ray alone: Ray's address for a new cluster on this machine
+RAY = inspect.Parameter("ray", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+    str | None, typer.Option(metavar="[ADDRESS]", help="Spread the work over a Ray cluster, with the same results "
+                             "as one process: --ray alone starts one on this machine's cores, --ray auto joins the "
+                             "running cluster, --ray HOST:PORT (or ray://HOST:PORT) a given one. Needs pip install "
+                             "-e '.\\[ray]' (README: More than one machine).")])  # fmt: skip
+app.command("sweep")(command(SweepConfig, sweep, [*SWEEP_PATHS, RAY]))
 
 
-def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
+def plan(cfg: PlanConfig, traces: Path, out: Path, ray: str | None) -> None:
     """The cheapest policy, of any family, whose running satisfaction at --by (and every --every requests after)
     meets --alpha on at least --confidence of all orders of the trace, as bounded at --assurance from --seeds orders.
     Candidates: MESS+ settings (alpha handed to it, V, c), every single model, and every deployable router (a
@@ -228,13 +236,14 @@ def plan(cfg: PlanConfig, traces: Path, out: Path) -> None:
     plus each margin). Writes plan.parquet (each family's best per bench, the pick marked) and risk_<bench>.png
     (share of orders that met the SLA against cost). Empirical: it covers orders of this trace, not a stream with
     another mix of requests."""
-    from messplus.sim.plan import check_plan_out, risk_figure, run_plan, write_plan
+    from messplus.sim.distributed import cluster
+    from messplus.sim.plan import HERE, check_plan_out, risk_figure, run_plan, write_plan
     from messplus.sim.results import UNITS
 
     check_plan_out(out, traces)
     check_plan(cfg, traces)
-    with progress_bars(console) as bars:
-        table, candidates = run_plan(cfg, traces, bars)
+    with cluster(ray) as spread, progress_bars(console) as bars:
+        table, candidates = run_plan(cfg, traces, bars, HERE if spread is None else spread.replays(bars))
     unit = UNITS.get(cfg.cost, (cfg.cost, 1.0, cfg.cost))[2]
     rows = {b: g.to_dicts() for (b,), g in table.group_by("bench", maintain_order=True)}
     figures = lambda folder: [risk_figure(candidates[b], rows[b], unit, folder) for b in rows]  # noqa: E731
@@ -284,8 +293,20 @@ def plan_table(table: pl.DataFrame, unit: str) -> Table:
 
 PLAN_PATHS = [SWEEP_PATHS[0], inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=Path("results/plan"),
               annotation=Annotated[Path, typer.Option(help="Folder for plan.parquet and the risk figures.")])]  # fmt: skip
-app.command("plan")(command(PlanConfig, plan, PLAN_PATHS))
+app.command("plan")(command(PlanConfig, plan, [*PLAN_PATHS, RAY]))
+
+
+def bare_ray(args: list[str]) -> list[str]:
+    """`--ray` with no address (last, or before another option) means a local cluster: spelled out here, since the
+    command line's options take a value or none, never an optional one."""
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(LOCAL)
+    return out
 
 
 def main() -> None:
+    sys.argv[1:] = bare_ray(sys.argv[1:])
     run_cli(app)
