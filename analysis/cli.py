@@ -1,4 +1,4 @@
-"""`analysis`: tables and figures from a `sim sweep` results folder."""
+"""`analysis`: tables and figures from `sim sweep` results folders (several of one trace read as one set)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ import typer
 from rich.console import Console
 
 from messplus.common import UserError, atomic_path, check_out_file, check_out_folder, run_cli
-from messplus.sim.results import open_results
+from messplus.sim.results import open_sets
 from messplus.sim.routers import MESSPLUS
 from messplus.traces.zoo import comma_list
 
 app = typer.Typer(help="Tables and figures from a sweep's runs/steps/predictions Parquet.", no_args_is_help=True)
 console = Console(width=150)
-Results = Annotated[Path, typer.Argument(help="Folder written by `sim sweep --out`.")]
+Results = Annotated[list[Path], typer.Argument(help="Folder written by `sim sweep --out`; several of one trace are "
+                                               "read as one set (runs renumbered, a `set` column names each run's "
+                                               "folder).")]  # fmt: skip
 
 
 class Kind(StrEnum):
@@ -41,25 +43,34 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def check_apart(out: Path, results: Path) -> None:
-    """An output inside the results folder would replace one of its files or make it no longer a results set."""
-    o, r = out.resolve(), results.resolve()
-    if o == r or r in o.parents:
-        raise UserError(f"--out {out}: lies inside the results folder {results}; write it elsewhere")
+def check_apart(out: Path, results: list[Path]) -> None:
+    """An output inside a results folder would replace one of its files or make it no longer a results set."""
+    for folder in results:
+        o, r = out.resolve(), folder.resolve()
+        if o == r or r in o.parents:
+            raise UserError(f"--out {out}: lies inside the results folder {folder}; write it elsewhere")
+
+
+def named(results: list[Path]) -> str:
+    """The results folders as messages name them."""
+    return ", ".join(map(str, results))
 
 
 @app.command()
 def report(
     results: Results,
-    out: Annotated[Path | None, typer.Option(help="Report folder (default: reports/<results folder name>).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report folder (default: reports/<results folder name>, names joined by + for several)."),
+    ] = None,
 ) -> None:
     """Markdown report with the main table inline, every figure as PNG and SVG, and a text summary."""
     from messplus.analysis.report import write_report
 
-    res = open_results(results)
-    out = out or Path("reports") / results.resolve().name
+    res = open_sets(results)
+    out = out or Path("reports") / "+".join(folder.resolve().name for folder in results)
     check_apart(out, results)
-    path = write_report(res, out, str(results))
+    path = write_report(res, out, named(results))
     console.print(f"wrote {path}")
     console.print((path.parent / "summary.txt").read_text(), highlight=False)
 
@@ -82,8 +93,8 @@ def table(
     from messplus.analysis.report import check_policies, check_runs
     from messplus.analysis.tables import main_table, paper_table, to_latex, to_markdown
 
-    res = open_results(results)
-    check_policies(check_runs(res, str(results)), str(results))
+    res = open_sets(results)
+    check_policies(check_runs(res, named(results)), named(results))
     if out:
         check_out_file(out)
         check_apart(out, results)
@@ -99,7 +110,7 @@ def table(
         print(text, end="")
 
 
-def _plot_benches(res, results: Path, kind: Kind, bench: str | None) -> list[str]:
+def _plot_benches(res, results: str, kind: Kind, bench: str | None) -> list[str]:
     """The benches a per-bench figure is drawn for: each with MESS+ runs (and, for learning, a long enough
     stream)."""
     from messplus.analysis.report import LEARNING_MIN
@@ -198,8 +209,8 @@ def plot(
     from messplus.analysis import plots
     from messplus.analysis.report import check_runs, routes
 
-    res = open_results(results)
-    runs = check_runs(res, str(results))
+    res = open_sets(results)
+    runs = check_runs(res, named(results))
     check_out_folder(out)
     check_apart(out, results)
     picks = {"alphas": numbers(alpha, "--alpha"), "Vs": numbers(V, "--V"), "c": c}
@@ -207,11 +218,12 @@ def plot(
     if given and kind != Kind.dynamics:
         raise UserError(f"{given[0]}: only `analysis plot dynamics` takes it (it picks what that figure shows)")
     if kind == Kind.calls and not routes(runs):
-        raise UserError(f"{results}: no routing policy besides single-model baselines, so no call shares to draw")
+        raise UserError(f"{named(results)}: no routing policy besides single-model baselines, so no call shares to "
+                        "draw")  # fmt: skip
     if kind in (Kind.plane, Kind.calls):
         paths = _draw_into(out, lambda d: [getattr(plots, kind.value)(res, d)])
     elif kind == Kind.dynamics:
-        benches = _plot_benches(res, results, kind, bench)
+        benches = _plot_benches(res, named(results), kind, bench)
         for b in benches:  # every choice checked before anything is drawn
             try:
                 plots.dynamics_runs(res, b, **picks)
@@ -219,7 +231,7 @@ def plot(
                 raise UserError(f"{e}; pick the bench with --bench" if len(benches) > 1 else str(e)) from None
         paths = _draw_into(out, lambda d: [plots.dynamics(res, b, d, **picks) for b in benches])
     else:
-        benches = _plot_benches(res, results, kind, bench)
+        benches = _plot_benches(res, named(results), kind, bench)
         paths = _draw_into(out, lambda d: [plots.learning(res, b, d) for b in benches])
     for p in paths:
         console.print(f"wrote {p} (+ .svg)")

@@ -306,3 +306,42 @@ def open_results(folder: str | Path) -> Results:
                 f"{folder / name}.parquet: no column {lost[0]!r}; the results are damaged: rerun `sim sweep`"
             )
     return Results(**lazy, meta=metas["runs"])
+
+
+def open_sets(folders: list[str | Path]) -> Results:
+    """Several result sets of one trace read as one (sweeps of other seeds or settings, or made on other machines):
+    runs renumbered set after set, and in every table a `set` column, the folder as given. Sets of another trace's
+    content, other models or another cost column (tables would mix units) are refused, as is a run found in two sets
+    (it would count twice); each set is checked as open_results checks one. A single folder is read as it is."""
+    sets = [open_results(f) for f in folders]
+    if len(sets) == 1:
+        return sets[0]
+    first, names = sets[0].meta, [str(f) for f in folders]
+    belongs = {"trace": lambda m: m.get("options", {}).get("traces_sha256"), "models": lambda m: m["models"],
+               "cost column": lambda m: m["config"]["cost"]}  # fmt: skip
+    for name, res in zip(names[1:], sets[1:], strict=True):
+        differs = next((what for what, of in belongs.items() if of(res.meta) != of(first)), None)
+        if differs:
+            raise UserError(f"{name}: another {differs} than in {names[0]}; sets merge only where the trace, the models "
+                            "and the cost column are the same")  # fmt: skip
+    before = np.cumsum([0] + [r.runs.select(pl.len()).collect().item() for r in sets[:-1]])  # runs in earlier sets
+
+    def tagged(tables: list[pl.LazyFrame], renumber: bool) -> pl.LazyFrame:
+        return pl.concat([t.with_columns(*([pl.col("run_id") + int(k)] if renumber else []), set=pl.lit(name))
+                          for t, k, name in zip(tables, before, names, strict=True)], rechunk=True)  # fmt: skip
+
+    runs = tagged([r.runs for r in sets], True)
+    config = list(RUN_SCHEMA)[1 : list(RUN_SCHEMA).index("n_calib") + 1]
+    twice = runs.filter(pl.struct(config).is_duplicated()).group_by(config, maintain_order=True).agg("set")
+    for r in twice.head(1).collect().iter_rows(named=True):
+        raise UserError(f"run {r['method']} of bench {r['bench']}, seed {r['seed']} is in {r['set'][0]} and in "
+                        f"{r['set'][1]}, so it would count twice; give sets of runs of their own")  # fmt: skip
+    meta = first | {
+        "sets": names,
+        "config": first["config"] | {"seeds": sorted({s for r in sets for s in r.meta["config"]["seeds"]}),
+                                     "steps_every": max(r.meta["config"].get("steps_every", 1) for r in sets)},
+        "encoders": {f"{name}/{b}": e for name, r in zip(names, sets, strict=True) for b, e in r.meta["encoders"].items()},
+        "warnings": list(dict.fromkeys(w for r in sets for w in r.warnings)),
+        "boundaries": {k: v for r in reversed(sets) for k, v in r.meta.get("boundaries", {}).items()},
+    }  # fmt: skip
+    return Results(runs, tagged([r.steps for r in sets], True), tagged([r.predictions for r in sets], False), meta)
