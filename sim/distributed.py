@@ -197,13 +197,11 @@ class Cluster:
 
     def plan_routers(self, scfg: SweepConfig, b: Bench, at: np.ndarray, only: str | None,
                      progress: Progress | None) -> pl.DataFrame:  # fmt: skip
-        """sim.plan.router_outcomes' rows, in its order: family by family, each family's seeds in order."""
+        """sim.plan.router_outcomes' rows, in its order: seed by seed."""
         task, cpu = self.on(b), replace(scfg, device="cpu")
         tasks = [task(f"plan: bench {b.name}, seed {s}, routers", s, plan_routers, replace(cpu, seeds=(s,)), at, only)
                  for s in scfg.seeds]  # fmt: skip
-        rows = self.gather(f"{b.name}: routers", tasks, progress)
-        parts = [p.partition_by("family", maintain_order=True, as_dict=True) for p in rows]
-        return pl.concat([p[family] for family in parts[0] for p in parts]) if parts[0] else rows[0]
+        return pl.concat(self.gather(f"{b.name}: routers", tasks, progress))
 
 
 def on_cpus(device: str) -> str:
