@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import warnings
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -145,10 +146,12 @@ class Cluster:
         """task(name, seed, fn, *args): a Task calling fn(b with that seed's draws and bounds alone, *args). b itself,
         inputs and arrays, goes to Ray's object store once; each task carries its own seed's draws."""
         shared = self.ray.put(replace(b, draws={}, bounds={}))
+        bounds = defaultdict(dict)  # seed -> its (seed, alpha) bounds
+        for key, v in b.bounds.items():
+            bounds[key[0]][key] = v
 
         def task(name: str, seed: int, fn: Callable, *args) -> Task:
-            bounds = {key: v for key, v in b.bounds.items() if key[0] == seed}
-            return Task(name, fn, (shared, b.draws[seed], bounds, *args))
+            return Task(name, fn, (shared, b.draws[seed], bounds[seed], *args))
 
         return task
 
