@@ -311,8 +311,9 @@ def open_results(folder: str | Path) -> Results:
 def open_sets(folders: list[str | Path]) -> Results:
     """Several result sets of one trace read as one (sweeps of other seeds or settings, or made on other machines):
     runs renumbered set after set, and in every table a `set` column, the folder as given. Sets of another trace's
-    content, other models or another cost column (tables would mix units) are refused, as is a run found in two sets
-    (it would count twice); each set is checked as open_results checks one. A single folder is read as it is."""
+    content, other models or another cost column (tables would mix units) are refused, as is a run found in two sets,
+    every column alike (it would count twice); each set is checked as open_results checks one. A single folder is
+    read as it is."""
     sets = [open_results(f) for f in folders]
     if len(sets) == 1:
         return sets[0]
@@ -331,11 +332,11 @@ def open_sets(folders: list[str | Path]) -> Results:
                           for t, k, name in zip(tables, before, names, strict=True)], rechunk=True)  # fmt: skip
 
     runs = tagged([r.runs for r in sets], True)
-    config = list(RUN_SCHEMA)[1 : list(RUN_SCHEMA).index("n_calib") + 1]
-    twice = runs.filter(pl.struct(config).is_duplicated()).group_by(config, maintain_order=True).agg("set")
-    for r in twice.head(1).collect().iter_rows(named=True):
-        raise UserError(f"run {r['method']} of bench {r['bench']}, seed {r['seed']} is in {r['set'][0]} and in "
-                        f"{r['set'][1]}, so it would count twice; give sets of runs of their own")  # fmt: skip
+    run = pl.struct(pl.exclude("run_id", "set"))  # all of a run: its settings, and what they gave
+    twice = runs.filter(run.is_duplicated()).group_by(run.alias("run"), maintain_order=True).agg("set")
+    for r, (one, other, *_) in twice.head(1).collect().iter_rows():
+        raise UserError(f"run {r['method']} of bench {r['bench']}, seed {r['seed']} is in {one} and in {other}, so it "
+                        "would count twice; give sets of runs of their own")  # fmt: skip
     meta = first | {
         "sets": names,
         "config": first["config"] | {"seeds": sorted({s for r in sets for s in r.meta["config"]["seeds"]}),
