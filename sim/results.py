@@ -336,7 +336,8 @@ def open_sets(folders: list[str | Path]) -> Results:
     twice = runs.filter(run.is_duplicated()).group_by(run.alias("run"), maintain_order=True).agg("set")
     for r, (one, other, *_) in twice.head(1).collect().iter_rows():
         raise UserError(f"run {r['method']} of bench {r['bench']}, seed {r['seed']} is in {one} and in {other}, so it "
-                        "would count twice; give sets of runs of their own")  # fmt: skip
+                        "would count twice; give sets of runs of their own (a sweep of other MESS+ settings only: "
+                        "--methods messplus)")  # fmt: skip
     meta = first | {
         "sets": names,
         "config": first["config"] | {"seeds": sorted({s for r in sets for s in r.meta["config"]["seeds"]}),

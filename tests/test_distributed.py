@@ -59,7 +59,7 @@ def test_a_sweep_on_ray_is_the_same_bytes_as_in_one_process(local_ray, one_proce
 
 
 def test_a_plan_on_ray_is_the_same_as_in_one_process(local_ray):
-    cfg = PlanConfig(benches=("logiqa", "sciq"), seeds="0-11", confidence=0.75, Vs=(1e-3, 1e-4), margins=(0.0, 0.02),
+    cfg = PlanConfig(benches=("piqa", "sciq"), seeds="0-11", confidence=0.75, Vs=(1e-3, 1e-4), margins=(0.0, 0.02),
                      validate_seeds="100-103")  # fmt: skip
     plan, candidates = run_plan(cfg, DEMO)
     with distributed.cluster("auto") as spread:
