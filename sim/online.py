@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from messplus.sim.routers import Served
+
 
 @njit(cache=True)
 def observe(n, ones, spent, waited, m, s, c, latency) -> None:
@@ -31,8 +33,9 @@ def queue_step(q: float, alpha: float, s: float) -> float:
     return 0.0 if x < 0.0 else x
 
 
-def run(kernel, stream, alpha: float, V: float, latency_sla: float | None, *extra) -> np.ndarray:
-    """chosen [S]: the compiled kernel(S, E, lat, sla, two, alpha, V, *extra, out) over the stream. With a latency
+def run(kernel, stream, alpha: float, V: float, latency_sla: float | None, *extra) -> Served:
+    """The compiled kernel(S, E, lat, sla, two, alpha, V, *extra, out) over the stream: its choices, no request
+    explored. With a latency
     SLA (two), the rival keeps a second queue, as MESS+ does (sim.engine.replay_queues); lat is the stream's
     latencies then, and its costs otherwise (never read)."""
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
@@ -41,7 +44,7 @@ def run(kernel, stream, alpha: float, V: float, latency_sla: float | None, *extr
     lat = f64(stream.latency) if two else E
     out = np.empty(len(S), dtype=np.int64)
     kernel(S, E, lat, float(latency_sla) if two else np.nan, two, float(alpha), float(V), *extra, out)
-    return out
+    return Served(out)
 
 
 @njit(cache=True)

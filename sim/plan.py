@@ -44,6 +44,7 @@ from messplus.sim import mess
 from messplus.sim.bench import Bench, alpha_rules, check_alphas, load, resolve_alphas
 from messplus.sim.config import ALPHA_HELP, MAX_C, MAX_K, MAX_V, Alpha, Cost, SweepConfig
 from messplus.sim.inputs import Inputs
+from messplus.sim.metrics import outcome
 from messplus.sim.results import CHECKSUMS, KEY, VERSION, options, write_checksums
 from messplus.sim.routers import MESSPLUS, registry
 from messplus.sim.routers.bounds import accuracy_price
@@ -211,19 +212,19 @@ def router_outcomes(scfg: SweepConfig, b: Bench, at: np.ndarray, only: str | Non
     handed each of b's alphas, and each V for an online policy; a per-model method, which reads no alpha, once,
     with no alpha_target."""
     methods = registry()
-    deployable = tuple(m.name for m in methods.values() if m.deployable and m.make is not None)
+    deployable = tuple(m.name for m in methods.values() if m.deployable and m.replayed)
     cfg = replace(scfg, methods=deployable if only is None else (only.split(":")[0],))
     rows = []
     for seed in scfg.seeds:
         seen, stream = set(), b.split(b.draws[seed].stream)
-        for name, _, alpha, V, chosen in routes(cfg, b, seed):
+        for name, _, alpha, V, served in routes(cfg, b, seed):
             per_model = methods[name.split(":")[0]].per_model
             if (only is not None and name != only) or (per_model and name in seen):
                 continue
             seen.add(name)
-            sat, cost = (np.take_along_axis(a, chosen[:, None], 1).T for a in (stream.S, stream.E))  # [1, S'] each
+            o = outcome(served.chosen[None], served.exploring[None], stream.S[None], stream.E[None], np.zeros(1))
             rows.append({"family": name.split(":")[0], "method": name, "alpha_target": None if per_model else alpha,
-                         "V": V, "c": None, **{k: v[0] for k, v in judged_runs(sat, cost, at).items()}})  # fmt: skip
+                         "V": V, "c": None, **{k: v[0] for k, v in judged_runs(o.sat, o.cost, at).items()}})  # fmt: skip
     schema = {"family": pl.String, "method": pl.String, "alpha_target": pl.Float64, "V": pl.Float64,
               "c": pl.Float64, "running": pl.Float64, "cost": pl.Float64, "cost_stream": pl.Float64}  # fmt: skip
     return pl.DataFrame(rows, schema=schema)

@@ -26,7 +26,7 @@ from messplus.sim.config import SweepConfig
 from messplus.sim.inputs import Inputs, distinct_warnings
 from messplus.sim.metrics import outcome, predictor_quality
 from messplus.sim.results import VERSION, Block, Results, frames, options
-from messplus.sim.routers import MESSPLUS, Split, registry
+from messplus.sim.routers import MESSPLUS, Served, Split, registry
 from messplus.traces.io import load_benches
 
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -124,11 +124,11 @@ def bench_blocks(cfg: SweepConfig, b: Bench, trained: tuple[list, list, list]) -
     yield from bound_blocks(cfg, b)
 
 
-def routes(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[tuple[str, str, float, float | None, np.ndarray]]:
-    """(run name, kind, alpha, V, chosen [S]) of each chosen router, fitted on this seed's calibration split, for
-    every alpha (and every V, for an online policy; None for the others)."""
+def routes(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[tuple[str, str, float, float | None, Served]]:
+    """(run name, kind, alpha, V, what it served) of each chosen router replayed request by request, fitted on this
+    seed's calibration split, for every alpha (and every V, for an online policy; None for the others)."""
     methods, d = registry(), b.draws[seed]
-    chosen = [m for m in cfg.methods if methods[m].routes]
+    chosen = [m for m in cfg.methods if methods[m].replayed]
     if not chosen:  # the splits copy the inputs: not for nothing on a million-request stream
         return
     calib, stream, whole = b.split(d.calib), b.split(d.stream), Split(b.X, b.arrays.satisfied, b.E)
@@ -139,9 +139,9 @@ def routes(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[tuple[str, str, fl
             router.fit(calib, whole)
             if methods[m].online:
                 for a, V in itertools.product(b.alphas, cfg.Vs):
-                    yield name, kind, a, V, router.run(stream, a, V / scale, d.noise, cfg.latency_sla)
+                    yield name, kind, a, V, router.run(stream, a, V / scale, d, cfg.latency_sla)
             else:
-                yield from ((name, kind, a, None, router.route(stream, a, d.choice_u)) for a in b.alphas)
+                yield from ((name, kind, a, None, Served(router.route(stream, a, d.choice_u))) for a in b.alphas)
 
 
 def router_blocks(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[Block]:
@@ -149,8 +149,12 @@ def router_blocks(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[Block]:
     found = list(routes(cfg, b, seed))
     if not found:
         return
-    names, kinds, alphas, Vs, choices = zip(*found, strict=True)
-    alpha, chosen = np.array(alphas), np.stack(choices)
+    names, kinds, alphas, Vs, served = zip(*found, strict=True)
+    alpha, chosen, explored = (
+        np.array(alphas),
+        np.stack([s.chosen for s in served]),
+        np.stack([s.exploring for s in served]),
+    )
     stream, R = b.split(b.draws[seed].stream), len(found)
     S, E = (np.broadcast_to(a, (R, *a.shape)) for a in (stream.S, stream.E))  # [R, S, M]
     lat = None if stream.latency is None else np.broadcast_to(stream.latency, (R, *stream.latency.shape))
@@ -160,7 +164,7 @@ def router_blocks(cfg: SweepConfig, b: Bench, seed: int) -> Iterator[Block]:
         config |= {"V": np.array([np.nan if V is None else V for V in Vs]), "v_unit": [cfg.v_unit] * R}
     if cfg.latency_sla is not None:
         config["latency_sla"] = np.full(R, cfg.latency_sla)
-    o = outcome(chosen, np.zeros_like(chosen, dtype=bool), S, E, alpha, lat=lat)
+    o = outcome(chosen, explored, S, E, alpha, lat=lat)
     parts = b.stream_parts(np.broadcast_to(b.draws[seed].stream, (R, len(stream.S))))
     yield Block(b.name, config, alpha, reference, len(stream.S), outcome=o, parts=parts, part_names=b.part_names)
 
@@ -171,7 +175,7 @@ def bound_blocks(cfg: SweepConfig, b: Bench) -> Iterator[Block]:
     keys = list(itertools.product(cfg.seeds, b.alphas))
     seed, alpha = np.array([s for s, _ in keys]), np.array([a for _, a in keys])
     n = b.n_stream
-    chosen = [m for m in cfg.methods if methods[m].make is not None and not methods[m].routes]
+    chosen = [m for m in cfg.methods if not methods[m].routes]
     streams = {s: b.split(b.draws[s].stream) for s in cfg.seeds} if chosen else {}
     for m in chosen:
         bound = methods[m].make()

@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 
 from messplus.analysis.tables import main_table
-from messplus.sim import routers
+from messplus.sim import mess, routers
 from messplus.sim.config import SweepConfig
 from messplus.sim.plan import PlanConfig, run_plan
 from messplus.sim.results import open_results
-from messplus.sim.routers import Split, linucb_queue, primal_dual, register, registry, ts_queue
+from messplus.sim.routers import MESSPLUS, Served, Split, linucb_queue, primal_dual, register, registry, ts_queue
 from messplus.sim.sweep import load, run_sweep
 from messplus.traces.io import load_benches
 
@@ -32,7 +32,9 @@ def test_each_rival_equals_its_per_request_spec(name, small_trace):
             policy.fit(b.split(d.calib), Split(b.X, b.arrays.satisfied, b.E))
             extra = linucb_queue.features(stream.X.astype(float), *policy.basis) if name == "linucb-queue" else d.noise
             for alpha, V, sla in itertools.product(b.alphas, (1e-3, 1e-1), (None, 0.3)):
-                fast = policy.run(stream, alpha, V, d.noise, sla)
+                fast = policy.run(stream, alpha, V, d, sla)
+                assert fast.explored is None  # bandit feedback: no request is sent to every model
+                fast = fast.chosen
                 np.testing.assert_array_equal(fast, module.spec(stream, alpha, V, extra, sla))
                 decided += len(np.unique(fast)) > 1
     assert decided > 4  # the runs really route between models, so equal choices mean something
@@ -52,6 +54,27 @@ def test_rivals_learn_from_bandit_feedback_and_keep_the_sla_on_the_demo(small_tr
                               rivals.join(keeps, on="seed")["cost_per_request_right"]).all()  # fmt: skip
 
 
+def test_messplus_is_an_online_policy_that_its_batched_sweep_runs_equal(small_trace):
+    """MESS+ is registered like its rivals (an OnlinePolicy whose run is its per-request spec); sweeps run it
+    batched, and every batched run serves what the policy serves, explorations included, request by request."""
+    method = registry()[MESSPLUS]
+    assert method.online and method.batched and not method.replayed  # sweeps do not replay it a second time
+    cfg = SweepConfig(benches=("logiqa", "boolq"), seeds=(1, 2), alphas=(0.5, 0.8), Vs=(1e-3, 1e-1), cs=(0.5,),
+                      dtype="float64", latency_sla=0.4)  # fmt: skip
+    explored = switched = 0
+    for bench in cfg.benches:
+        b = load(cfg, load_benches(small_trace, [bench])[bench], bench)
+        for block in mess.blocks(cfg, b, *mess.train(cfg, {bench: b})[bench]):
+            for r, alpha in enumerate(block.alpha):
+                seed, c, V = (block.config[col][r] for col in ("seed", "c", "V"))
+                policy = method.make(b.pred, c=c, k=cfg.ks[0], explore_serve=cfg.explore_serve)
+                served = policy.run(b.split(b.draws[seed].stream), alpha, V, b.draws[seed], cfg.latency_sla)
+                np.testing.assert_array_equal(served.chosen, block.outcome.chosen[r])
+                np.testing.assert_array_equal(served.exploring, block.outcome.explored[r])
+                explored, switched = explored + served.exploring.sum(), switched + (len(np.unique(served.chosen)) > 2)
+    assert explored > 0 and switched > 4  # it explores and routes, so equal decisions mean something
+
+
 @pytest.fixture
 def sticky(monkeypatch):
     """A toy online policy, in one class: the cheapest model until the running satisfaction falls below alpha,
@@ -63,13 +86,13 @@ def sticky(monkeypatch):
         def fit(self, calib: Split, bench: Split) -> None:
             pass
 
-        def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla=None) -> np.ndarray:
+        def run(self, stream: Split, alpha: float, V: float, draws, latency_sla=None) -> Served:
             S, M = stream.S.shape
             chosen, got = np.empty(S, dtype=np.int64), 0.0
             for t in range(S):
                 chosen[t] = 0 if t == 0 or got / t >= alpha else M - 1
                 got += stream.S[t, chosen[t]]
-            return chosen
+            return Served(chosen)
 
     return "toy-sticky"
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from messplus.sim.draws import Draws
 from messplus.sim.engine import _first_argmin
 from messplus.sim.online import latency_step, observe, queue_step, run
-from messplus.sim.routers import Split, register
+from messplus.sim.routers import Served, Split, register
 
 DIMS = 8  # principal components kept (plus a constant): few enough to learn from a few hundred answers each
 BETA = 1.0  # standard errors of optimism
@@ -125,7 +126,7 @@ class LinUCBQueue:
     def fit(self, calib: Split, bench: Split) -> None:
         self.basis = projection(calib.X.astype(np.float64))
 
-    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None):
+    def run(self, stream: Split, alpha: float, V: float, draws: Draws, latency_sla: float | None = None) -> Served:
         if getattr(self, "last", (None,))[0] is not stream.X:  # one stream, many (alpha, V): projected once
             self.last = (stream.X, features(stream.X.astype(np.float64), *self.basis))
         return run(_kernel, stream, alpha, V, latency_sla, self.last[1])

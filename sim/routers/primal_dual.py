@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from messplus.sim.draws import Draws
 from messplus.sim.online import observe, run
-from messplus.sim.routers import Split, register
+from messplus.sim.routers import Served, Split, register
 
 
 def spec(stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None) -> np.ndarray:
@@ -71,5 +72,5 @@ class PrimalDual:
     def fit(self, calib: Split, bench: Split) -> None:
         pass
 
-    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None):
+    def run(self, stream: Split, alpha: float, V: float, draws: Draws, latency_sla: float | None = None) -> Served:
         return run(_kernel, stream, alpha, V, latency_sla)

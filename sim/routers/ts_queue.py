@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from messplus.sim.draws import Draws
 from messplus.sim.engine import _first_argmin
 from messplus.sim.online import latency_step, observe, queue_step, run
-from messplus.sim.routers import Split, register
+from messplus.sim.routers import Served, Split, register
 
 
 def beta_sample(n: np.ndarray, ones: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -78,5 +79,5 @@ class ThompsonQueue:
     def fit(self, calib: Split, bench: Split) -> None:
         pass
 
-    def run(self, stream: Split, alpha: float, V: float, noise: np.ndarray, latency_sla: float | None = None):
-        return run(_kernel, stream, alpha, V, latency_sla, np.ascontiguousarray(noise))
+    def run(self, stream: Split, alpha: float, V: float, draws: Draws, latency_sla: float | None = None) -> Served:
+        return run(_kernel, stream, alpha, V, latency_sla, np.ascontiguousarray(draws.noise))
