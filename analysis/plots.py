@@ -264,11 +264,10 @@ def dynamics(
     axes[1, 0].set_ylabel(f"running cost per request ({unit})")
     axes[2, 0].set_ylabel("virtual queue Q")
     handles, _ = axes[0, 0].get_legend_handles_labels()
-    handles += [
-        Line2D([], [], color="grey", lw=0.8, ls=(0, (1, 2)), label="SLA α (dotted, in its line's colour)"),
-        Line2D([], [], ls="none", marker="o", mfc="white", mec="k",
-               label="t = the first request after which every seed stays ≥ α"),
-    ]  # fmt: skip
+    handles.append(Line2D([], [], color="grey", lw=0.8, ls=(0, (1, 2)), label="SLA α (dotted, in its line's colour)"))
+    if held["t_all"].is_not_null().any():  # else each line says how many seeds end below, and no mark is drawn
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="k",
+                              label="t = the first request after which every seed stays ≥ α"))  # fmt: skip
     if seeds > 1:
         handles.append(Patch(color="grey", alpha=2 * BAND, label=f"satisfaction: min to max over the {seeds} seeds"))
     if drift:

@@ -212,6 +212,18 @@ def test_dynamics_marks_the_request_after_which_every_seed_holds(holding_sweep, 
     assert {f"{n} of 3 seeds end below α" for n in marks.filter(pl.col("t_all").is_null())["below"]} <= texts
 
 
+def test_dynamics_legend_names_the_mark_only_where_one_is_drawn(holding_sweep, tmp_path):
+    from messplus.analysis.plots import dynamics_runs, hold_from
+
+    marks = hold_from(dynamics_runs(open_results(holding_sweep), "boolq").runs)
+    entry = "t = the first request after which every seed stays ≥ α"
+    for held in (marks.filter(pl.col("t_all").is_null()), marks.filter(pl.col("t_all").is_not_null())):
+        mark = held.row(0, named=True)
+        out = tmp_path / str(mark["t_all"])
+        analysis("plot", "dynamics", holding_sweep, "--alpha", str(mark["alpha"]), "--V", str(mark["V"]), "--out", out)
+        assert (entry in svg_texts(out / "dynamics_boolq.svg")) == (mark["t_all"] is not None)
+
+
 def test_plot_dynamics_draws_the_alpha_V_and_c_asked_for(holding_sweep, tmp_path):
     analysis("plot", "dynamics", holding_sweep, "--alpha", "0.75", "--V", "1e-4", "--c", "0.1", "--out", tmp_path)
     texts = svg_texts(tmp_path / "dynamics_boolq.svg")
