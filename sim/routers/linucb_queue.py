@@ -17,7 +17,7 @@ from numba import njit
 
 from messplus.sim.draws import Draws
 from messplus.sim.engine import _first_argmin
-from messplus.sim.online import latency_step, observe, queue_step, run
+from messplus.sim.online import observe, queues_step, run
 from messplus.sim.routers import Served, Split, register
 
 DIMS = 8  # principal components kept (plus a constant): few enough to learn from a few hundred answers each
@@ -112,9 +112,7 @@ def _kernel(S, E, lat, sla, two, alpha, V, Z, chosen) -> None:
                 theta[m, i] += A_inv[m, i, j] * b[m, j]
         took = lat[t, m] if two else 0.0
         observe(n, ones, spent, waited, m, S[t, m], E[t, m], took)
-        q = queue_step(q, alpha, S[t, m])
-        if two:
-            zq = latency_step(zq, took, sla)
+        q, zq = queues_step(q, zq, alpha, S[t, m], took, sla, two)
         chosen[t] = m
 
 

@@ -16,7 +16,7 @@ from numba import njit
 
 from messplus.sim.draws import Draws
 from messplus.sim.engine import _first_argmin
-from messplus.sim.online import latency_step, observe, queue_step, run
+from messplus.sim.online import observe, queues_step, run
 from messplus.sim.routers import Served, Split, register
 
 
@@ -66,9 +66,7 @@ def _kernel(S, E, lat, sla, two, alpha, V, noise, chosen) -> None:
             m = _first_argmin(sampled, cost, alpha, V, q, slow, sla, z, two)
         took = lat[t, m] if two else 0.0
         observe(n, ones, spent, waited, m, S[t, m], E[t, m], took)
-        q = queue_step(q, alpha, S[t, m])
-        if two:
-            z = latency_step(z, took, sla)
+        q, z = queues_step(q, z, alpha, S[t, m], took, sla, two)
         chosen[t] = m
 
 
