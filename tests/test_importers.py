@@ -377,3 +377,25 @@ def test_shared_routerbench_table_imports_with_source_figures(shared, tmp_path):
         assert arrays.cost("cost_usd")[:, j].mean() == pytest.approx(cost, rel=1e-9)
     means = arrays.cost("cost_usd").mean(0)
     assert np.all(np.diff(means) >= 0) and not math.isnan(means.sum())  # zoo in cost order
+
+
+def test_dense_arrays_number_requests_by_first_appearance_whatever_the_row_order():
+    from messplus.traces.io import Trace
+    from messplus.traces.synth import synth_trace
+
+    trace = synth_trace(["boolq", "piqa"], n_features=3, scale=0.02)
+    shuffled = Trace(trace.df.sample(fraction=1.0, shuffle=True, seed=7), trace.zoo, trace.synthetic)
+    a, b = to_arrays(trace, "piqa"), to_arrays(shuffled, "piqa")
+    rows = shuffled.df.filter(pl.col("bench") == "piqa")
+    assert list(b.doc_ids) == list(rows["doc_id"].unique(maintain_order=True))  # first appearance, not sorted
+    assert sorted(b.doc_ids) == sorted(a.doc_ids) and list(b.doc_ids) != list(a.doc_ids)
+    at = {d: i for i, d in enumerate(a.doc_ids)}
+    same = np.array([at[d] for d in b.doc_ids])  # b's requests in a's order
+    np.testing.assert_array_equal(b.satisfied, a.satisfied[same])
+    np.testing.assert_array_equal(b.features, a.features[same])
+    assert b.costs.keys() == a.costs.keys() and b.texts == [a.texts[i] for i in same]
+    for name in a.costs:
+        np.testing.assert_array_equal(b.cost(name), a.cost(name)[same])
+    row = rows.row(5, named=True)  # one row read back from its place: the request's row, the model's column
+    i, m = list(b.doc_ids).index(row["doc_id"]), trace.zoo.names.index(row["model"])
+    assert b.satisfied[i, m] == row["satisfied"] and b.cost("energy_j")[i, m] == row["energy_j"]

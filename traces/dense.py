@@ -47,25 +47,35 @@ def complete_costs(df: pl.DataFrame) -> list[str]:
 
 
 def to_arrays(trace: Trace, bench: str) -> BenchArrays:
-    """Sort rows by (request first appearance, zoo order) and reshape; no Python loop over rows."""
+    """Requests numbered by first appearance, models by zoo order, and every row scattered to its [T, M] place; no
+    Python loop over rows, no sort (the trace's validation guarantees each (request, model) once)."""
     models = trace.zoo.names
     df = trace.df.filter(pl.col("bench") == bench)
     if df.is_empty():
         raise UserError(f"unknown bench {bench!r} (available: {', '.join(trace.benches)})")
-    order = df.select("doc_id").unique(maintain_order=True).with_row_index("_req")
-    rank = pl.DataFrame({"model": list(models), "_m": np.arange(len(models))})
-    df = df.join(order, on="doc_id").join(rank, on="model").sort(["_req", "_m"])
-    T, M = order.height, len(models)
+    first_seen = pl.col("_row").min().over("doc_id")  # the row where each request first appears
+    at = df.with_row_index("_row").select(
+        req=first_seen.rank("dense") - 1,
+        m=pl.col("model").cast(pl.String).replace_strict(models, range(len(models)), return_dtype=pl.Int64),
+    )
+    T, M = int(at["req"].max()) + 1, len(models)
+    place = at["req"].to_numpy().astype(np.int64) * M + at["m"].to_numpy()  # [rows] flat index into [T, M]
 
     def dense(expr: pl.Expr) -> np.ndarray:
-        return df.select(expr.cast(pl.Float64)).to_series().to_numpy().reshape(T, M)
+        out = np.empty(T * M)
+        out[place] = df.select(expr.cast(pl.Float64)).to_series().to_numpy()
+        return out.reshape(T, M)
 
     summed = lambda kind: pl.sum_horizontal(pl.col(c).cast(pl.Float64) for c in kind.columns)  # noqa: E731
     costs = {name: dense(summed(COST_KINDS[name])) for name in complete_costs(df)}
-    first = df.filter(pl.col("_m") == 0)
+    rows = np.empty(T, dtype=np.int64)  # [T] each request's row of the cheapest model
+    zoo_first = np.flatnonzero(at["m"].to_numpy() == 0)
+    rows[place[zoo_first] // M] = zoo_first
+    first = df.select(c for c in ("doc_id", "text", "features") if c in df.columns)[rows]  # [T] one row a request
     features = None
     if "features" in df.columns and first["features"].null_count() == 0:
-        features = np.stack(first["features"].to_numpy()).astype(np.float32)
+        width = int(first["features"].list.len()[0])
+        features = first["features"].explode().cast(pl.Float32).to_numpy().reshape(T, width)
     return BenchArrays(
         bench=bench,
         models=models,

@@ -78,8 +78,17 @@ def write_parquet(df: pl.DataFrame, path: str | Path, metadata: dict[bytes, dict
     return path
 
 
-def _read_table(path: Path) -> pa.Table:
-    """The Parquet table, its text columns checked to be UTF-8 (Arrow reads them unchecked)."""
+def _read_table(path: Path) -> tuple[pl.DataFrame, pa.Schema]:
+    """The Parquet table and its schema (with the trace's metadata). polars reads it, checking that text is UTF-8;
+    where it refuses, Arrow reads it again only to say which column is broken and how."""
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    try:
+        return pl.read_parquet(path), schema
+    except (pl.exceptions.PolarsError, OSError):
+        pass
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
@@ -90,12 +99,15 @@ def _read_table(path: Path) -> pa.Table:
                 table.column(name).validate(full=True)
             except pa.ArrowInvalid:
                 raise UserError(f"{path}: column {name!r} holds text that is not valid UTF-8") from None
-    return table
+    try:
+        return pl.from_arrow(table), schema
+    except (pa.ArrowException, pl.exceptions.PolarsError) as e:
+        raise UserError(f"{path}: cannot read the table ({str(e).splitlines()[0]})") from None
 
 
-def _metadata(path: Path, table: pa.Table) -> dict:
+def _metadata(path: Path, schema: pa.Schema) -> dict:
     """The trace's own metadata: a JSON object of this schema version with a zoo list."""
-    raw = (table.schema.metadata or {}).get(META_KEY)
+    raw = (schema.metadata or {}).get(META_KEY)
     if raw is None:
         raise UserError(f"{path}: no trace metadata; write traces with `traces import` or traces.io.write_trace")
     try:
@@ -124,14 +136,10 @@ def read_trace(path: str | Path) -> Trace:
         raise UserError(f"{path}: is a folder, not a trace file")
     if not path.is_file():
         raise UserError(f"{path}: trace file not found")
-    table = _read_table(path)
-    meta = _metadata(path, table)
+    df, schema = _read_table(path)
+    meta = _metadata(path, schema)
     zoo = Zoo.from_json(json.dumps(meta["zoo"]), f"{path}: trace metadata")
     provenance = {**meta.get("provenance", {}), "source": str(path)}
-    try:
-        df = pl.from_arrow(table)
-    except (pa.ArrowException, pl.exceptions.PolarsError) as e:
-        raise UserError(f"{path}: cannot read the table ({str(e).splitlines()[0]})") from None
     return Trace(df, zoo, bool(meta.get("synthetic")), provenance)
 
 

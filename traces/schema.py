@@ -192,16 +192,19 @@ def _check_rows(df: pl.DataFrame, where: str, models: tuple[str, ...] | None) ->
             raise UserError(
                 f"{where}: column 'model' row {row}: unknown model {df['model'][row]!r} (zoo: {', '.join(models)})"
             )
+    zoo = models or tuple(df["model"].unique(maintain_order=True))
+    per = df.group_by(["bench", "doc_id"], maintain_order=True).agg(
+        n=pl.len(), distinct=pl.col("model").n_unique()
+    )  # one pass for both checks; the rows are searched only when one fails
     key = list(KEYS)
-    row = _first_row(df, pl.struct(key).is_duplicated())
-    if row is not None:
+    if (per["n"] != per["distinct"]).any():
+        row = _first_row(df, pl.struct(key).is_duplicated())
         b, d, m = (df[k][row] for k in key)
         raise UserError(f"{where}: row {row}: duplicated (bench, doc_id, model) = ({b}, {d}, {m})")
-    zoo = models or tuple(df["model"].unique(maintain_order=True))
-    counts = df.group_by(["bench", "doc_id"], maintain_order=True).agg(pl.col("model"))
-    short = counts.filter(pl.col("model").list.len() < len(zoo)).head(1)
+    short = per.filter(pl.col("distinct") < len(zoo)).head(1)
     if not short.is_empty():
-        b, d, have = short.row(0)
+        b, d = short.select("bench", "doc_id").row(0)
+        have = set(df.filter(pl.col("bench") == b, pl.col("doc_id") == d)["model"])
         missing = next(m for m in zoo if m not in have)
         raise UserError(f"{where}: bench {b} doc_id {d}: no row for model {missing!r}")
 
