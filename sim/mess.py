@@ -16,6 +16,7 @@ from messplus.sim.bench import Bench
 from messplus.sim.config import SweepConfig
 from messplus.sim.draws import explore_prob
 from messplus.sim.engine import Latency, cost_estimates, explore_answers, replay_queues
+from messplus.sim.head import subnormals_flushed
 from messplus.sim.metrics import GAP_SLACK, auc_z, bce, lindley, nan_to_none, outcome, ranks_agree, z_critical
 from messplus.sim.predictor import Group, Trained, initial_theta, memory_needed, predict_groups
 from messplus.sim.results import PREDICTION_SCHEMA, Block
@@ -249,6 +250,7 @@ def latency_queue(lat: np.ndarray, explored: np.ndarray, est: np.ndarray, sla: f
     return Latency(lhat, lat, np.full(len(lat), sla))
 
 
+@subnormals_flushed()
 def learn_run(cfg: SweepConfig, b: Bench, g: Group, seed: int, ehat, answer, has_fb, alpha: float, V: float):
     """One run that learns from feedback too: its choices [S], queues [S], predictions [S, M], predictor
     diagnostics (diagnose) and the number of labels it trained on."""

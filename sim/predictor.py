@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from messplus.sim.config import PredictorConfig
+from messplus.sim.head import subnormals_flushed
 from messplus.sim.training import LN_EPS, layout, train_window
 
 WINDOW = 64  # units between checkpoints: more reads more folds per step, fewer merges the h x h checkpoint more often
@@ -380,6 +381,7 @@ def memory_needed(groups: list[Group], dtype: torch.dtype) -> int:
 
 
 @torch.no_grad()
+@subnormals_flushed()
 def predict_groups(
     groups: list[Group], device: str = "cpu", dtype: torch.dtype = torch.float32, progress=None, window: int = 0
 ) -> list[Trained]:

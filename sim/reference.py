@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from messplus.sim.base_rate import evidence, log_odds, probability, threshold
 from messplus.sim.config import PredictorConfig, RunConfig
 from messplus.sim.draws import Draws, explore_prob
-from messplus.sim.head import Head, optimizer
+from messplus.sim.head import Head, optimizer, subnormals_flushed
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ def train_on(head: Head, opt, x, y, masks, pred: PredictorConfig, seen: int = -1
         opt.step()
 
 
+@subnormals_flushed()
 def simulate_reference(
     X: np.ndarray, S: np.ndarray, E: np.ndarray, d: Draws, run: RunConfig, pred: PredictorConfig, dtype=torch.float64,
     L: np.ndarray | None = None,

@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numba import njit
 
 from messplus.sim import mess, predictor
 from messplus.sim.base_rate import log_odds
 from messplus.sim.config import PredictorConfig
 from messplus.sim.draws import Draws, draw
-from messplus.sim.head import Head, optimizer
+from messplus.sim.head import Head, optimizer, subnormals_flushed
 from messplus.sim.predictor import Group, predict_groups, sgd_coefficients
 from messplus.sim.reference import train_on
-from messplus.sim.training import LN_EPS, layer_norm_backward
+from messplus.sim.training import LN_EPS, _sgd, layer_norm_backward
 
 F64 = torch.float64
 
@@ -35,6 +36,38 @@ def torch_sgd(cfg: PredictorConfig, w0: np.ndarray, grads: np.ndarray) -> tuple[
         weights.append(w.detach().numpy().copy())
         buffers.append(opt.state[w]["momentum_buffer"].numpy().copy())
     return np.array(weights), np.array(buffers)
+
+
+@njit
+def _idle_steps(theta, buf, n, lr, momentum, weight_decay):
+    """n compiled SGD steps of a weight that gets no gradient (a dead unit's)."""
+    for _ in range(n):
+        _sgd(theta, buf, 0, 0.0, lr, momentum, weight_decay)
+
+
+def test_a_dead_units_weight_never_sits_on_a_subnormal_in_either_path():
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero flags for torch to set (not x86 with SSE3)")
+    paper = dict(lr=0.0767, momentum=0.95, weight_decay=0.01)  # a weight shrinks by about 0.975 a step
+    tiny = np.finfo(np.float32).smallest_normal
+    subnormal = lambda w: 0 < abs(w) < tiny  # noqa: E731
+    n = 6000  # 0.975^6000 is far below the smallest float32 subnormal: only rounding keeps the weight alive
+
+    def both() -> tuple[np.ndarray, float]:
+        """torch's weights after each idle step (the spec's optimizer), and the compiled step's last weight."""
+        weights, _ = torch_sgd(config(**paper), np.ones(1, dtype=np.float32), np.zeros((n, 1), dtype=np.float32))
+        theta, buf = np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.float32)
+        _idle_steps(theta, buf, n, *(np.float32(v) for v in paper.values()))
+        return weights[:, 0], float(theta[0])
+
+    stuck, compiled = both()
+    assert subnormal(stuck[-1]) and subnormal(compiled)  # unflushed, both sit on a subnormal for good
+    with subnormals_flushed():
+        flushed, compiled = both()
+    assert not any(subnormal(w) for w in (*flushed, compiled))  # every step's operands normal (or zero)
+    normal = np.abs(stuck) >= tiny
+    np.testing.assert_array_equal(flushed[normal][:100], stuck[normal][:100])  # nothing else changes
+    assert subnormal(both()[1])  # the flags are off again after the block
 
 
 def test_sgd_coefficients_give_torch_sgd_weights_after_every_step():
