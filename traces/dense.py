@@ -58,8 +58,9 @@ def to_arrays(trace: Trace, bench: str) -> BenchArrays:
         req=first_seen.rank("dense") - 1,
         m=pl.col("model").cast(pl.String).replace_strict(models, range(len(models)), return_dtype=pl.Int64),
     )
-    T, M = int(at["req"].max()) + 1, len(models)
-    place = at["req"].to_numpy().astype(np.int64) * M + at["m"].to_numpy()  # [rows] flat index into [T, M]
+    req, m = at["req"].to_numpy().astype(np.int64), at["m"].to_numpy()  # [rows] each row's request and model
+    T, M = int(req.max()) + 1, len(models)
+    place = req * M + m  # [rows] flat index into [T, M]
 
     def dense(expr: pl.Expr) -> np.ndarray:
         out = np.empty(T * M)
@@ -68,9 +69,9 @@ def to_arrays(trace: Trace, bench: str) -> BenchArrays:
 
     summed = lambda kind: pl.sum_horizontal(pl.col(c).cast(pl.Float64) for c in kind.columns)  # noqa: E731
     costs = {name: dense(summed(COST_KINDS[name])) for name in complete_costs(df)}
+    cheapest = np.flatnonzero(m == 0)  # the rows of the cheapest model: one per request
     rows = np.empty(T, dtype=np.int64)  # [T] each request's row of the cheapest model
-    zoo_first = np.flatnonzero(at["m"].to_numpy() == 0)
-    rows[place[zoo_first] // M] = zoo_first
+    rows[req[cheapest]] = cheapest
     first = df.select(c for c in ("doc_id", "text", "features") if c in df.columns)[rows]  # [T] one row a request
     features = None
     if "features" in df.columns and first["features"].null_count() == 0:
